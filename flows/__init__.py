@@ -1,0 +1,1 @@
+"""The flow engine (DESIGN.md "Policy -> plan"): policy -> plan -> steps. Pure Python, no Flask."""

@@ -1,0 +1,41 @@
+"""Typed errors of the flow engine; the web layer renders them in one place."""
+
+
+class FlowError(Exception):
+    """Base class of every flow error. ``message`` is safe to show to the user."""
+
+    message = "The sign-in could not continue."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
+
+class FlowNotFound(FlowError):
+    """The flow expired, was finished, or belongs to another browser session."""
+
+    message = "This sign-in has expired. Please start again."
+
+
+class Throttled(FlowError):
+    """Too many attempts; the caller must wait ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(f"Too many attempts. Try again in {self.retry_after} seconds.")
+
+
+class AccountLocked(FlowError):
+    """Too many consecutive failures: only an administrator can unlock (NIST SP 800-63B 5.2.2)."""
+
+    message = "Too many failed attempts. Ask your administrator to unlock the account."
+
+
+class UnmetAuthenticationRequirements(FlowError):
+    """The required level cannot be reached with the steps available to this user.
+
+    Mirrors OpenID Connect's ``unmet_authentication_requirements`` error.
+    """
+
+    message = "This sign-in needs a stronger method than this account can use."

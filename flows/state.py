@@ -1,0 +1,59 @@
+"""Flow state: plain JSON (never pickle), kept server-side with a TTL by the web layer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.context import VerifiedFactor
+from flows.policy import Request
+
+
+@dataclass
+class FlowState:
+    """One sign-in in progress."""
+
+    id: str
+    tenant: str
+    request: Request
+    created_at: int
+    return_to: str
+    identified: bool = False
+    reauth: bool = False  # identified by the session: the username cannot change
+    username: str | None = None
+    user_id: int | None = None
+    verified: list[VerifiedFactor] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "tenant": self.tenant,
+                "request": self.request.to_json(),
+                "created_at": self.created_at,
+                "return_to": self.return_to,
+                "identified": self.identified,
+                "reauth": self.reauth,
+                "username": self.username,
+                "user_id": self.user_id,
+                "verified": [f.to_json() for f in self.verified],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> FlowState:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(
+            id=str(data["id"]),
+            tenant=str(data["tenant"]),
+            request=Request.from_json(data["request"]),
+            created_at=int(data["created_at"]),
+            return_to=str(data["return_to"]),
+            identified=bool(data["identified"]),
+            reauth=bool(data.get("reauth", False)),
+            username=data.get("username"),
+            user_id=data.get("user_id"),
+            verified=[VerifiedFactor.from_json(f) for f in data.get("verified", [])],
+        )

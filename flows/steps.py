@@ -1,0 +1,141 @@
+"""Steps: small classes with one interface. A step returns ok, retry (with a message) or fail.
+
+Steps reach storage only through the :class:`Env` protocol, which the web layer implements.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+from factors.errors import InvalidCredentials
+from factors.password import AMR as PASSWORD_AMR
+from factors.password import PasswordFactor
+from flows.context import VerifiedFactor
+from flows.errors import AccountLocked, Throttled
+from flows.policy import UserFacts
+from flows.state import FlowState
+from flows.throttle import Throttle
+
+GENERIC_LOGIN_ERROR = "Incorrect username or password."
+USERNAME_MAX = 150
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: Outcome
+    message: str | None = None
+    factor: VerifiedFactor | None = None
+
+    @classmethod
+    def ok(cls, factor: VerifiedFactor | None = None) -> StepResult:
+        return cls(Outcome.OK, factor=factor)
+
+    @classmethod
+    def retry(cls, message: str) -> StepResult:
+        return cls(Outcome.RETRY, message)
+
+    @classmethod
+    def fail(cls, message: str) -> StepResult:
+        return cls(Outcome.FAIL, message)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A user as the steps see it."""
+
+    user_id: int
+    username: str
+    password_hash: str | None
+    status: str
+    facts: UserFacts
+
+
+class Env(Protocol):
+    """What a step may ask of the outside world during one request."""
+
+    now: int
+    client_ip: str
+    passwords: PasswordFactor
+
+    def find_subject(self, tenant: str, user_id: int | None, username: str) -> Subject | None: ...
+    def throttle(self, scope: str) -> Throttle: ...
+    def lock_account(self, user_id: int) -> None: ...
+    def store_password_hash(self, user_id: int, encoded: str) -> None: ...
+
+
+def normalize_username(raw: str) -> str:
+    """Usernames compare NFKC-casefolded, without surrounding blanks."""
+    return unicodedata.normalize("NFKC", raw).strip().casefold()
+
+
+class Step(Protocol):
+    name: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]]
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult: ...
+
+
+class IdentifyStep:
+    """Takes a username. It never says whether the user exists (no enumeration)."""
+
+    name: ClassVar[str] = "identify"
+    fields: ClassVar[tuple[str, ...]] = ("username",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        username = normalize_username(answer.get("username", ""))
+        if not username:
+            return StepResult.retry("Enter your username.")
+        if len(username) > USERNAME_MAX:
+            return StepResult.retry(GENERIC_LOGIN_ERROR)
+        subject = env.find_subject(state.tenant, None, username)
+        state.identified, state.username = True, username
+        state.user_id = subject.user_id if subject else None
+        return StepResult.ok()
+
+
+class PasswordStep:
+    """Checks the password under the account and IP throttle; rehashes on new parameters."""
+
+    name: ClassVar[str] = "password"
+    fields: ClassVar[tuple[str, ...]] = ("password",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        password = answer.get("password", "")
+        if not password:
+            return StepResult.retry("Enter your password.")
+        username = state.username or ""
+        subject = env.find_subject(state.tenant, state.user_id, username)
+        if subject is not None and subject.status == "locked":
+            return StepResult.retry(AccountLocked.message)
+        try:
+            attempt = env.throttle("password").begin(
+                f"{state.tenant}:{username}", env.client_ip, env.now
+            )
+        except (Throttled, AccountLocked) as exc:
+            return StepResult.retry(exc.message)
+        try:
+            env.passwords.verify(subject.password_hash if subject else None, password)
+        except InvalidCredentials:
+            if attempt.failed() and subject is not None:
+                env.lock_account(subject.user_id)
+            state.identified = state.reauth  # let the user correct a mistyped username
+            return StepResult.retry(GENERIC_LOGIN_ERROR)
+        attempt.succeeded()
+        assert subject is not None  # verify() raises for an unknown user
+        if subject.status != "active":
+            return StepResult.fail("This account is disabled. Contact your administrator.")
+        if subject.password_hash and env.passwords.needs_rehash(subject.password_hash):
+            env.store_password_hash(subject.user_id, env.passwords.hash(password))
+        return StepResult.ok(VerifiedFactor("password", PASSWORD_AMR, env.now))
+
+
+STEPS: dict[str, Step] = {s.name: s for s in (IdentifyStep(), PasswordStep())}

@@ -1,0 +1,101 @@
+"""Stepwise, the identity provider: the Flask app factory (DESIGN.md "Layout")."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, render_template
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from factors.password import Argon2Params, PasswordFactor
+from flows.throttle import ThrottleRules
+from idp import errors, security
+from idp.ephemeral import connect
+from idp.services import Services
+from idp.sessions import ServerSessionInterface
+from idp.settings import ROOT, Settings, SettingsError, load
+from idp.store.db import Database
+from idp.tenancy import SlugConverter
+
+__all__ = ["SettingsError", "build_services", "create_app"]
+
+
+def build_services(settings: Settings) -> Services:
+    problems = settings.problems()
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return Services(
+        settings=settings,
+        db=Database(settings.effective_database_url),
+        store=connect(settings.redis_url),
+        passwords=PasswordFactor(
+            Argon2Params(
+                settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+            )
+        ),
+        throttle_rules=ThrottleRules(
+            free_attempts=settings.throttle_free_attempts,
+            max_delay=settings.throttle_max_delay,
+            lock_after=settings.throttle_lock_after,
+            ip_limit=settings.throttle_ip_limit,
+            ip_window=settings.throttle_ip_window,
+        ),
+    )
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` keys that name settings override them; others go to Flask."""
+    test_config = dict(test_config or {})
+    flask_keys = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
+    settings = load(test_config)
+    svc = build_services(settings)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    app = Flask(
+        "idp",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "idp" / "static"),
+        instance_path=str(settings.instance_dir),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_form_bytes,
+        MAX_FORM_PARTS=100,
+        PREFERRED_URL_SCHEME="https" if settings.https else "http",
+        WTF_CSRF_TIME_LIMIT=settings.flow_ttl * 4,
+        WTF_CSRF_SSL_STRICT=False,  # SameSite cookies and the token already bind the form
+    )
+    app.config.update(flask_keys)
+    app.extensions["stepwise"] = svc
+    app.url_map.converters["slug"] = SlugConverter
+    app.session_interface = ServerSessionInterface(
+        svc.store, settings.session_idle_timeout, settings.session_absolute_timeout, settings.https
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    CSRFProtect(app)
+    manager = LoginManager(app)
+    from idp.login.users import install
+
+    install(manager)
+    errors.register(app)
+    security.install_headers(app, settings.https)
+
+    from idp import account, health, login
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(account.bp)
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html")
+
+    return app

@@ -1,0 +1,211 @@
+"""The ``idp`` command (DESIGN.md "Stable interfaces"). A user error exits 2 with one line."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from idp import build_services, directory
+from idp.services import Services
+from idp.settings import SettingsError, load
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _services() -> Services:
+    return build_services(load())
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"idp: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Stepwise identity provider."""
+
+
+@cli.command()
+def init() -> None:
+    """Create or upgrade the database schema. Safe to run again."""
+    from idp.store.migrate import upgrade
+
+    svc = _services()
+    upgrade(svc.db.engine)
+    click.echo(f"database ready: {svc.db.engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="worker processes [default: CPU count; 1 with the in-process store]",
+)
+def serve(host: str, port: int, workers: int | None) -> None:
+    """Serve Stepwise with gunicorn."""
+    from idp.server import run
+
+    svc = _services()
+    if not svc.settings.redis_url:
+        if workers not in (None, 1):
+            raise CliError(
+                "the in-process store serves one process: set IDP_REDIS_URL for --workers > 1"
+            )
+        workers = 1
+    run(svc, host, port, workers or (os.cpu_count() or 1))
+
+
+@cli.group()
+def tenant() -> None:
+    """Manage tenants."""
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", help="display name [default: the slug]")
+@click.option(
+    "--mfa", type=click.Choice(["off", "optional", "required"]), default="off", show_default=True
+)
+def tenant_create(slug: str, name: str | None, mfa: str) -> None:
+    """Create tenant SLUG (its issuer is {base}/t/SLUG)."""
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.create_tenant(s, slug, name, mfa)
+    click.echo(f"tenant {t.slug} created: {svc.settings.base_url}/t/{t.slug}")
+
+
+@tenant.command("list")
+def tenant_list() -> None:
+    """List tenants."""
+    from sqlalchemy import select
+
+    from idp.store.models import Tenant
+
+    with _services().db.session() as s:
+        for t in s.scalars(select(Tenant).order_by(Tenant.slug)):
+            click.echo(f"{t.slug}\t{t.name}\tmfa={t.mfa_mode}\tusers={directory.count_users(s, t)}")
+
+
+@cli.group()
+def user() -> None:
+    """Manage users."""
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("--password-stdin: no password on standard input")
+        return line.rstrip("\r\n")
+    if sys.stdin.isatty():
+        value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return value
+    return None
+
+
+@user.command("create")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option(
+    "--role", type=click.Choice(["member", "admin", "owner"]), default="member", show_default=True
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="read the password from the first line of stdin"
+)
+def user_create(
+    tenant_slug: str, username: str, email: str, role: str, password_stdin: bool
+) -> None:
+    """Create USERNAME in TENANT."""
+    password = _read_password(password_stdin)
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.create_user(s, svc.passwords, t, username, email, role, password)
+    note = "" if password else " (no password set: the user cannot sign in with one yet)"
+    click.echo(f"user {u.username} created in {tenant_slug}{note}")
+
+
+@user.command("list")
+@click.argument("tenant_slug", metavar="TENANT")
+def user_list(tenant_slug: str) -> None:
+    """List the users of TENANT."""
+    with _services().db.session() as s:
+        for row in directory.list_users(s, directory.require_tenant(s, tenant_slug)):
+            click.echo(f"{row.username}\t{row.email}\t{row.role}\t{row.status}")
+
+
+def _status_command(name: str, status: str, help_text: str) -> None:
+    @user.command(name, help=help_text)
+    @click.argument("tenant_slug", metavar="TENANT")
+    @click.argument("username")
+    def _cmd(tenant_slug: str, username: str) -> None:
+        svc = _services()
+        with svc.db.session() as s:
+            t = directory.require_tenant(s, tenant_slug)
+            u = directory.require_user(s, t, username)
+            directory.set_status(s, t, u, status)
+            if status == "active":
+                svc.throttle("password").reset(f"{t.slug}:{u.username_norm}")
+        click.echo(f"user {u.username}: {status}")
+
+
+_status_command("disable", "disabled", "Disable USERNAME: it can no longer sign in.")
+_status_command("enable", "active", "Enable USERNAME again.")
+_status_command("unlock", "active", "Unlock USERNAME after too many failed sign-ins.")
+
+
+@cli.command(hidden=True)
+@click.option("--tenant", "slug", default="demo", show_default=True)
+def demo(slug: str) -> None:
+    """Create the demo tenant and admin (idempotent) and print how to sign in."""
+    svc = _services()
+    pw_file = svc.settings.instance_dir / "demo-admin-password"
+    with svc.db.session() as s:
+        t = directory.get_tenant(s, slug) or directory.create_tenant(s, slug, "Demo Company")
+        u = directory.find_user(s, t, "admin")
+        if u is None or not pw_file.exists():
+            password = secrets.token_urlsafe(12)
+            if u is None:
+                directory.create_user(
+                    s, svc.passwords, t, "admin", "admin@demo.example", "owner", password
+                )
+            else:
+                u.password_hash = svc.passwords.hash(password)
+            pw_file.parent.mkdir(parents=True, exist_ok=True)
+            pw_file.touch(mode=0o600)
+            pw_file.write_text(password)
+    base = svc.settings.base_url
+    click.echo(
+        f"\n  Sign in at  {base}/t/{slug}/login\n  username    admin\n"
+        f"  password    {pw_file.read_text()}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turn every user error into one line on stderr and exit status 2."""
+    try:
+        code = cli.main(args=argv, prog_name="idp", standalone_mode=False)
+    except click.UsageError as exc:
+        _fail(exc.format_message().replace("\n", " "))
+    except click.Abort:
+        _fail("aborted", 1)
+    except (CliError, SettingsError, directory.DirectoryError) as exc:
+        _fail(str(exc))
+    except OperationalError as exc:
+        _fail(f"cannot use the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}", 1)
+    sys.exit(code if isinstance(code, int) else 0)

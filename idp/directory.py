@@ -1,0 +1,200 @@
+"""Tenants and users: the operations the CLI, the console and the login flow share.
+
+Every operation validates its input and raises :class:`DirectoryError` with a message fit for
+the user; it writes an audit event in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from factors.errors import WeakSecret
+from factors.password import PasswordFactor
+from flows.policy import MfaMode, MfaScope, Role, TenantPolicy, UserFacts
+from flows.steps import USERNAME_MAX, Subject, normalize_username
+from idp.store.models import AuditEvent, Tenant, User
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+USERNAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f/\\]+$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+STATUS_EVENTS = {"active": "user.enabled", "disabled": "user.disabled", "locked": "user.locked"}
+
+
+class DirectoryError(Exception):
+    """A user-facing error: bad input, a duplicate, something not found."""
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def audit(
+    s: Session,
+    tenant: Tenant | None,
+    event: str,
+    *,
+    actor: int | None = None,
+    subject: int | None = None,
+    ip: str | None = None,
+    **details: Any,
+) -> None:
+    """Append an audit event in the caller's transaction."""
+    s.add(
+        AuditEvent(
+            tenant_id=tenant.id if tenant else None,
+            actor_id=actor,
+            subject_id=subject,
+            event=event,
+            ip=ip,
+            details=details,
+            at=now(),
+        )
+    )
+
+
+def get_tenant(s: Session, slug: str) -> Tenant | None:
+    return s.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def require_tenant(s: Session, slug: str) -> Tenant:
+    tenant = get_tenant(s, slug)
+    if tenant is None:
+        raise DirectoryError(f"no tenant {slug!r}")
+    return tenant
+
+
+def create_tenant(s: Session, slug: str, name: str | None = None, mfa: str = "off") -> Tenant:
+    if not SLUG_RE.match(slug):
+        raise DirectoryError("tenant slug must be 1-63 characters: a-z, 0-9 and '-' inside")
+    if mfa not in set(MfaMode):
+        raise DirectoryError("--mfa must be off, optional or required")
+    if get_tenant(s, slug) is not None:
+        raise DirectoryError(f"tenant {slug!r} already exists")
+    name = (name or slug).strip()
+    if not 0 < len(name) <= 200:
+        raise DirectoryError("tenant name must be 1-200 characters")
+    tenant = Tenant(
+        slug=slug, name=name, mfa_mode=mfa, mfa_scope=MfaScope.ALL.value, created_at=now()
+    )
+    s.add(tenant)
+    s.flush()
+    audit(s, tenant, "tenant.created", mfa=mfa)
+    return tenant
+
+
+def find_user(s: Session, tenant: Tenant, username: str) -> User | None:
+    return s.scalar(
+        select(User).where(
+            User.tenant_id == tenant.id, User.username_norm == normalize_username(username)
+        )
+    )
+
+
+def require_user(s: Session, tenant: Tenant, username: str) -> User:
+    user = find_user(s, tenant, username)
+    if user is None:
+        raise DirectoryError(f"no user {username!r} in tenant {tenant.slug!r}")
+    return user
+
+
+def create_user(
+    s: Session,
+    passwords: PasswordFactor,
+    tenant: Tenant,
+    username: str,
+    email: str,
+    role: str = "member",
+    password: str | None = None,
+) -> User:
+    username = username.strip()
+    if not 0 < len(username) <= USERNAME_MAX or not USERNAME_RE.match(username):
+        raise DirectoryError(
+            f"username must be 1-{USERNAME_MAX} characters, without spaces or slashes"
+        )
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise DirectoryError(f"not an email address: {email!r}")
+    if role not in set(Role):
+        raise DirectoryError("--role must be member, admin or owner")
+    if find_user(s, tenant, username) is not None:
+        raise DirectoryError(f"user {username!r} already exists in tenant {tenant.slug!r}")
+    password_hash = None
+    if password is not None:
+        try:
+            PasswordFactor.check_new(password)
+        except WeakSecret as exc:
+            raise DirectoryError(str(exc)) from None
+        password_hash = passwords.hash(password)
+    t = now()
+    user = User(
+        tenant_id=tenant.id,
+        username=username,
+        username_norm=normalize_username(username),
+        email=email,
+        role=role,
+        status="active",
+        password_hash=password_hash,
+        mfa_required=False,
+        mfa_enabled=False,
+        created_at=t,
+        updated_at=t,
+    )
+    s.add(user)
+    s.flush()
+    audit(s, tenant, "user.created", subject=user.id, role=role)
+    return user
+
+
+def set_status(
+    s: Session, tenant: Tenant, user: User, status: str, actor: int | None = None
+) -> None:
+    if status not in STATUS_EVENTS:
+        raise DirectoryError(f"status must be one of {', '.join(STATUS_EVENTS)}")
+    previous, user.status, user.updated_at = user.status, status, now()
+    audit(s, tenant, STATUS_EVENTS[status], actor=actor, subject=user.id, previous=previous)
+
+
+def count_users(s: Session, tenant: Tenant) -> int:
+    return s.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant.id)) or 0
+
+
+def policy_of(tenant: Tenant) -> TenantPolicy:
+    return TenantPolicy(mode=MfaMode(tenant.mfa_mode), scope=MfaScope(tenant.mfa_scope))
+
+
+def facts_of(user: User) -> UserFacts:
+    return UserFacts(
+        role=Role(user.role),
+        mfa_required_by_admin=user.mfa_required,
+        mfa_enabled_by_user=user.mfa_enabled,
+    )
+
+
+def subject_of(user: User) -> Subject:
+    return Subject(
+        user_id=user.id,
+        username=user.username,
+        password_hash=user.password_hash,
+        status=user.status,
+        facts=facts_of(user),
+    )
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user as listed by the CLI and the console."""
+
+    username: str
+    email: str
+    role: str
+    status: str
+
+
+def list_users(s: Session, tenant: Tenant) -> list[UserRow]:
+    users = s.scalars(select(User).where(User.tenant_id == tenant.id).order_by(User.username_norm))
+    return [UserRow(u.username, u.email, u.role, u.status) for u in users]

@@ -1,0 +1,35 @@
+"""Short-lived state (sessions, flows, counters): Redis, or an in-process store for one process.
+
+Both backends keep one contract, tested by tests/web/test_ephemeral_contract.py:
+``get``/``set`` with a TTL, ``add`` (set if absent), an atomic ``incr`` that renews the TTL,
+``delete``, and ``take`` (get and delete at once, for single-use values).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class EphemeralUnavailable(Exception):
+    """The store cannot be reached; pages answer 503."""
+
+
+class EphemeralStore(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes, ttl: int) -> None: ...
+    def add(self, key: str, value: bytes, ttl: int) -> bool: ...
+    def incr(self, key: str, ttl: int, amount: int = 1) -> int: ...
+    def delete(self, key: str) -> None: ...
+    def take(self, key: str) -> bytes | None: ...
+    def ping(self) -> None: ...
+
+
+def connect(redis_url: str) -> EphemeralStore:
+    """The Redis store for a ``redis://`` URL, else the in-process one."""
+    if redis_url:
+        from idp.ephemeral.redis_store import RedisStore
+
+        return RedisStore(redis_url)
+    from idp.ephemeral.memory import MemoryStore
+
+    return MemoryStore()

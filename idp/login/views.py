@@ -1,0 +1,130 @@
+"""GET shows the flow's current step; POST answers it (DESIGN.md "Login pages")."""
+
+from __future__ import annotations
+
+import time
+
+from flask import redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_user, logout_user
+
+from flows.context import AuthContext
+from flows.errors import FlowNotFound
+from flows.policy import Request
+from flows.state import FlowState
+from idp.audit_web import audit_event
+from idp.errors import HttpError
+from idp.login import flows
+from idp.login.users import SignedInUser
+from idp.security import form_fields
+from idp.services import services
+from idp.sessions import ServerSession
+from idp.store.models import User
+from idp.tenancy import current_tenant, tenant_blueprint
+
+bp = tenant_blueprint("login", __name__)
+ANSWER_FIELDS = ("username", "password")
+
+
+@bp.get("/login")
+def login() -> ResponseReturnValue:
+    tenant = current_tenant()
+    flow_id = request.args.get("flow", "")
+    if not flow_id:
+        fresh = request.args.get("prompt") == "login"
+        state = flows.start(
+            tenant,
+            Request(force_fresh=fresh, started_at=int(time.time())),
+            request.args.get("return_to", ""),
+        )
+        return redirect(url_for(".login", flow=state.id))
+    try:
+        state = flows.load(flow_id)
+    except FlowNotFound:
+        return render_template("login/expired.html", tenant=tenant), 400
+    return _show(state)
+
+
+@bp.post("/login")
+def answer() -> ResponseReturnValue:
+    tenant = current_tenant()
+    try:
+        state = flows.load(request.args.get("flow", ""))
+    except FlowNotFound:
+        return render_template("login/expired.html", tenant=tenant), 400
+    try:
+        answer = form_fields(ANSWER_FIELDS)
+    except HttpError as exc:
+        return _show(state, exc.message, 400)
+    svc = services()
+    with svc.db.session() as s:
+        env = flows.WebEnv(s, tenant, int(time.time()), request.remote_addr or "-", svc.passwords)
+        engine = flows.engine_for(s, tenant)
+        progress = engine.submit(state, request.form.get("step", ""), answer, env)
+        if progress.failed:
+            flows.finish(state)
+            assert progress.result is not None
+            return render_template(
+                "errors/error.html", title="Cannot sign in", message=progress.result.message
+            ), 403
+        if not progress.finished:
+            flows.save(state)
+            message = progress.result.message if progress.result else None
+            return _show(state, message, 200, progress.remaining)
+        user = s.get(User, state.user_id)
+        assert user is not None
+        _complete(state, user)
+        audit_event(
+            s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
+        )
+    flows.finish(state)
+    return redirect(state.return_to)
+
+
+def _complete(state: FlowState, user: User) -> None:
+    """Merge the flow's factors into the session's context, rotate the session id, sign in."""
+    ctx = flows.session_context()
+    if ctx is None or ctx.user_id != user.id:
+        pending = [f for f in session.get("flows", []) if f != state.id]
+        session.clear()
+        session["flows"] = pending
+        ctx = AuthContext(user.id)
+    for factor in state.verified:
+        ctx = ctx.with_factor(factor)
+    session["auth"] = ctx.to_json()
+    login_user(SignedInUser.of(user))
+    assert isinstance(session, ServerSession)
+    session.rotate()
+
+
+def _show(
+    state: FlowState,
+    message: str | None = None,
+    status: int = 200,
+    remaining: list[str] | None = None,
+) -> ResponseReturnValue:
+    tenant = current_tenant()
+    if remaining is None:
+        with services().db.session() as s:
+            remaining = flows.engine_for(s, tenant).remaining(state)
+    if not remaining:
+        return redirect(state.return_to)
+    return render_template(
+        f"login/{remaining[0]}.html",
+        tenant=tenant,
+        state=state,
+        step=remaining[0],
+        next_steps=remaining[1:],
+        message=message,
+    ), status
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> ResponseReturnValue:
+    tenant = current_tenant()
+    if request.method == "GET":
+        return render_template("login/logout.html", tenant=tenant)
+    logout_user()
+    assert isinstance(session, ServerSession)
+    session.destroy()
+    return render_template("login/signed_out.html", tenant=tenant)

@@ -1,0 +1,31 @@
+"""The app's long-lived services, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from factors.password import PasswordFactor
+from flows.throttle import Throttle, ThrottleRules
+from idp.ephemeral import EphemeralStore
+from idp.settings import Settings
+from idp.store.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: EphemeralStore
+    passwords: PasswordFactor
+    throttle_rules: ThrottleRules
+
+    def throttle(self, scope: str) -> Throttle:
+        return Throttle(self.store, scope, self.throttle_rules)
+
+
+def services() -> Services:
+    """The services of the app handling the current request or CLI command."""
+    svc: Services = current_app.extensions["stepwise"]
+    return svc

@@ -1,0 +1,105 @@
+"""Server-side sessions in the ephemeral store (the cookie holds only a random id).
+
+The cookie is HttpOnly, SameSite=Lax, Secure behind https, and scoped to the tenant's path
+(``/t/{slug}/``), so each tenant has its own session. The id is rotated at login and after
+step-up (:meth:`ServerSession.rotate`); idle and absolute timeouts are enforced here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from idp.ephemeral import EphemeralStore
+
+COOKIE = "stepwise_session"
+TENANT_PATH = re.compile(r"^/t/([a-z0-9][a-z0-9-]{0,62})/")
+TOUCH_EVERY = 60  # seconds between idle-timeout refreshes of an unmodified session
+
+
+class ServerSession(CallbackDict[str, Any], SessionMixin):
+    """A dict stored server-side under a random id."""
+
+    def __init__(self, initial: dict[str, Any] | None, sid: str | None) -> None:
+        def on_update(_: Any) -> None:
+            self.modified = True
+
+        super().__init__(initial or {}, on_update)
+        self.sid = sid
+        self.new = sid is None
+        self.modified = False
+        self.rotate_requested = False
+        self.destroyed = False
+
+    def rotate(self) -> None:
+        """Give the session a new id at the next response; the old id stops working.
+
+        The absolute timeout restarts too: it counts from the last authentication.
+        """
+        self.pop("_created", None)
+        self.rotate_requested = self.modified = True
+
+    def destroy(self) -> None:
+        """End the session: the server-side state is deleted and the cookie cleared."""
+        self.clear()
+        self.destroyed = self.modified = True
+
+
+class ServerSessionInterface(SessionInterface):
+    def __init__(self, store: EphemeralStore, idle: int, absolute: int, secure: bool) -> None:
+        self.store, self.idle, self.absolute, self.secure = store, idle, absolute, secure
+
+    def get_cookie_path(self, app: Flask) -> str:
+        from flask import request
+
+        match = TENANT_PATH.match(request.path)
+        return f"/t/{match.group(1)}/" if match else "/"
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        sid = request.cookies.get(COOKIE, "")
+        if not (20 <= len(sid) <= 64) or not sid.replace("-", "").replace("_", "").isalnum():
+            return ServerSession(None, None)
+        raw = self.store.get(f"session:{sid}")
+        if raw is None:
+            return ServerSession(None, None)
+        data = json.loads(raw)
+        if time.time() - data.get("_created", 0) > self.absolute:
+            self.store.delete(f"session:{sid}")
+            return ServerSession(None, None)
+        session = ServerSession(data, sid)
+        if time.time() - data.get("_touched", 0) > TOUCH_EVERY:
+            session["_touched"] = int(time.time())  # renews the idle timeout at save
+        return session
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        assert isinstance(session, ServerSession)
+        path = self.get_cookie_path(app)
+        if session.destroyed or (not session and session.sid):
+            if session.sid:
+                self.store.delete(f"session:{session.sid}")
+            response.delete_cookie(
+                COOKIE, path=path, secure=self.secure, httponly=True, samesite="Lax"
+            )
+            return
+        if not session or not (session.modified or session.new):
+            return
+        if session.rotate_requested and session.sid:
+            self.store.delete(f"session:{session.sid}")
+            session.sid = None
+        if session.sid is None:
+            session.sid = secrets.token_urlsafe(32)
+        session.setdefault("_created", int(time.time()))
+        session.setdefault("_touched", int(time.time()))
+        payload = json.dumps(dict(session), separators=(",", ":")).encode()
+        self.store.set(f"session:{session.sid}", payload, self.idle)
+        response.set_cookie(
+            COOKIE, session.sid, path=path, secure=self.secure, httponly=True, samesite="Lax"
+        )
+        response.vary.add("Cookie")

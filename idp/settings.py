@@ -1,0 +1,131 @@
+"""Settings: config/defaults.toml, then ``IDP_*`` environment variables, then test overrides."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or unsafe; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "production"
+    base_url: str = "http://127.0.0.1:8000"
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = ""
+    instance_path: str = "instance"
+    log_level: str = "INFO"
+    session_idle_timeout: int = 1800
+    session_absolute_timeout: int = 43200
+    flow_ttl: int = 900
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    throttle_free_attempts: int = 5
+    throttle_max_delay: int = 900
+    throttle_lock_after: int = 100
+    throttle_ip_limit: int = 100
+    throttle_ip_window: int = 900
+    max_form_bytes: int = 65536
+    trusted_proxies: int = 0
+
+    @property
+    def dev(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def https(self) -> bool:
+        return urlsplit(self.base_url).scheme == "https"
+
+    @property
+    def instance_dir(self) -> Path:
+        path = Path(self.instance_path)
+        return path if path.is_absolute() else ROOT / path
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.instance_dir / 'stepwise.db'}"
+
+    def problems(self) -> list[str]:
+        """Reasons these settings are unsafe or invalid; empty when they are fine."""
+        out = []
+        if self.env not in ("production", "development"):
+            out.append("IDP_ENV must be 'production' or 'development'")
+        parts = urlsplit(self.base_url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            out.append("IDP_BASE_URL must be an absolute http(s) URL without query or fragment")
+        if (
+            self.session_idle_timeout < 60
+            or self.session_absolute_timeout < self.session_idle_timeout
+        ):
+            out.append("session timeouts: idle must be >= 60 s and absolute >= idle")
+        if not self.dev:
+            if len(self.secret_key) < 32:
+                out.append(
+                    "IDP_SECRET_KEY must be set to at least 32 random characters in production"
+                )
+            if not self.https:
+                out.append(
+                    "IDP_BASE_URL must use https in production (cookies are Secure only then)"
+                )
+        return out
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"IDP_{name.upper()} must be a whole number, not {raw!r}") from None
+    return str(raw)
+
+
+def load(
+    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build settings from the defaults file, the environment and ``overrides``."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    if DEFAULTS_FILE.exists():
+        values.update(tomllib.loads(DEFAULTS_FILE.read_text()))
+    known = {f.name: f.type for f in fields(Settings)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) in {DEFAULTS_FILE}: {', '.join(sorted(unknown))}")
+    for name in known:
+        env_name = f"IDP_{name.upper()}"
+        if env_name in environ:
+            values[name] = environ[env_name]
+    values.update(overrides or {})
+    settings = Settings(**{k: _coerce(k, v, known[k]) for k, v in values.items() if k in known})
+    if settings.dev and not settings.secret_key:
+        settings = replace(settings, secret_key=_dev_secret(settings.instance_dir))
+    return settings
+
+
+def _dev_secret(instance: Path) -> str:
+    """A development secret kept in instance/ so sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "dev-secret-key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Persistent store: SQLAlchemy 2 models and Alembic migrations (SQLite or PostgreSQL)."""

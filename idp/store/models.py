@@ -1,0 +1,86 @@
+"""Persistent models. Times are Unix seconds (UTC), the same unit the flow engine uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    """A tenant: its own issuer, users, applications and MFA policy."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mfa_mode: Mapped[str] = mapped_column(String(16), default="off")
+    mfa_scope: Mapped[str] = mapped_column(String(16), default="all")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """An account of one tenant. ``username_norm`` is the NFKC-casefolded form used to log in."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "username_norm", name="uq_users_tenant_username"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(String(150))
+    username_norm: Mapped[str] = mapped_column(String(150))
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    mfa_required: Mapped[bool] = mapped_column(default=False)
+    mfa_enabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    tenant: Mapped[Tenant] = relationship()
+    credentials: Mapped[list[Credential]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Credential(Base):
+    """One enrolled factor of a user: a TOTP secret, a WebAuthn key, a phone, an email..."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(100), default="")
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted at rest
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    user: Mapped[User] = relationship(back_populates="credentials")
+
+
+class AuditEvent(Base):
+    """An append-only record of a security-relevant event."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="SET NULL"))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    subject_id: Mapped[int | None] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,111 @@
+"""Fixtures shared by every test: real servers are started once per test session."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from idp import create_app
+from idp.services import Services
+from idp.store.migrate import upgrade
+from tests import servers
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with servers.redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with servers.postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+def make_app(tmp_path: Path, **overrides: Any) -> Flask:
+    config: dict[str, Any] = {
+        "env": "development",
+        "instance_path": str(tmp_path / "instance"),
+        "argon2_memory_kib": 8192,
+        "argon2_time_cost": 1,
+        "TESTING": True,
+    }
+    config.update(overrides)
+    app = create_app(config)
+    upgrade(svc(app).db.engine)
+    return app
+
+
+def svc(app: Flask) -> Services:
+    services: Services = app.extensions["stepwise"]
+    return services
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def tenant(app: Flask) -> str:
+    """Tenant ``acme`` with users alice (member) and olivia (owner), password PASSWORD."""
+    from idp import directory
+
+    s_ = svc(app)
+    with s_.db.session() as s:
+        t = directory.create_tenant(s, "acme", "Acme Inc")
+        directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
+        directory.create_user(s, s_.passwords, t, "olivia", "olivia@acme.test", "owner", PASSWORD)
+    return "acme"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def alert_of(html: str) -> str | None:
+    match = re.search(r'role="alert"[^>]*>([^<]+)<', html)
+    return match.group(1).strip() if match else None
+
+
+class Browser:
+    """Drives the login pages through the Flask test client, as a browser would."""
+
+    def __init__(self, client: FlaskClient, tenant: str) -> None:
+        self.client, self.tenant = client, tenant
+
+    def open_login(self, **params: str) -> tuple[str, str]:
+        resp = self.client.get(f"/t/{self.tenant}/login", query_string=params)
+        assert resp.status_code == 302, resp.status_code
+        page = self.client.get(resp.headers["Location"])
+        assert page.status_code == 200
+        return resp.headers["Location"], page.get_data(as_text=True)
+
+    def post(self, url: str, html: str, step: str, **fields: str) -> Any:
+        return self.client.post(url, data={"csrf_token": csrf_of(html), "step": step, **fields})
+
+    def login(self, username: str, password: str, **params: str) -> Any:
+        url, html = self.open_login(**params)
+        return self.post(url, html, "identify", username=username, password=password)
+
+
+@pytest.fixture
+def browser(client: FlaskClient, tenant: str) -> Browser:
+    return Browser(client, tenant)

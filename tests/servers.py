@@ -1,0 +1,156 @@
+"""Real Redis, PostgreSQL and Stepwise processes for the tests, on free ports of 127.0.0.1."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with status {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
+
+
+def _need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed; run scripts/test, which installs it")
+    return path
+
+
+@contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    """A throwaway redis-server; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [_need("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries are not installed; run scripts/test")
+    return found[-1]
+
+
+@contextmanager
+def postgres_server(tmp: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (run as the postgres user when we are root); yields a URL."""
+    port = free_port()
+    data = tmp / "pgdata"
+    data.mkdir(parents=True)
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(tmp, "postgres")
+        shutil.chown(data, "postgres")
+    subprocess.run([*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "stepwise", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*prefix, _pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+         "-k", str(tmp), "-c", "fsync=off", "-c", "full_page_writes=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        url = f"postgresql+psycopg://stepwise@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 20
+        import psycopg
+
+        while True:  # the port opens a moment before the server accepts logins
+            try:
+                psycopg.connect(f"host=127.0.0.1 port={port} user=stepwise dbname=postgres").close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A fresh database on the test PostgreSQL server; returns its SQLAlchemy URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(server_url)
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return u.set(database=name).render_as_string(hide_password=False)
+
+
+def idp_env(instance: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(IDP_ENV="development", IDP_INSTANCE_PATH=str(instance), IDP_ARGON2_MEMORY_KIB="8192",
+               IDP_ARGON2_TIME_COST="1", IDP_LOG_LEVEL="WARNING")
+    env.update(extra)
+    return env
+
+
+def idp(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``idp`` console script."""
+    exe = str(Path(sys.executable).parent / "idp")
+    return subprocess.run([exe, *args], env=env, input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+@contextmanager
+def live_idp(env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """``idp serve`` on a free port; yields the base URL."""
+    port = free_port()
+    env = {**env, "IDP_BASE_URL": f"http://127.0.0.1:{port}"}
+    exe = str(Path(sys.executable).parent / "idp")
+    log = open(Path(env["IDP_INSTANCE_PATH"]) / f"serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", str(workers)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            if requests.get(base + "/healthz", timeout=5).ok:
+                break
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
