@@ -15,7 +15,7 @@ from flows.throttle import ThrottleRules
 from idp import errors, security
 from idp.ephemeral import connect
 from idp.services import Services
-from idp.sessions import ServerSessionInterface
+from idp.sessions import ServerSessionInterface, require_available_session
 from idp.settings import ROOT, Settings, SettingsError, load
 from idp.store.db import Database
 from idp.tenancy import SlugConverter
@@ -80,6 +80,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    app.before_request(require_available_session)
+    security.install_form_check(app)
     CSRFProtect(app)
     manager = LoginManager(app)
     from idp.login.users import install

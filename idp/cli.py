@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from idp import build_services, directory
 from idp.services import Services
+from idp.server import SchemaOutdated
 from idp.settings import SettingsError, load
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message().replace("\n", " "))
     except click.Abort:
         _fail("aborted", 1)
-    except (CliError, SettingsError, directory.DirectoryError) as exc:
+    except (CliError, SettingsError, directory.DirectoryError, SchemaOutdated) as exc:
         _fail(str(exc))
     except OperationalError as exc:
         _fail(f"cannot use the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}", 1)

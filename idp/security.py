@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from urllib.parse import unquote_to_bytes
+
+from flask import Flask, Response, g, request
 
 from idp.errors import HttpError
 
@@ -30,17 +32,34 @@ def install_headers(app: Flask, https: bool) -> None:
         return resp
 
 
-def form_fields(names: tuple[str, ...]) -> dict[str, str]:
-    """Read ``names`` from the posted form, refusing overlong values and broken text.
+def install_form_check(app: Flask) -> None:
+    """Note urlencoded bodies that are not UTF-8 text before anything parses them.
 
-    Werkzeug decodes invalid UTF-8 as U+FFFD, so its presence means the bytes were not text.
+    Werkzeug keeps undecodable bytes percent-quoted, which would make them look like text the
+    user typed; only the raw body tells the two apart. Register before CSRF protection.
     """
+
+    @app.before_request
+    def _check_text() -> None:
+        if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+            raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+            try:
+                for pair in raw.split(b"&"):
+                    unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                g.form_not_text = True
+
+
+def form_fields(names: tuple[str, ...]) -> dict[str, str]:
+    """Read ``names`` from the posted form, refusing overlong values and text that is not text."""
+    if g.get("form_not_text"):
+        raise HttpError("The input contains characters that are not allowed.")
     out: dict[str, str] = {}
     for name in names:
         value = request.form.get(name, "")
         if len(value) > MAX_FIELD:
             raise HttpError("That input is too long.")
-        if "\ufffd" in value or "\x00" in value:
+        if "\x00" in value:
             raise HttpError("The input contains characters that are not allowed.")
         out[name] = value
     return out

@@ -17,7 +17,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from idp.ephemeral import EphemeralStore
+from idp.ephemeral import EphemeralStore, EphemeralUnavailable
 
 COOKIE = "stepwise_session"
 TENANT_PATH = re.compile(r"^/t/([a-z0-9][a-z0-9-]{0,62})/")
@@ -37,6 +37,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.rotate_requested = False
         self.destroyed = False
+        self.unavailable = False  # the store could not be read: the request must answer 503
 
     def rotate(self) -> None:
         """Give the session a new id at the next response; the old id stops working.
@@ -50,6 +51,14 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         """End the session: the server-side state is deleted and the cookie cleared."""
         self.clear()
         self.destroyed = self.modified = True
+
+
+def require_available_session() -> None:
+    """``before_request`` hook: a session that could not be loaded becomes a 503 response."""
+    from flask import session
+
+    if getattr(session, "unavailable", False):
+        raise EphemeralUnavailable("session store unavailable")
 
 
 class ServerSessionInterface(SessionInterface):
@@ -66,7 +75,12 @@ class ServerSessionInterface(SessionInterface):
         sid = request.cookies.get(COOKIE, "")
         if not (20 <= len(sid) <= 64) or not sid.replace("-", "").replace("_", "").isalnum():
             return ServerSession(None, None)
-        raw = self.store.get(f"session:{sid}")
+        try:
+            raw = self.store.get(f"session:{sid}")
+        except EphemeralUnavailable:
+            broken = ServerSession(None, None)
+            broken.unavailable = True
+            return broken
         if raw is None:
             return ServerSession(None, None)
         data = json.loads(raw)
@@ -80,6 +94,8 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
+        if session.unavailable:
+            return
         path = self.get_cookie_path(app)
         if session.destroyed or (not session and session.sid):
             if session.sid:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,11 +70,12 @@ def _pg_bin(name: str) -> str:
 
 
 @contextmanager
-def postgres_server(tmp: Path) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster (run as the postgres user when we are root); yields a URL."""
     port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="stepwise-pg-"))
     data = tmp / "pgdata"
-    data.mkdir(parents=True)
+    data.mkdir()
     as_root = os.geteuid() == 0
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
     if as_root:
@@ -104,6 +106,7 @@ def postgres_server(tmp: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(20)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def create_database(server_url: str, name: str) -> str:

@@ -1,0 +1,89 @@
+"""The real ``idp`` console script: stable commands, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.servers import idp, idp_env
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = idp_env(tmp_path / "instance")
+    assert idp(env, "init").returncode == 0
+    return env
+
+
+def test_init_is_idempotent(env: dict[str, str]) -> None:
+    again = idp(env, "init")
+    assert again.returncode == 0 and "database ready" in again.stdout
+
+
+def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
+    assert idp(env, "tenant", "create", "acme", "--name", "Acme Inc", "--mfa", "optional").returncode == 0
+    created = idp(env, "user", "create", "acme", "alice", "--email", "alice@acme.test", "--role", "admin",
+                  "--password-stdin", stdin="a long password\n")
+    assert created.returncode == 0, created.stderr
+    assert idp(env, "tenant", "list").stdout.split("\t")[:3] == ["acme", "Acme Inc", "mfa=optional"]
+    assert idp(env, "user", "list", "acme").stdout == "alice\talice@acme.test\tadmin\tactive\n"
+    assert idp(env, "user", "disable", "acme", "alice").returncode == 0
+    assert "disabled" in idp(env, "user", "list", "acme").stdout
+    assert idp(env, "user", "unlock", "acme", "alice").returncode == 0
+    assert "active" in idp(env, "user", "list", "acme").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["tenant", "create", "Bad Slug"], None, "tenant slug must be"),
+        (["tenant", "create", "ok", "--mfa", "sometimes"], None, "Invalid value for '--mfa'"),
+        (["user", "create", "nope", "bob", "--email", "b@x.test"], None, "no tenant 'nope'"),
+        (["user", "create", "acme", "bob", "--email", "not-an-email"], None, "not an email address"),
+        (["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"], "short\n",
+         "at least 8 characters"),
+        (["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"], "", "no password"),
+        (["user", "create", "acme"], None, "Missing argument"),
+        (["user", "unlock", "acme", "ghost"], None, "no user 'ghost'"),
+        (["nonsense"], None, "No such command"),
+        (["serve", "--workers", "2"], None, "in-process store serves one process"),
+        (["serve", "--port", "99999"], None, "Invalid value for '--port'"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(env: dict[str, str], args: list[str], stdin: str | None,
+                                          message: str) -> None:
+    idp(env, "tenant", "create", "acme")
+    result = idp(env, *args, stdin=stdin)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idp: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_duplicate_tenant_leaves_the_first_intact(env: dict[str, str]) -> None:
+    idp(env, "tenant", "create", "acme", "--name", "First")
+    again = idp(env, "tenant", "create", "acme", "--name", "Second")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "First" in idp(env, "tenant", "list").stdout
+
+
+def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
+    env = idp_env(tmp_path / "instance", IDP_ENV="production")
+    result = idp(env, "init")
+    assert result.returncode == 2
+    assert "IDP_SECRET_KEY" in result.stderr and "https" in result.stderr
+    bad_number = idp(idp_env(tmp_path / "i2", IDP_SESSION_IDLE_TIMEOUT="soon"), "init")
+    assert bad_number.returncode == 2 and "IDP_SESSION_IDLE_TIMEOUT must be a whole number" in bad_number.stderr
+
+
+def test_serve_refuses_an_uninitialised_database(tmp_path: Path) -> None:
+    result = idp(idp_env(tmp_path / "fresh"), "serve", "--port", "1")
+    assert result.returncode == 2 and "run `idp init` first" in result.stderr
+
+
+def test_demo_is_idempotent_and_prints_credentials(env: dict[str, str]) -> None:
+    first = idp(env, "demo")
+    second = idp(env, "demo")
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout and "/t/demo/login" in first.stdout and "admin" in first.stdout
