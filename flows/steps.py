@@ -57,6 +57,11 @@ class Subject:
     password_hash: str | None
     status: str
     facts: UserFacts
+    unlocked_at: int | None = None
+
+    def throttle_key(self, tenant: str) -> str:
+        """Counters start afresh after an admin unlock, whichever process keeps them."""
+        return f"{tenant}:{self.username.casefold()}@{self.unlocked_at or 0}"
 
 
 class Env(Protocol):
@@ -115,20 +120,18 @@ class PasswordStep:
         username = state.username or ""
         subject = env.find_subject(state.tenant, state.user_id, username)
         if subject is not None and subject.status == "locked":
-            return StepResult.retry(AccountLocked.message)
+            return self._retry(state, AccountLocked.message)
+        key = subject.throttle_key(state.tenant) if subject else f"{state.tenant}:{username}@0"
         try:
-            attempt = env.throttle("password").begin(
-                f"{state.tenant}:{username}", env.client_ip, env.now
-            )
+            attempt = env.throttle("password").begin(key, env.client_ip, env.now)
         except (Throttled, AccountLocked) as exc:
-            return StepResult.retry(exc.message)
+            return self._retry(state, exc.message)
         try:
             env.passwords.verify(subject.password_hash if subject else None, password)
         except InvalidCredentials:
             if attempt.failed() and subject is not None:
                 env.lock_account(subject.user_id)
-            state.identified = state.reauth  # let the user correct a mistyped username
-            return StepResult.retry(GENERIC_LOGIN_ERROR)
+            return self._retry(state, GENERIC_LOGIN_ERROR)
         attempt.succeeded()
         assert subject is not None  # verify() raises for an unknown user
         if subject.status != "active":
@@ -136,6 +139,11 @@ class PasswordStep:
         if subject.password_hash and env.passwords.needs_rehash(subject.password_hash):
             env.store_password_hash(subject.user_id, env.passwords.hash(password))
         return StepResult.ok(VerifiedFactor("password", PASSWORD_AMR, env.now))
+
+    @staticmethod
+    def _retry(state: FlowState, message: str) -> StepResult:
+        state.identified = state.reauth  # show the username again so a typo can be fixed
+        return StepResult.retry(message)
 
 
 STEPS: dict[str, Step] = {s.name: s for s in (IdentifyStep(), PasswordStep())}

@@ -1,11 +1,11 @@
 """Brute-force protection: per-account back-off and lock, per-IP limits (NIST SP 800-63B 5.2.2).
 
-Every attempt reserves its place with an atomic increment *before* the secret is checked, so
-parallel requests cannot all slip past a check-then-count race. Past ``free_attempts``
-consecutive failures, an attempt must also take a gate key (set-if-absent) that expires after an
-exponentially growing delay; at ``lock_after`` failures the account locks until an admin
-unlocks it. Attempts turned away by the gate or the IP limit are not counted against the
-account, so an attacker cannot lock an account by flooding it faster than the back-off allows.
+Attempts on one account are serialised by a short-lived mutex (an atomic set-if-absent), so
+parallel requests cannot slip past a check-then-count race: a guess that arrives while another
+is being checked is turned away, and is not counted. Failures are counted only once the secret
+has been checked. Past ``free_attempts`` consecutive failures each failure shuts a gate for an
+exponentially growing delay; at ``lock_after`` failures the account locks. Per IP, attempts
+are reserved with an atomic increment before the check and given back on success.
 """
 
 from __future__ import annotations
@@ -53,65 +53,60 @@ class ThrottleRules:
 
 
 class Attempt:
-    """One reserved attempt; call :meth:`failed` or :meth:`succeeded` once the secret is checked."""
+    """One admitted attempt; call :meth:`failed` or :meth:`succeeded` once the secret is checked."""
 
-    def __init__(self, throttle: Throttle, account_key: str, ip_key: str, number: int) -> None:
-        self._t, self._account, self._ip, self.number = throttle, account_key, ip_key, number
+    def __init__(self, throttle: Throttle, account_key: str, ip_key: str, now: int) -> None:
+        self._t, self._account, self._ip, self._now = throttle, account_key, ip_key, now
 
     def failed(self) -> bool:
-        """Record the failure; True when the account must now be locked."""
-        return self.number >= self._t.rules.lock_after
+        """Count the failure and shut the gate; True when the account must now be locked."""
+        r, s = self._t.rules, self._t.store
+        number = s.incr(self._account, r.account_window)
+        delay = r.delay(number)
+        if delay:
+            s.set(self._account + ":gate", str(self._now + delay).encode(), delay)
+        s.delete(self._account + ":busy")
+        return number >= r.lock_after
 
     def succeeded(self) -> None:
         """A success ends the run of consecutive failures and gives the IP its attempt back."""
         s = self._t.store
         s.delete(self._account)
         s.delete(self._account + ":gate")
+        s.delete(self._account + ":busy")
         s.incr(self._ip, self._t.rules.ip_window, -1)
 
 
 class Throttle:
     """Counts attempts of one kind (``scope``: password, otp, ...) per account and per IP."""
 
+    BUSY_TTL = 10  # seconds; frees the account should a process die mid-attempt
+
     def __init__(self, store: Counters, scope: str, rules: ThrottleRules | None = None) -> None:
         self.store, self.scope, self.rules = store, scope, rules or ThrottleRules()
 
     def begin(self, account: str, ip: str, now: int) -> Attempt:
-        """Reserve an attempt or raise :class:`Throttled` / :class:`AccountLocked`."""
+        """Admit one attempt or raise :class:`Throttled` / :class:`AccountLocked`."""
         r, s = self.rules, self.store
         account_key = f"throttle:{self.scope}:acct:{account}"
         ip_key = f"throttle:{self.scope}:ip:{ip}"
-        gate_key = account_key + ":gate"
-
-        if self._gate_wait(gate_key, now) > 0:
-            raise Throttled(self._gate_wait(gate_key, now))
-        if s.incr(ip_key, r.ip_window) > r.ip_limit:
-            s.incr(ip_key, r.ip_window, -1)
-            raise Throttled(r.ip_window)
-        number = s.incr(account_key, r.account_window)
-        if number > r.lock_after:
-            self._release(account_key, ip_key)
-            raise AccountLocked()
-        delay = r.delay(number)
-        if delay and not s.add(gate_key, str(now + delay).encode(), delay):
-            self._release(account_key, ip_key)
-            raise Throttled(max(1, self._gate_wait(gate_key, now)))
-        return Attempt(self, account_key, ip_key, number)
+        if not s.add(account_key + ":busy", b"1", self.BUSY_TTL):
+            raise Throttled(1)
+        try:
+            if self.failures(account) >= r.lock_after:
+                raise AccountLocked()
+            raw = s.get(account_key + ":gate")
+            wait = int(raw) - now if raw else 0
+            if wait > 0:
+                raise Throttled(wait)
+            if s.incr(ip_key, r.ip_window) > r.ip_limit:
+                s.incr(ip_key, r.ip_window, -1)
+                raise Throttled(r.ip_window)
+        except (Throttled, AccountLocked):
+            s.delete(account_key + ":busy")
+            raise
+        return Attempt(self, account_key, ip_key, now)
 
     def failures(self, account: str) -> int:
         raw = self.store.get(f"throttle:{self.scope}:acct:{account}")
         return int(raw) if raw else 0
-
-    def reset(self, account: str) -> None:
-        """Forget the account's failures (admin unlock)."""
-        key = f"throttle:{self.scope}:acct:{account}"
-        self.store.delete(key)
-        self.store.delete(key + ":gate")
-
-    def _release(self, account_key: str, ip_key: str) -> None:
-        self.store.incr(account_key, self.rules.account_window, -1)
-        self.store.incr(ip_key, self.rules.ip_window, -1)
-
-    def _gate_wait(self, gate_key: str, now: int) -> int:
-        raw = self.store.get(gate_key)
-        return max(0, int(raw) - now) if raw else 0

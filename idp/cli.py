@@ -6,17 +6,15 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn
 
 import click
 from sqlalchemy.exc import OperationalError
 
 from idp import build_services, directory
-from idp.services import Services
 from idp.server import SchemaOutdated
+from idp.services import Services
 from idp.settings import SettingsError, load
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(Exception):
@@ -150,24 +148,33 @@ def user_list(tenant_slug: str) -> None:
             click.echo(f"{row.username}\t{row.email}\t{row.role}\t{row.status}")
 
 
-def _status_command(name: str, status: str, help_text: str) -> None:
+def _user_command(name: str, help_text: str, change: Callable[..., None], done: str) -> None:
     @user.command(name, help=help_text)
     @click.argument("tenant_slug", metavar="TENANT")
     @click.argument("username")
     def _cmd(tenant_slug: str, username: str) -> None:
-        svc = _services()
-        with svc.db.session() as s:
+        with _services().db.session() as s:
             t = directory.require_tenant(s, tenant_slug)
             u = directory.require_user(s, t, username)
-            directory.set_status(s, t, u, status)
-            if status == "active":
-                svc.throttle("password").reset(f"{t.slug}:{u.username_norm}")
-        click.echo(f"user {u.username}: {status}")
+            change(s, t, u)
+        click.echo(f"user {u.username}: {done}")
 
 
-_status_command("disable", "disabled", "Disable USERNAME: it can no longer sign in.")
-_status_command("enable", "active", "Enable USERNAME again.")
-_status_command("unlock", "active", "Unlock USERNAME after too many failed sign-ins.")
+_user_command(
+    "disable",
+    "Disable USERNAME: it can no longer sign in.",
+    lambda s, t, u: directory.set_status(s, t, u, "disabled"),
+    "disabled",
+)
+_user_command(
+    "enable",
+    "Enable USERNAME again after disable.",
+    lambda s, t, u: directory.set_status(s, t, u, "active"),
+    "enabled",
+)
+_user_command(
+    "unlock", "Unlock USERNAME after too many failed sign-ins.", directory.unlock_user, "unlocked"
+)
 
 
 @cli.command(hidden=True)

@@ -159,6 +159,14 @@ def set_status(
     audit(s, tenant, STATUS_EVENTS[status], actor=actor, subject=user.id, previous=previous)
 
 
+def unlock_user(s: Session, tenant: Tenant, user: User, actor: int | None = None) -> None:
+    """Lift a lock and restart the user's failure counters (NIST SP 800-63B 5.2.2)."""
+    if user.status == "disabled":
+        raise DirectoryError(f"user {user.username!r} is disabled, not locked: enable it instead")
+    user.status, user.unlocked_at, user.updated_at = "active", now(), now()
+    audit(s, tenant, "user.unlocked", actor=actor, subject=user.id)
+
+
 def count_users(s: Session, tenant: Tenant) -> int:
     return s.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant.id)) or 0
 
@@ -178,10 +186,11 @@ def facts_of(user: User) -> UserFacts:
 def subject_of(user: User) -> Subject:
     return Subject(
         user_id=user.id,
-        username=user.username,
+        username=user.username_norm,
         password_hash=user.password_hash,
         status=user.status,
         facts=facts_of(user),
+        unlocked_at=user.unlocked_at,
     )
 
 

@@ -50,9 +50,21 @@ def redis_server(tmp: Path) -> Iterator[str]:
     """A throwaway redis-server; yields its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [_need("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            _need("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, proc)
@@ -81,12 +93,41 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         shutil.chown(tmp, "postgres")
         shutil.chown(data, "postgres")
-    subprocess.run([*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "stepwise", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *prefix,
+            _pg_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "stepwise",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     proc = subprocess.Popen(
-        [*prefix, _pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-         "-k", str(tmp), "-c", "fsync=off", "-c", "full_page_writes=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            *prefix,
+            _pg_bin("postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(tmp),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, proc)
@@ -115,25 +156,34 @@ def create_database(server_url: str, name: str) -> str:
     from sqlalchemy.engine import make_url
 
     u = make_url(server_url)
-    with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=u.host, port=u.port, user=u.username, dbname="postgres", autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return u.set(database=name).render_as_string(hide_password=False)
 
 
 def idp_env(instance: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env.update(IDP_ENV="development", IDP_INSTANCE_PATH=str(instance), IDP_ARGON2_MEMORY_KIB="8192",
-               IDP_ARGON2_TIME_COST="1", IDP_LOG_LEVEL="WARNING")
+    env.update(
+        IDP_ENV="development",
+        IDP_INSTANCE_PATH=str(instance),
+        IDP_ARGON2_MEMORY_KIB="8192",
+        IDP_ARGON2_TIME_COST="1",
+        IDP_LOG_LEVEL="WARNING",
+    )
     env.update(extra)
     return env
 
 
-def idp(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def idp(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``idp`` console script."""
     exe = str(Path(sys.executable).parent / "idp")
-    return subprocess.run([exe, *args], env=env, input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [exe, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 @contextmanager
@@ -142,9 +192,13 @@ def live_idp(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     port = free_port()
     env = {**env, "IDP_BASE_URL": f"http://127.0.0.1:{port}"}
     exe = str(Path(sys.executable).parent / "idp")
-    log = open(Path(env["IDP_INSTANCE_PATH"]) / f"serve-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([exe, "serve", "--port", str(port), "--workers", str(workers)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    log = open(Path(env["IDP_INSTANCE_PATH"]) / f"serve-{port}.log", "wb")
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(port, proc)
         base = f"http://127.0.0.1:{port}"

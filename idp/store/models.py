@@ -43,6 +43,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     mfa_required: Mapped[bool] = mapped_column(default=False)
     mfa_enabled: Mapped[bool] = mapped_column(default=False)
+    # Set by an admin unlock; part of the throttle key, so unlocking needs no access to the
+    # ephemeral store of the serving processes (works with the in-process store too).
+    unlocked_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 

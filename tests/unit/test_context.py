@@ -1,10 +1,21 @@
 from flows.context import AuthContext, VerifiedFactor, amr_of, level_of
-from flows.policy import MfaMode, MfaScope, Request, Role, TenantPolicy, UserFacts, mfa_on, required_level
+from flows.policy import (
+    MfaMode,
+    MfaScope,
+    Request,
+    Role,
+    TenantPolicy,
+    UserFacts,
+    mfa_on,
+    required_level,
+)
 
 PWD = VerifiedFactor("password", ("pwd",), 100)
 OTP = VerifiedFactor("totp", ("otp",), 200)
 KEY = VerifiedFactor("webauthn", ("hwk",), 300, phishing_resistant=True)
-PASSKEY = VerifiedFactor("webauthn", ("hwk", "user"), 300, phishing_resistant=True, user_verified=True)
+PASSKEY = VerifiedFactor(
+    "webauthn", ("hwk", "user"), 300, phishing_resistant=True, user_verified=True
+)
 
 
 def test_levels_follow_design() -> None:

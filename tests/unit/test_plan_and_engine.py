@@ -50,7 +50,9 @@ class FakeEnv:
     store: MemoryStore = field(default_factory=MemoryStore)
 
     def find_subject(self, tenant: str, user_id: int | None, username: str) -> Subject | None:
-        return next((u for u in self.users.values() if u.user_id == user_id), None) or self.users.get(username)
+        return next(
+            (u for u in self.users.values() if u.user_id == user_id), None
+        ) or self.users.get(username)
 
     def throttle(self, scope: str) -> Throttle:
         return Throttle(self.store, scope)
@@ -63,17 +65,23 @@ class FakeEnv:
 
 
 def make_engine() -> Engine:
-    return Engine(STEPS, lambda st: plan(st.request, TenantPolicy(), UserFacts(), st.identified, st.verified))
+    return Engine(
+        STEPS, lambda st: plan(st.request, TenantPolicy(), UserFacts(), st.identified, st.verified)
+    )
 
 
 def new_state() -> FlowState:
-    return FlowState(id="f", tenant="t", request=Request(started_at=1000), created_at=1000, return_to="/")
+    return FlowState(
+        id="f", tenant="t", request=Request(started_at=1000), created_at=1000, return_to="/"
+    )
 
 
 def test_one_form_runs_identify_and_password() -> None:
     env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "active", UserFacts())})
     state = new_state()
-    progress = make_engine().submit(state, "identify", {"username": " ANN ", "password": "pw-of-ann!"}, env)
+    progress = make_engine().submit(
+        state, "identify", {"username": " ANN ", "password": "pw-of-ann!"}, env
+    )
     assert progress.finished
     assert state.user_id == 1 and [f.kind for f in state.verified] == ["password"]
 
@@ -96,9 +104,13 @@ def test_stale_step_name_shows_the_current_step() -> None:
 
 def test_disabled_account_fails_only_after_the_right_password() -> None:
     env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "disabled", UserFacts())})
-    wrong = make_engine().submit(new_state(), "identify", {"username": "ann", "password": "bad-pw-1"}, env)
+    wrong = make_engine().submit(
+        new_state(), "identify", {"username": "ann", "password": "bad-pw-1"}, env
+    )
     assert wrong.result is not None and wrong.result.message == "Incorrect username or password."
-    right = make_engine().submit(new_state(), "identify", {"username": "ann", "password": "pw-of-ann!"}, env)
+    right = make_engine().submit(
+        new_state(), "identify", {"username": "ann", "password": "pw-of-ann!"}, env
+    )
     assert right.failed
 
 

@@ -58,18 +58,21 @@ def test_success_resets_the_account() -> None:
     assert th.failures("a") == 0
 
 
-def test_lock_after_limit_and_reset() -> None:
+def test_lock_after_limit() -> None:
     clock = Clock()
-    th = Throttle(MemoryStore(clock), "password", ThrottleRules(free_attempts=2, lock_after=4, max_delay=1))
+    th = Throttle(
+        MemoryStore(clock), "password", ThrottleRules(free_attempts=2, lock_after=4, max_delay=1)
+    )
     results = []
     for _ in range(4):
         results.append(fail(th, clock))
         clock.t += 2
     assert results == [False, False, False, True]
-    with pytest.raises(AccountLocked):
-        th.begin("a", "ip", int(clock.t))
-    th.reset("a")
-    th.begin("a", "ip", int(clock.t)).succeeded()
+    for _ in range(3):
+        clock.t += 2
+        with pytest.raises(AccountLocked):
+            th.begin("a", "ip", int(clock.t))
+    assert th.failures("a") == 4  # refused attempts are not counted
 
 
 def test_ip_limit_spans_accounts() -> None:
@@ -85,3 +88,15 @@ def test_ip_limit_spans_accounts() -> None:
 def test_nist_bound_is_enforced_in_rules() -> None:
     with pytest.raises(ValueError, match="lock_after"):
         ThrottleRules(lock_after=101)
+
+
+def test_a_second_attempt_while_one_is_checked_is_refused_and_not_counted() -> None:
+    clock = Clock()
+    th = Throttle(MemoryStore(clock), "password")
+    first = th.begin("a", "ip", int(clock.t))
+    with pytest.raises(Throttled):
+        th.begin("a", "ip", int(clock.t))
+    th.begin("b", "ip", int(clock.t)).succeeded()  # other accounts are not held up
+    first.failed()
+    assert th.failures("a") == 1
+    th.begin("a", "ip", int(clock.t)).succeeded()

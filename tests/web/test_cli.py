@@ -22,14 +22,31 @@ def test_init_is_idempotent(env: dict[str, str]) -> None:
 
 
 def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
-    assert idp(env, "tenant", "create", "acme", "--name", "Acme Inc", "--mfa", "optional").returncode == 0
-    created = idp(env, "user", "create", "acme", "alice", "--email", "alice@acme.test", "--role", "admin",
-                  "--password-stdin", stdin="a long password\n")
+    assert (
+        idp(env, "tenant", "create", "acme", "--name", "Acme Inc", "--mfa", "optional").returncode
+        == 0
+    )
+    created = idp(
+        env,
+        "user",
+        "create",
+        "acme",
+        "alice",
+        "--email",
+        "alice@acme.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a long password\n",
+    )
     assert created.returncode == 0, created.stderr
     assert idp(env, "tenant", "list").stdout.split("\t")[:3] == ["acme", "Acme Inc", "mfa=optional"]
     assert idp(env, "user", "list", "acme").stdout == "alice\talice@acme.test\tadmin\tactive\n"
     assert idp(env, "user", "disable", "acme", "alice").returncode == 0
     assert "disabled" in idp(env, "user", "list", "acme").stdout
+    unlock = idp(env, "user", "unlock", "acme", "alice")
+    assert unlock.returncode == 2 and "disabled, not locked" in unlock.stderr
+    assert idp(env, "user", "enable", "acme", "alice").returncode == 0
     assert idp(env, "user", "unlock", "acme", "alice").returncode == 0
     assert "active" in idp(env, "user", "list", "acme").stdout
 
@@ -40,10 +57,21 @@ def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
         (["tenant", "create", "Bad Slug"], None, "tenant slug must be"),
         (["tenant", "create", "ok", "--mfa", "sometimes"], None, "Invalid value for '--mfa'"),
         (["user", "create", "nope", "bob", "--email", "b@x.test"], None, "no tenant 'nope'"),
-        (["user", "create", "acme", "bob", "--email", "not-an-email"], None, "not an email address"),
-        (["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"], "short\n",
-         "at least 8 characters"),
-        (["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"], "", "no password"),
+        (
+            ["user", "create", "acme", "bob", "--email", "not-an-email"],
+            None,
+            "not an email address",
+        ),
+        (
+            ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],
+            "short\n",
+            "at least 8 characters",
+        ),
+        (
+            ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],
+            "",
+            "no password",
+        ),
         (["user", "create", "acme"], None, "Missing argument"),
         (["user", "unlock", "acme", "ghost"], None, "no user 'ghost'"),
         (["nonsense"], None, "No such command"),
@@ -51,8 +79,9 @@ def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
         (["serve", "--port", "99999"], None, "Invalid value for '--port'"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(env: dict[str, str], args: list[str], stdin: str | None,
-                                          message: str) -> None:
+def test_user_errors_exit_2_with_one_line(
+    env: dict[str, str], args: list[str], stdin: str | None, message: str
+) -> None:
     idp(env, "tenant", "create", "acme")
     result = idp(env, *args, stdin=stdin)
     assert result.returncode == 2
@@ -74,7 +103,10 @@ def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "IDP_SECRET_KEY" in result.stderr and "https" in result.stderr
     bad_number = idp(idp_env(tmp_path / "i2", IDP_SESSION_IDLE_TIMEOUT="soon"), "init")
-    assert bad_number.returncode == 2 and "IDP_SESSION_IDLE_TIMEOUT must be a whole number" in bad_number.stderr
+    assert (
+        bad_number.returncode == 2
+        and "IDP_SESSION_IDLE_TIMEOUT must be a whole number" in bad_number.stderr
+    )
 
 
 def test_serve_refuses_an_uninitialised_database(tmp_path: Path) -> None:
@@ -86,4 +118,8 @@ def test_demo_is_idempotent_and_prints_credentials(env: dict[str, str]) -> None:
     first = idp(env, "demo")
     second = idp(env, "demo")
     assert first.returncode == second.returncode == 0
-    assert first.stdout == second.stdout and "/t/demo/login" in first.stdout and "admin" in first.stdout
+    assert (
+        first.stdout == second.stdout
+        and "/t/demo/login" in first.stdout
+        and "admin" in first.stdout
+    )

@@ -57,12 +57,24 @@ def test_tenant_user_credential_and_audit_round_trip(db: Database) -> None:
     with db.session() as s:
         t = directory.create_tenant(s, "acme", "Acme")
         u = directory.create_user(s, PF, t, "Alice", "alice@acme.test", "admin", "password-1")
-        s.add(Credential(user_id=u.id, type="totp", label="phone", secret=b"\x00\xffcipher",
-                         data={"digits": 6}, created_at=1))
+        s.add(
+            Credential(
+                user_id=u.id,
+                type="totp",
+                label="phone",
+                secret=b"\x00\xffcipher",
+                data={"digits": 6},
+                created_at=1,
+            )
+        )
     with db.session() as s:
         t = directory.require_tenant(s, "acme")
         alice = directory.require_user(s, t, "  ALICE ")
-        assert alice.role == "admin" and alice.password_hash and alice.password_hash.startswith("$argon2id$")
+        assert (
+            alice.role == "admin"
+            and alice.password_hash
+            and alice.password_hash.startswith("$argon2id$")
+        )
         cred = s.scalars(select(Credential).where(Credential.user_id == alice.id)).one()
         assert cred.secret == b"\x00\xffcipher" and cred.data == {"digits": 6}
         events = [e.event for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
@@ -85,8 +97,18 @@ def test_database_constraint_backs_the_check(db: Database) -> None:
         directory.create_user(s, PF, t, "carol", "carol@c.test")
     with pytest.raises(IntegrityError), db.session() as s:
         t = directory.require_tenant(s, "c")
-        s.add(User(tenant_id=t.id, username="Carol", username_norm="carol", email="c@c.test",
-                   role="member", status="active", created_at=1, updated_at=1))
+        s.add(
+            User(
+                tenant_id=t.id,
+                username="Carol",
+                username_norm="carol",
+                email="c@c.test",
+                role="member",
+                status="active",
+                created_at=1,
+                updated_at=1,
+            )
+        )
     with db.session() as s:  # the failed transaction left nothing behind
         assert len(directory.list_users(s, directory.require_tenant(s, "c"))) == 1
 

@@ -1,4 +1,4 @@
-"""A database or Redis that is down: /readyz fails, pages answer a clear 503, nothing half-written."""
+"""Database or Redis down: /readyz fails, pages answer a clear 503, nothing half-written."""
 
 from __future__ import annotations
 
@@ -15,15 +15,29 @@ from tests.conftest import PASSWORD, Browser, make_app, svc
 
 def test_redis_down_gives_503_and_writes_nothing(tmp_path: Path) -> None:
     port = servers.free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         servers.wait_for_port(port, proc)
         app = make_app(tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
         services = svc(app)
         with services.db.session() as s:
             t = directory.create_tenant(s, "acme")
-            directory.create_user(s, services.passwords, t, "alice", "a@acme.test", "member", PASSWORD)
+            directory.create_user(
+                s, services.passwords, t, "alice", "a@acme.test", "member", PASSWORD
+            )
         b = Browser(app.test_client(), "acme")
         url, html = b.open_login()
         assert app.test_client().get("/readyz").status_code == 200
@@ -38,7 +52,10 @@ def test_redis_down_gives_503_and_writes_nothing(tmp_path: Path) -> None:
     fresh = app.test_client().get("/t/acme/login")
     assert fresh.status_code == 503
     ready = app.test_client().get("/readyz")
-    assert ready.status_code == 503 and ready.get_json() == {"status": "unavailable", "failed": ["ephemeral"]}
+    assert ready.status_code == 503 and ready.get_json() == {
+        "status": "unavailable",
+        "failed": ["ephemeral"],
+    }
     with services.db.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent)) == events_before
 

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("mfa_required", sa.Boolean(), nullable=False),
         sa.Column("mfa_enabled", sa.Boolean(), nullable=False),
+        sa.Column("unlocked_at", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),

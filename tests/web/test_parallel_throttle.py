@@ -1,0 +1,118 @@
+"""Back-off and lock hold against parallel requests on a live server (real gunicorn, real Redis)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PASSWORD
+from tests.servers import idp, idp_env, live_idp
+
+GENERIC = "Incorrect username or password."
+PARALLEL = 24
+
+
+def prepared_logins(base: str, n: int) -> list[tuple[requests.Session, str, str]]:
+    """n browsers, each with its own session and sign-in flow, ready to post."""
+    out = []
+    for _ in range(n):
+        s = requests.Session()
+        page = s.get(f"{base}/t/acme/login", timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        out.append((s, page.url, token.group(1)))
+    return out
+
+
+def fire(logins: list[tuple[requests.Session, str, str]], password: str) -> Counter[str]:
+    barrier = threading.Barrier(len(logins))
+    answers: list[str] = []
+
+    def go(s: requests.Session, url: str, token: str) -> None:
+        barrier.wait()
+        r = s.post(
+            url,
+            data={
+                "csrf_token": token,
+                "step": "identify",
+                "username": "alice",
+                "password": password,
+            },
+            timeout=30,
+            allow_redirects=False,
+        )
+        alert = re.search(r'role="alert"[^>]*>([^<]+)<', r.text)
+        answers.append(f"{r.status_code} {alert.group(1) if alert else r.headers.get('Location')}")
+
+    threads = [threading.Thread(target=go, args=login) for login in logins]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Counter(a.split(". ")[0] if "Too many attempts" in a else a for a in answers)
+
+
+@pytest.fixture(params=["redis-2-workers", "memory-1-worker"])
+def server(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    extra = {
+        "IDP_THROTTLE_FREE_ATTEMPTS": "3",
+        "IDP_THROTTLE_LOCK_AFTER": "6",
+        "IDP_THROTTLE_MAX_DELAY": "1",
+        "IDP_THROTTLE_IP_LIMIT": "1000",
+    }
+    workers = 1
+    if request.param.startswith("redis"):
+        extra["IDP_REDIS_URL"] = request.getfixturevalue("redis_url").replace("/0", "/1")
+        workers = 2
+    env = idp_env(tmp_path / "instance", **extra)
+    assert idp(env, "init").returncode == 0
+    assert idp(env, "tenant", "create", "acme").returncode == 0
+    assert (
+        idp(
+            env,
+            "user",
+            "create",
+            "acme",
+            "alice",
+            "--email",
+            "a@acme.test",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        ).returncode
+        == 0
+    )
+    with live_idp(env, workers=workers) as base:
+        yield base, env
+
+
+def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(server) -> None:  # type: ignore[no-untyped-def]
+    base, env = server
+    first = fire(prepared_logins(base, PARALLEL), "wrong password!")
+    # At most the 3 free attempts plus the one that shuts the gate are checked; every other
+    # parallel guess is refused (and not counted), and nothing is locked by the burst.
+    assert 1 <= first[f"200 {GENERIC}"] <= 4, first
+    assert first["200 Too many attempts"] == PARALLEL - first[f"200 {GENERIC}"], first
+
+    import time
+
+    checked = first[f"200 {GENERIC}"]
+    while checked < 6:  # keep guessing at the pace the back-off allows, up to the lock
+        time.sleep(1.1)
+        burst = fire(prepared_logins(base, 8), "wrong password!")
+        assert burst[f"200 {GENERIC}"] <= max(0, 3 - checked) + 1, burst
+        checked += burst[f"200 {GENERIC}"]
+    time.sleep(1.1)
+    locked = fire(prepared_logins(base, 8), PASSWORD)
+    assert set(locked) == {
+        "200 Too many failed attempts. Ask your administrator to unlock the account."
+    }, locked
+    assert "locked" in idp(env, "user", "list", "acme").stdout
+
+    assert idp(env, "user", "unlock", "acme", "alice").returncode == 0
+    after = fire(prepared_logins(base, 1), PASSWORD)
+    assert after == Counter({"302 /t/acme/account": 1}), after
