@@ -52,7 +52,7 @@ class Engine:
             step = self.steps[remaining[0]]
             result = step.run(state, answer, env)
             if result.outcome is not Outcome.OK:
-                return Progress(remaining, result)
+                return Progress(self.planner(state), result)  # a step may change the plan
             if result.factor is not None:
                 state.verified = merge(state.verified, result.factor)
             remaining = self.planner(state)

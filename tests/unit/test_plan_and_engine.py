@@ -95,6 +95,7 @@ def test_wrong_password_retries_with_generic_message_and_unknown_user_is_identic
     assert a.result is not None and b.result is not None
     assert a.result.message == b.result.message == "Incorrect username or password."
     assert not known.identified  # the combined form comes back to fix a typo
+    assert a.remaining == ["identify", "password"]
 
 
 def test_stale_step_name_shows_the_current_step() -> None:

@@ -42,7 +42,7 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(browser: Browser) -
         == GENERIC
     )
     # The same form comes back, with the username kept, so a typo can be fixed.
-    assert 'name="username"' in wrong.get_data(as_text=True)
+    assert 'id="username" name="username" type="text"' in wrong.get_data(as_text=True)
     assert 'value="alice"' in wrong.get_data(as_text=True)
 
 
