@@ -211,3 +211,26 @@ def live_idp(env: dict[str, str], workers: int = 1) -> Iterator[str]:
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+def seed(env: dict[str, str], tenant: str, username: str, password: str) -> None:
+    """``idp init``, a tenant and one member with a password, through the real CLI."""
+    for args, stdin in (
+        (["init"], None),
+        (["tenant", "create", tenant], None),
+        (
+            [
+                "user",
+                "create",
+                tenant,
+                username,
+                "--email",
+                f"{username}@{tenant}.test",
+                "--password-stdin",
+            ],
+            password + "\n",
+        ),
+    ):
+        result = idp(env, *args, stdin=stdin)
+        if result.returncode != 0:
+            raise RuntimeError(f"idp {' '.join(args)} failed: {result.stderr.strip()}")

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD
-from tests.servers import idp, idp_env, live_idp
+from tests.servers import idp, idp_env, live_idp, seed
 
 GENERIC = "Incorrect username or password."
 PARALLEL = 24
@@ -70,22 +70,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
         extra["IDP_REDIS_URL"] = request.getfixturevalue("redis_url").replace("/0", "/1")
         workers = 2
     env = idp_env(tmp_path / "instance", **extra)
-    assert idp(env, "init").returncode == 0
-    assert idp(env, "tenant", "create", "acme").returncode == 0
-    assert (
-        idp(
-            env,
-            "user",
-            "create",
-            "acme",
-            "alice",
-            "--email",
-            "a@acme.test",
-            "--password-stdin",
-            stdin=PASSWORD + "\n",
-        ).returncode
-        == 0
-    )
+    seed(env, "acme", "alice", PASSWORD)
     with live_idp(env, workers=workers) as base:
         yield base, env
 

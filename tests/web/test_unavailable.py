@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -14,24 +13,8 @@ from tests.conftest import PASSWORD, Browser, make_app, svc
 
 
 def test_redis_down_gives_503_and_writes_nothing(tmp_path: Path) -> None:
-    port = servers.free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        servers.wait_for_port(port, proc)
-        app = make_app(tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
+    with servers.redis_server(tmp_path) as redis_url:
+        app = make_app(tmp_path, redis_url=redis_url)
         services = svc(app)
         with services.db.session() as s:
             t = directory.create_tenant(s, "acme")
@@ -41,9 +24,6 @@ def test_redis_down_gives_503_and_writes_nothing(tmp_path: Path) -> None:
         b = Browser(app.test_client(), "acme")
         url, html = b.open_login()
         assert app.test_client().get("/readyz").status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
     with services.db.session() as s:
         events_before = s.scalar(select(func.count()).select_from(AuditEvent))
     resp = b.post(url, html, "identify", username="alice", password=PASSWORD)
