@@ -21,7 +21,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from factors.password import Argon2Params, PasswordFactor
-from tests.servers import free_port, seed, wait_for_port
+from tests.servers import free_port, idp, seed, wait_for_port
 
 PASSWORD = "benchmark password 1"
 
@@ -37,7 +37,7 @@ def hash_only_bound(params: Argon2Params, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def one_login(base: str) -> float:
+def one_login(base: str, username: str) -> float:
     s = requests.Session()
     page = s.get(f"{base}/t/bench/login", timeout=30)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -48,7 +48,7 @@ def one_login(base: str) -> float:
         data={
             "csrf_token": token.group(1),
             "step": "identify",
-            "username": "user",
+            "username": username,
             "password": PASSWORD,
         },
         allow_redirects=False,
@@ -79,7 +79,22 @@ def main() -> None:
         IDP_BASE_URL=f"http://127.0.0.1:{port}",
         IDP_THROTTLE_IP_LIMIT="100",
     )
-    seed(env, "bench", "user", PASSWORD)
+    seed(env, "bench", "user0", PASSWORD)
+    for i in range(1, args.clients):  # one account per client: logins to one account queue up
+        assert (
+            idp(
+                env,
+                "user",
+                "create",
+                "bench",
+                f"user{i}",
+                "--email",
+                f"u{i}@bench.test",
+                "--password-stdin",
+                stdin=PASSWORD + "\n",
+            ).returncode
+            == 0
+        )
     import subprocess
 
     exe = str(Path(sys.executable).parent / "idp")
@@ -93,19 +108,19 @@ def main() -> None:
         wait_for_port(port, server)
         base = f"http://127.0.0.1:{port}"
         for _ in range(5):
-            one_login(base)  # warm-up
+            one_login(base, "user0")  # warm-up
         latencies: list[float] = []
         lock = threading.Lock()
         deadline = time.perf_counter() + args.seconds
 
-        def client() -> None:
+        def client(username: str) -> None:
             while time.perf_counter() < deadline:
-                t = one_login(base)
+                t = one_login(base, username)
                 with lock:
                     latencies.append(t)
 
         start = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(f"user{i}",)) for i in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:

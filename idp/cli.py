@@ -55,7 +55,7 @@ def init() -> None:
     help="worker processes [default: CPU count; 1 with the in-process store]",
 )
 def serve(host: str, port: int, workers: int | None) -> None:
-    """Serve Stepwise with gunicorn."""
+    """Serve Stepwise with granian (config/granian.toml)."""
     from idp.server import run
 
     svc = _services()

@@ -1,18 +1,18 @@
-"""``idp serve``: gunicorn with the settings in config/gunicorn.conf.py."""
+"""``idp serve``: granian (HTTP/1.1, WSGI) with the settings in config/granian.toml."""
 
 from __future__ import annotations
 
-import runpy
+import tomllib
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from idp.services import Services
 from idp.settings import ROOT
 from idp.store.migrate import alembic_config
+
+CONFIG = ROOT / "config" / "granian.toml"
 
 
 class SchemaOutdated(Exception):
@@ -28,23 +28,18 @@ def check_schema(svc: Services) -> None:
         raise SchemaOutdated("the database schema is not up to date: run `idp init` first")
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        defaults = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
-        for key, value in {**defaults, **self.options}.items():
-            if key in self.cfg.settings:
-                self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        from idp import create_app
-
-        return create_app()
-
-
 def run(svc: Services, host: str, port: int, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
     check_schema(svc)
-    _Gunicorn({"bind": f"{host}:{port}", "workers": workers}).run()
+    options: dict[str, Any] = tomllib.loads(CONFIG.read_text())
+    Granian(
+        "idp:create_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=host,
+        port=port,
+        workers=workers,
+        **options,
+    ).serve()

@@ -1,4 +1,4 @@
-"""Back-off and lock hold against parallel requests on a live server (real gunicorn, real Redis)."""
+"""Back-off and lock hold against parallel requests on a live server (real granian, real Redis)."""
 
 from __future__ import annotations
 
