@@ -269,3 +269,41 @@ def test_no_password_or_username_in_logs(app: Flask, browser: Browser, caplog) -
     browser.login("alice", "wrong secret here")
     browser.login("alice", PASSWORD)
     assert PASSWORD not in caplog.text and "wrong secret here" not in caplog.text
+
+
+def test_absolute_timeout_ends_the_session(
+    app: Flask, browser: Browser, client: FlaskClient
+) -> None:
+    import json
+
+    browser.login("alice", PASSWORD)
+    sid = session_id(client)
+    store = svc(app).store
+    data = json.loads(store.get(f"session:{sid}") or b"{}")
+    data["_created"] -= svc(app).settings.session_absolute_timeout + 1
+    store.set(f"session:{sid}", json.dumps(data).encode(), 60)
+    assert client.get("/t/acme/account").status_code == 302  # back to sign-in
+    assert store.get(f"session:{sid}") is None
+
+
+def test_idle_timeout_is_the_server_side_ttl(
+    app: Flask, browser: Browser, client: FlaskClient
+) -> None:
+    browser.login("alice", PASSWORD)
+    sid = session_id(client)
+    store = svc(app).store
+    store.set(f"session:{sid}", store.get(f"session:{sid}") or b"", 1)  # as if idle for long
+    import time
+
+    time.sleep(1.1)
+    assert client.get("/t/acme/account").status_code == 302
+
+
+def test_each_tenant_has_its_own_session(app: Flask, browser: Browser, client: FlaskClient) -> None:
+    services = svc(app)
+    with services.db.session() as s:
+        t = directory.create_tenant(s, "other")
+        directory.create_user(s, services.passwords, t, "alice", "a@other.test", "member", PASSWORD)
+    browser.login("alice", PASSWORD)
+    assert client.get("/t/acme/account").status_code == 200
+    assert client.get("/t/other/account").status_code == 302  # acme's session does not sign in here
