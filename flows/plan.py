@@ -13,8 +13,6 @@ from flows.context import LEVEL_ONE_FACTOR, VerifiedFactor, level_of
 from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request, TenantPolicy, UserFacts, required_level
 
-FIRST_FACTORS = frozenset({"password"})
-
 
 def plan(
     request: Request,
@@ -32,7 +30,7 @@ def plan(
     if not identified:
         return ["identify", "password"]
     counting = tuple(f for f in achieved if f.at >= (request.not_before() or 0))
-    if not any(f.kind in FIRST_FACTORS for f in counting) and level_of(counting) < LEVEL_ONE_FACTOR:
+    if level_of(counting) < LEVEL_ONE_FACTOR:
         return ["password"]
     need = required_level(policy, user, request)
     if level_of(counting) >= need:
