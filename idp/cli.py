@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -12,6 +13,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from idp import build_services, directory
+from idp.oidc import clients
 from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
@@ -175,6 +177,104 @@ _user_command(
 _user_command(
     "unlock", "Unlock USERNAME after too many failed sign-ins.", directory.unlock_user, "unlocked"
 )
+
+
+@cli.group()
+def client() -> None:
+    """Manage OpenID Connect clients (relying parties)."""
+
+
+def _print_registered(reg: clients.Registered, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps({"client_id": reg.client.client_id, "client_secret": reg.client_secret})
+        )
+        return
+    click.echo(f"client_id      {reg.client.client_id}")
+    if reg.client_secret:
+        click.echo(f"client_secret  {reg.client_secret}   (shown once; only a hash is kept)")
+
+
+@client.command("create")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option("--name", required=True)
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="exact redirect URI (repeat for several)",
+)
+@click.option("--post-logout-uri", "logout_uris", multiple=True, help="RP-initiated logout target")
+@click.option("--public", is_flag=True, help="no secret: a browser or native app using PKCE")
+@click.option("--third-party", is_flag=True, help="ask users for consent")
+@click.option(
+    "--min-level",
+    type=click.IntRange(0, 3),
+    default=0,
+    show_default=True,
+    help="minimum assurance level for this client",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help='print {"client_id": ..., "client_secret": ...}'
+)
+def client_create(
+    tenant_slug: str,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    logout_uris: tuple[str, ...],
+    public: bool,
+    third_party: bool,
+    min_level: int,
+    as_json: bool,
+) -> None:
+    """Register a client of TENANT."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        reg = clients.create_client(
+            s,
+            t,
+            name,
+            list(redirect_uris),
+            public=public,
+            post_logout_redirect_uris=list(logout_uris),
+            first_party=not third_party,
+            min_level=min_level,
+        )
+    _print_registered(reg, as_json)
+
+
+@client.command("list")
+@click.argument("tenant_slug", metavar="TENANT")
+def client_list(tenant_slug: str) -> None:
+    """List the clients of TENANT."""
+    with _services().db.session() as s:
+        for c in clients.list_clients(s, directory.require_tenant(s, tenant_slug)):
+            kind = "public" if c.public else "confidential"
+            click.echo(f"{c.client_id}\t{c.name}\t{kind}\t{' '.join(c.redirect_uris)}")
+
+
+@client.command("rotate-secret")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_rotate(tenant_slug: str, client_id: str, as_json: bool) -> None:
+    """Give CLIENT_ID a new secret; the old one stops working at once."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        reg = clients.rotate_secret(s, t, clients.require_client(s, t, client_id))
+    _print_registered(reg, as_json)
+
+
+@client.command("delete")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("client_id")
+def client_delete(tenant_slug: str, client_id: str) -> None:
+    """Delete CLIENT_ID."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        clients.delete_client(s, t, clients.require_client(s, t, client_id))
+    click.echo(f"client {client_id} deleted")
 
 
 @cli.command(hidden=True)

@@ -87,3 +87,28 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Client(Base):
+    """An OAuth 2.0 / OpenID Connect client (relying party) of one tenant.
+
+    The secret is stored only as a SHA-256 hash: generated secrets carry 256 bits of entropy,
+    so a fast hash is the right tool (a slow one would only cost throughput).
+    """
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    public: Mapped[bool] = mapped_column(default=False)
+    first_party: Mapped[bool] = mapped_column(default=True)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    min_level: Mapped[int] = mapped_column(default=0)
+    access_token_ttl: Mapped[int] = mapped_column(default=600)
+    refresh_token_ttl: Mapped[int] = mapped_column(default=30 * 24 * 3600)
+    created_at: Mapped[int] = mapped_column(BigInteger)

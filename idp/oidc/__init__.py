@@ -1,0 +1,1 @@
+"""OpenID Provider (DESIGN.md): client registry now; endpoints arrive with issue 3."""

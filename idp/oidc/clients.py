@@ -1,0 +1,138 @@
+"""Client registry: registration, validation and secret checks (RFC 6749 section 2, RFC 8252).
+
+Redirect URIs are compared exactly at the authorization endpoint, so they are validated
+strictly here: absolute, no fragment (RFC 6749 3.1.2), https — or http only on a loopback
+host, or a private-use scheme with a dot for native apps (RFC 8252 7.1 and 7.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp.directory import DirectoryError, audit, now
+from idp.store.models import Client, Tenant
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+GRANTS_CONFIDENTIAL = ["authorization_code", "refresh_token", "client_credentials"]
+GRANTS_PUBLIC = ["authorization_code", "refresh_token"]
+MAX_URIS = 20
+
+
+def check_redirect_uri(uri: str) -> str:
+    """Return ``uri`` or raise :class:`DirectoryError` saying why it cannot be registered."""
+    if len(uri) > 2000 or any(c.isspace() or ord(c) < 32 for c in uri):
+        raise DirectoryError(f"redirect URI is too long or has spaces: {uri[:80]!r}")
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        raise DirectoryError(f"not a URI: {uri!r}") from None
+    if parts.fragment or "#" in uri:
+        raise DirectoryError(f"redirect URI must not have a fragment: {uri!r}")
+    if parts.scheme == "https" and host:
+        return uri
+    if parts.scheme == "http" and host in LOOPBACK and not parts.username:
+        return uri
+    if parts.scheme and "." in parts.scheme and parts.scheme not in ("http", "https"):
+        return uri  # private-use URI scheme of a native app (RFC 8252 7.1)
+    raise DirectoryError(
+        f"redirect URI must be https, http on a loopback host, or a private-use scheme: {uri!r}"
+    )
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(client: Client, presented: str) -> bool:
+    """Constant-time check of a presented client secret against the stored hash."""
+    expected = client.secret_hash or ""
+    return bool(expected) and hmac.compare_digest(expected, hash_secret(presented))
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A new or re-keyed client; ``client_secret`` is shown once and never stored."""
+
+    client: Client
+    client_secret: str | None
+
+
+def create_client(
+    s: Session,
+    tenant: Tenant,
+    name: str,
+    redirect_uris: list[str],
+    *,
+    public: bool = False,
+    post_logout_redirect_uris: list[str] | None = None,
+    first_party: bool = True,
+    min_level: int = 0,
+) -> Registered:
+    name = name.strip()
+    if not 0 < len(name) <= 200:
+        raise DirectoryError("client name must be 1-200 characters")
+    if not redirect_uris:
+        raise DirectoryError("a client needs at least one --redirect-uri")
+    uris = [check_redirect_uri(u) for u in redirect_uris]
+    logout_uris = [check_redirect_uri(u) for u in post_logout_redirect_uris or []]
+    if len(uris) > MAX_URIS or len(logout_uris) > MAX_URIS:
+        raise DirectoryError(f"at most {MAX_URIS} redirect URIs of each kind")
+    if not 0 <= min_level <= 3:
+        raise DirectoryError("--min-level must be 0, 1, 2 or 3")
+    secret = None if public else secrets.token_urlsafe(32)
+    client = Client(
+        tenant_id=tenant.id,
+        client_id=secrets.token_urlsafe(16),
+        name=name,
+        secret_hash=hash_secret(secret) if secret else None,
+        public=public,
+        first_party=first_party,
+        redirect_uris=list(dict.fromkeys(uris)),
+        post_logout_redirect_uris=list(dict.fromkeys(logout_uris)),
+        grant_types=GRANTS_PUBLIC if public else GRANTS_CONFIDENTIAL,
+        min_level=min_level,
+        created_at=now(),
+    )
+    s.add(client)
+    s.flush()
+    audit(s, tenant, "client.created", client_id=client.client_id, public=public)
+    return Registered(client, secret)
+
+
+def find_client(s: Session, tenant: Tenant, client_id: str) -> Client | None:
+    return s.scalar(
+        select(Client).where(Client.tenant_id == tenant.id, Client.client_id == client_id)
+    )
+
+
+def require_client(s: Session, tenant: Tenant, client_id: str) -> Client:
+    client = find_client(s, tenant, client_id)
+    if client is None:
+        raise DirectoryError(f"no client {client_id!r} in tenant {tenant.slug!r}")
+    return client
+
+
+def rotate_secret(s: Session, tenant: Tenant, client: Client) -> Registered:
+    if client.public:
+        raise DirectoryError(f"client {client.client_id!r} is public: it has no secret")
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = hash_secret(secret)
+    audit(s, tenant, "client.secret_rotated", client_id=client.client_id)
+    return Registered(client, secret)
+
+
+def delete_client(s: Session, tenant: Tenant, client: Client) -> None:
+    audit(s, tenant, "client.deleted", client_id=client.client_id)
+    s.delete(client)
+
+
+def list_clients(s: Session, tenant: Tenant) -> list[Client]:
+    return list(s.scalars(select(Client).where(Client.tenant_id == tenant.id).order_by(Client.id)))

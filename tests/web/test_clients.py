@@ -1,0 +1,165 @@
+"""OpenID Connect client registry through the real ``idp client`` commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from idp import create_app
+from idp.directory import DirectoryError
+from idp.oidc.clients import check_redirect_uri, secret_matches
+from idp.store.models import Client
+from tests.servers import idp, idp_env
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = idp_env(tmp_path / "instance")
+    assert idp(env, "init").returncode == 0
+    assert idp(env, "tenant", "create", "acme").returncode == 0
+    return env
+
+
+def stored(env: dict[str, str], client_id: str) -> Client:
+    app = create_app({"env": "development", "instance_path": env["IDP_INSTANCE_PATH"]})
+    with app.extensions["stepwise"].db.session() as s:
+        found: Client = s.scalars(select(Client).where(Client.client_id == client_id)).one()
+        return found
+
+
+def test_create_confidential_client_json_and_secret_only_hashed(env: dict[str, str]) -> None:
+    out = idp(
+        env,
+        "client",
+        "create",
+        "acme",
+        "--name",
+        "Web",
+        "--redirect-uri",
+        "https://rp.example/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:9000/cb",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    creds = json.loads(out.stdout)
+    assert set(creds) == {"client_id", "client_secret"} and len(creds["client_secret"]) >= 43
+    client = stored(env, creds["client_id"])
+    assert client.secret_hash == hashlib.sha256(creds["client_secret"].encode()).hexdigest()
+    assert creds["client_secret"] not in json.dumps(
+        {c.name: str(getattr(client, c.name)) for c in Client.__table__.columns}
+    )
+    assert secret_matches(client, creds["client_secret"])
+    assert not secret_matches(client, creds["client_secret"][:-1] + "x")
+    assert client.redirect_uris == ["https://rp.example/cb", "http://127.0.0.1:9000/cb"]
+    assert client.grant_types == ["authorization_code", "refresh_token", "client_credentials"]
+
+
+def test_public_client_has_no_secret(env: dict[str, str]) -> None:
+    out = idp(
+        env,
+        "client",
+        "create",
+        "acme",
+        "--name",
+        "SPA",
+        "--public",
+        "--redirect-uri",
+        "com.example.app:/callback",
+        "--json",
+    )
+    creds = json.loads(out.stdout)
+    assert creds["client_secret"] is None
+    client = stored(env, creds["client_id"])
+    assert client.public and client.secret_hash is None and not secret_matches(client, "")
+    rotate = idp(env, "client", "rotate-secret", "acme", creds["client_id"])
+    assert rotate.returncode == 2 and "is public" in rotate.stderr
+
+
+def test_rotate_secret_invalidates_the_old_one_and_delete_removes(env: dict[str, str]) -> None:
+    creds = json.loads(
+        idp(
+            env,
+            "client",
+            "create",
+            "acme",
+            "--name",
+            "Web",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--json",
+        ).stdout
+    )
+    new = json.loads(
+        idp(env, "client", "rotate-secret", "acme", creds["client_id"], "--json").stdout
+    )
+    client = stored(env, creds["client_id"])
+    assert secret_matches(client, new["client_secret"])
+    assert not secret_matches(client, creds["client_secret"])
+    listing = idp(env, "client", "list", "acme").stdout
+    assert creds["client_id"] in listing and "confidential" in listing
+    assert idp(env, "client", "delete", "acme", creds["client_id"]).returncode == 0
+    assert creds["client_id"] not in idp(env, "client", "list", "acme").stdout
+    gone = idp(env, "client", "delete", "acme", creds["client_id"])
+    assert gone.returncode == 2 and "no client" in gone.stderr
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://rp.example/cb",  # plain http off loopback
+        "https://rp.example/cb#frag",
+        "/relative/cb",
+        "https:///nohost",
+        "javascript:alert(1)",
+        "https://rp.example/c b",
+        "http://127.0.0.1.evil.example/cb",
+        "http://localhost@evil.example/cb",
+    ],
+)
+def test_bad_redirect_uris_are_refused_with_one_line(env: dict[str, str], uri: str) -> None:
+    out = idp(env, "client", "create", "acme", "--name", "Bad", "--redirect-uri", uri)
+    assert (
+        out.returncode == 2 and out.stderr.startswith("idp: ") and len(out.stderr.splitlines()) == 1
+    )
+    assert idp(env, "client", "list", "acme").stdout == ""  # nothing half-registered
+
+
+def test_redirect_uri_rules_accept_the_standard_forms() -> None:
+    for ok in [
+        "https://rp.example/cb?x=1",
+        "http://localhost:8080/cb",
+        "http://[::1]/cb",
+        "com.example.app:/oauth2redirect",
+    ]:
+        assert check_redirect_uri(ok) == ok
+    with pytest.raises(DirectoryError):
+        check_redirect_uri("http://localhost.evil.example/cb")
+
+
+def test_client_errors_exit_2(env: dict[str, str]) -> None:
+    assert (
+        idp(
+            env, "client", "create", "nope", "--name", "x", "--redirect-uri", "https://a.example/cb"
+        ).returncode
+        == 2
+    )
+    missing = idp(env, "client", "create", "acme", "--name", "x")
+    assert missing.returncode == 2 and "--redirect-uri" in missing.stderr
+    level = idp(
+        env,
+        "client",
+        "create",
+        "acme",
+        "--name",
+        "x",
+        "--redirect-uri",
+        "https://a.example/",
+        "--min-level",
+        "4",
+    )
+    assert level.returncode == 2 and "--min-level" in level.stderr
