@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from factors.password import Argon2Params, PasswordFactor
 from flows.throttle import ThrottleRules
 from idp import errors, security
+from idp.crypto import DataCipher
 from idp.ephemeral import connect
 from idp.services import Services
 from idp.sessions import ServerSessionInterface, require_available_session
@@ -43,6 +44,7 @@ def build_services(settings: Settings) -> Services:
             ip_limit=settings.throttle_ip_limit,
             ip_window=settings.throttle_ip_window,
         ),
+        cipher=DataCipher(settings.data_key),
     )
 
 
@@ -91,10 +93,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.install_headers(app, settings.https)
 
     from idp import account, health, login
+    from idp.oidc.views import bp as oidc_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(oidc_bp)
 
     @app.get("/")
     def home() -> str:

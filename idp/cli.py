@@ -13,7 +13,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from idp import build_services, directory
-from idp.oidc import clients
+from idp.oidc import clients, keys
 from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
@@ -40,10 +40,16 @@ def cli() -> None:
 @cli.command()
 def init() -> None:
     """Create or upgrade the database schema. Safe to run again."""
+    from sqlalchemy import select
+
     from idp.store.migrate import upgrade
+    from idp.store.models import Tenant
 
     svc = _services()
     upgrade(svc.db.engine)
+    with svc.db.session() as s:
+        for t in s.scalars(select(Tenant)):
+            keys.ensure_keys(s, svc.cipher, t)
     click.echo(f"database ready: {svc.db.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -86,6 +92,7 @@ def tenant_create(slug: str, name: str | None, mfa: str) -> None:
     svc = _services()
     with svc.db.session() as s:
         t = directory.create_tenant(s, slug, name, mfa)
+        keys.ensure_keys(s, svc.cipher, t)
     click.echo(f"tenant {t.slug} created: {svc.settings.base_url}/t/{t.slug}")
 
 
@@ -277,6 +284,41 @@ def client_delete(tenant_slug: str, client_id: str) -> None:
     click.echo(f"client {client_id} deleted")
 
 
+@cli.group("keys")
+def keys_group() -> None:
+    """Manage tenants' signing keys."""
+
+
+@keys_group.command("rotate")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option("--alg", type=click.Choice(keys.ALGORITHMS), default="RS256", show_default=True)
+@click.option(
+    "--grace",
+    type=click.IntRange(0),
+    default=keys.DEFAULT_GRACE,
+    show_default=True,
+    help="seconds the retired key stays published (longer than any token lives)",
+)
+def keys_rotate(tenant_slug: str, alg: str, grace: int) -> None:
+    """Add a new active ALG key to TENANT; the old one stays published for --grace seconds."""
+    svc = _services()
+    with svc.db.session() as s:
+        new = keys.rotate(s, svc.cipher, directory.require_tenant(s, tenant_slug), alg, grace)
+    click.echo(f"new {alg} key {new.kid} is active")
+
+
+@keys_group.command("list")
+@click.argument("tenant_slug", metavar="TENANT")
+def keys_list(tenant_slug: str) -> None:
+    """List TENANT's published keys."""
+    import time
+
+    with _services().db.session() as s:
+        for k in keys.published(s, directory.require_tenant(s, tenant_slug), int(time.time())):
+            state = "active" if k.active else f"retired, published until {k.publish_until}"
+            click.echo(f"{k.kid}\t{k.alg}\t{state}")
+
+
 @cli.command(hidden=True)
 @click.option("--tenant", "slug", default="demo", show_default=True)
 def demo(slug: str) -> None:
@@ -285,6 +327,7 @@ def demo(slug: str) -> None:
     pw_file = svc.settings.instance_dir / "demo-admin-password"
     with svc.db.session() as s:
         t = directory.get_tenant(s, slug) or directory.create_tenant(s, slug, "Demo Company")
+        keys.ensure_keys(s, svc.cipher, t)
         u = directory.find_user(s, t, "admin")
         if u is None or not pw_file.exists():
             password = secrets.token_urlsafe(12)

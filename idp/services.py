@@ -8,6 +8,7 @@ from flask import current_app
 
 from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
+from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
 from idp.settings import Settings
 from idp.store.db import Database
@@ -20,6 +21,7 @@ class Services:
     store: EphemeralStore
     passwords: PasswordFactor
     throttle_rules: ThrottleRules
+    cipher: DataCipher
 
     def throttle(self, scope: str) -> Throttle:
         return Throttle(self.store, scope, self.throttle_rules)

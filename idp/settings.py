@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 import tomllib
@@ -25,6 +27,7 @@ class Settings:
     database_url: str = ""
     redis_url: str = ""
     secret_key: str = ""
+    data_key: str = ""
     instance_path: str = "instance"
     log_level: str = "INFO"
     session_idle_timeout: int = 1800
@@ -81,6 +84,11 @@ class Settings:
                 out.append(
                     "IDP_SECRET_KEY must be set to at least 32 random characters in production"
                 )
+            if not _valid_data_key(self.data_key):
+                out.append(
+                    "IDP_DATA_KEY must be set to 32 random bytes in base64url in production "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
             if not self.https:
                 out.append(
                     "IDP_BASE_URL must use https in production (cookies are Secure only then)"
@@ -116,16 +124,29 @@ def load(
     values.update(overrides or {})
     settings = Settings(**{k: _coerce(k, v, known[k]) for k, v in values.items() if k in known})
     if settings.dev and not settings.secret_key:
-        settings = replace(settings, secret_key=_dev_secret(settings.instance_dir))
+        settings = replace(
+            settings, secret_key=_dev_secret(settings.instance_dir, "dev-secret-key", 48)
+        )
+    if settings.dev and not settings.data_key:
+        settings = replace(
+            settings, data_key=_dev_secret(settings.instance_dir, "dev-data-key", 32)
+        )
     return settings
 
 
-def _dev_secret(instance: Path) -> str:
-    """A development secret kept in instance/ so sessions survive restarts."""
+def _valid_data_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
+def _dev_secret(instance: Path, name: str, nbytes: int) -> str:
+    """A development secret kept in instance/ so sessions and encrypted data survive restarts."""
     instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "dev-secret-key"
+    path = instance / name
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
+            fh.write(secrets.token_urlsafe(nbytes))
     return path.read_text().strip()

@@ -112,3 +112,24 @@ class Client(Base):
     access_token_ttl: Mapped[int] = mapped_column(default=600)
     refresh_token_ttl: Mapped[int] = mapped_column(default=30 * 24 * 3600)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SigningKey(Base):
+    """A tenant's JWS signing key. The private key is encrypted at rest (idp.crypto).
+
+    ``active`` keys sign; retired keys stay published in the JWKS until ``publish_until`` so
+    every token they signed can still be verified (issue 3: key rotation).
+    """
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "kid", name="uq_signing_keys_tenant_kid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    alg: Mapped[str] = mapped_column(String(16))
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    publish_until: Mapped[int | None] = mapped_column(BigInteger)

@@ -102,6 +102,7 @@ def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
     result = idp(env, "init")
     assert result.returncode == 2
     assert "IDP_SECRET_KEY" in result.stderr and "https" in result.stderr
+    assert "IDP_DATA_KEY" in result.stderr
     bad_number = idp(idp_env(tmp_path / "i2", IDP_SESSION_IDLE_TIMEOUT="soon"), "init")
     assert (
         bad_number.returncode == 2
