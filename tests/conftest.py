@@ -109,3 +109,18 @@ class Browser:
 @pytest.fixture
 def browser(client: FlaskClient, tenant: str) -> Browser:
     return Browser(client, tenant)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for the real ``idp`` command: schema ready, tenant ``acme`` with its keys."""
+    env = servers.idp_env(tmp_path / "instance")
+    for args in (["init"], ["tenant", "create", "acme"]):
+        result = servers.idp(env, *args)
+        assert result.returncode == 0, result.stderr
+    return env
+
+
+def services_for(env: dict[str, str]) -> Services:
+    """The services of an app over the same instance as the ``idp`` command in ``env``."""
+    return svc(create_app({"env": "development", "instance_path": env["IDP_INSTANCE_PATH"]}))

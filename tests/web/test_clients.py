@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from idp import create_app
 from idp.directory import DirectoryError
 from idp.oidc.clients import check_redirect_uri, secret_matches
 from idp.store.models import Client
-from tests.servers import idp, idp_env
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    env = idp_env(tmp_path / "instance")
-    assert idp(env, "init").returncode == 0
-    assert idp(env, "tenant", "create", "acme").returncode == 0
-    return env
+from tests.conftest import services_for
+from tests.servers import idp
 
 
 def stored(env: dict[str, str], client_id: str) -> Client:
-    app = create_app({"env": "development", "instance_path": env["IDP_INSTANCE_PATH"]})
-    with app.extensions["stepwise"].db.session() as s:
+    with services_for(env).db.session() as s:
         found: Client = s.scalars(select(Client).where(Client.client_id == client_id)).one()
         return found
 
 
-def test_create_confidential_client_json_and_secret_only_hashed(env: dict[str, str]) -> None:
+def test_create_confidential_client_json_and_secret_only_hashed(cli_env: dict[str, str]) -> None:
     out = idp(
-        env,
+        cli_env,
         "client",
         "create",
         "acme",
@@ -48,7 +38,7 @@ def test_create_confidential_client_json_and_secret_only_hashed(env: dict[str, s
     assert out.returncode == 0, out.stderr
     creds = json.loads(out.stdout)
     assert set(creds) == {"client_id", "client_secret"} and len(creds["client_secret"]) >= 43
-    client = stored(env, creds["client_id"])
+    client = stored(cli_env, creds["client_id"])
     assert client.secret_hash == hashlib.sha256(creds["client_secret"].encode()).hexdigest()
     assert creds["client_secret"] not in json.dumps(
         {c.name: str(getattr(client, c.name)) for c in Client.__table__.columns}
@@ -59,9 +49,9 @@ def test_create_confidential_client_json_and_secret_only_hashed(env: dict[str, s
     assert client.grant_types == ["authorization_code", "refresh_token", "client_credentials"]
 
 
-def test_public_client_has_no_secret(env: dict[str, str]) -> None:
+def test_public_client_has_no_secret(cli_env: dict[str, str]) -> None:
     out = idp(
-        env,
+        cli_env,
         "client",
         "create",
         "acme",
@@ -74,16 +64,16 @@ def test_public_client_has_no_secret(env: dict[str, str]) -> None:
     )
     creds = json.loads(out.stdout)
     assert creds["client_secret"] is None
-    client = stored(env, creds["client_id"])
+    client = stored(cli_env, creds["client_id"])
     assert client.public and client.secret_hash is None and not secret_matches(client, "")
-    rotate = idp(env, "client", "rotate-secret", "acme", creds["client_id"])
+    rotate = idp(cli_env, "client", "rotate-secret", "acme", creds["client_id"])
     assert rotate.returncode == 2 and "is public" in rotate.stderr
 
 
-def test_rotate_secret_invalidates_the_old_one_and_delete_removes(env: dict[str, str]) -> None:
+def test_rotate_secret_invalidates_the_old_one_and_delete_removes(cli_env: dict[str, str]) -> None:
     creds = json.loads(
         idp(
-            env,
+            cli_env,
             "client",
             "create",
             "acme",
@@ -95,16 +85,16 @@ def test_rotate_secret_invalidates_the_old_one_and_delete_removes(env: dict[str,
         ).stdout
     )
     new = json.loads(
-        idp(env, "client", "rotate-secret", "acme", creds["client_id"], "--json").stdout
+        idp(cli_env, "client", "rotate-secret", "acme", creds["client_id"], "--json").stdout
     )
-    client = stored(env, creds["client_id"])
+    client = stored(cli_env, creds["client_id"])
     assert secret_matches(client, new["client_secret"])
     assert not secret_matches(client, creds["client_secret"])
-    listing = idp(env, "client", "list", "acme").stdout
+    listing = idp(cli_env, "client", "list", "acme").stdout
     assert creds["client_id"] in listing and "confidential" in listing
-    assert idp(env, "client", "delete", "acme", creds["client_id"]).returncode == 0
-    assert creds["client_id"] not in idp(env, "client", "list", "acme").stdout
-    gone = idp(env, "client", "delete", "acme", creds["client_id"])
+    assert idp(cli_env, "client", "delete", "acme", creds["client_id"]).returncode == 0
+    assert creds["client_id"] not in idp(cli_env, "client", "list", "acme").stdout
+    gone = idp(cli_env, "client", "delete", "acme", creds["client_id"])
     assert gone.returncode == 2 and "no client" in gone.stderr
 
 
@@ -121,12 +111,12 @@ def test_rotate_secret_invalidates_the_old_one_and_delete_removes(env: dict[str,
         "http://localhost@evil.example/cb",
     ],
 )
-def test_bad_redirect_uris_are_refused_with_one_line(env: dict[str, str], uri: str) -> None:
-    out = idp(env, "client", "create", "acme", "--name", "Bad", "--redirect-uri", uri)
+def test_bad_redirect_uris_are_refused_with_one_line(cli_env: dict[str, str], uri: str) -> None:
+    out = idp(cli_env, "client", "create", "acme", "--name", "Bad", "--redirect-uri", uri)
     assert (
         out.returncode == 2 and out.stderr.startswith("idp: ") and len(out.stderr.splitlines()) == 1
     )
-    assert idp(env, "client", "list", "acme").stdout == ""  # nothing half-registered
+    assert idp(cli_env, "client", "list", "acme").stdout == ""  # nothing half-registered
 
 
 def test_redirect_uri_rules_accept_the_standard_forms() -> None:
@@ -141,17 +131,24 @@ def test_redirect_uri_rules_accept_the_standard_forms() -> None:
         check_redirect_uri("http://localhost.evil.example/cb")
 
 
-def test_client_errors_exit_2(env: dict[str, str]) -> None:
+def test_client_errors_exit_2(cli_env: dict[str, str]) -> None:
     assert (
         idp(
-            env, "client", "create", "nope", "--name", "x", "--redirect-uri", "https://a.example/cb"
+            cli_env,
+            "client",
+            "create",
+            "nope",
+            "--name",
+            "x",
+            "--redirect-uri",
+            "https://a.example/cb",
         ).returncode
         == 2
     )
-    missing = idp(env, "client", "create", "acme", "--name", "x")
+    missing = idp(cli_env, "client", "create", "acme", "--name", "x")
     assert missing.returncode == 2 and "--redirect-uri" in missing.stderr
     level = idp(
-        env,
+        cli_env,
         "client",
         "create",
         "acme",
