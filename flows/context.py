@@ -6,6 +6,7 @@ section 2) are derived from it and never stored separately.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,7 @@ class AuthContext:
     factors: tuple[VerifiedFactor, ...] = field(default_factory=tuple)
 
     def with_factor(self, factor: VerifiedFactor) -> AuthContext:
-        kept = tuple(f for f in self.factors if f.kind != factor.kind)
-        return AuthContext(self.user_id, (*kept, factor))
+        return AuthContext(self.user_id, tuple(merge(self.factors, factor)))
 
     def counting(self, not_before: int | None = None) -> tuple[VerifiedFactor, ...]:
         """The factors verified at or after ``not_before`` (freshness: max_age, prompt=login)."""
@@ -82,6 +82,11 @@ class AuthContext:
             user_id=int(data["user_id"]),
             factors=tuple(VerifiedFactor.from_json(f) for f in data.get("factors", [])),
         )
+
+
+def merge(factors: Sequence[VerifiedFactor], new: VerifiedFactor) -> list[VerifiedFactor]:
+    """Keep the newest verification per factor kind."""
+    return [*(f for f in factors if f.kind != new.kind), new]
 
 
 def level_of(factors: tuple[VerifiedFactor, ...]) -> int:

@@ -6,10 +6,10 @@ fields, so one form can carry username and password together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from flows.context import VerifiedFactor
+from flows.context import merge
 from flows.state import FlowState
 from flows.steps import Env, Outcome, Step, StepResult
 
@@ -59,8 +59,3 @@ class Engine:
             if not remaining or not all(answer.get(f) for f in self.steps[remaining[0]].fields):
                 return Progress(remaining, result)
         return Progress(remaining)
-
-
-def merge(factors: Sequence[VerifiedFactor], new: VerifiedFactor) -> list[VerifiedFactor]:
-    """Keep the newest verification per factor kind."""
-    return [*(f for f in factors if f.kind != new.kind), new]

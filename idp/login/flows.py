@@ -16,8 +16,8 @@ from flask import session
 from sqlalchemy.orm import Session
 
 from factors.password import PasswordFactor
-from flows.context import AuthContext
-from flows.engine import Engine, merge
+from flows.context import AuthContext, merge
+from flows.engine import Engine
 from flows.errors import FlowNotFound
 from flows.plan import plan
 from flows.policy import Request

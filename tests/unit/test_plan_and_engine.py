@@ -3,8 +3,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from factors.password import Argon2Params, PasswordFactor
-from flows.context import VerifiedFactor
-from flows.engine import Engine, merge
+from flows.context import VerifiedFactor, merge
+from flows.engine import Engine
 from flows.errors import UnmetAuthenticationRequirements
 from flows.plan import plan
 from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
