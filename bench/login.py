@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from factors.password import Argon2Params, PasswordFactor
+from tests.html import csrf_of
 from tests.servers import free_port, idp, seed, wait_for_port
 
 PASSWORD = "benchmark password 1"
@@ -40,13 +40,12 @@ def hash_only_bound(params: Argon2Params, seconds: float) -> float:
 def one_login(base: str, username: str) -> float:
     s = requests.Session()
     page = s.get(f"{base}/t/bench/login", timeout=30)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.status_code
+    token = csrf_of(page.text)
     started = time.perf_counter()
     r = s.post(
         page.url,
         data={
-            "csrf_token": token.group(1),
+            "csrf_token": token,
             "step": "identify",
             "username": username,
             "password": PASSWORD,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from idp import create_app
 from idp.services import Services
 from idp.store.migrate import upgrade
 from tests import servers
+from tests.html import csrf_of
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +72,6 @@ def tenant(app: Flask) -> str:
         directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
         directory.create_user(s, s_.passwords, t, "olivia", "olivia@acme.test", "owner", PASSWORD)
     return "acme"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def alert_of(html: str) -> str | None:
-    match = re.search(r'role="alert"[^>]*>([^<]+)<', html)
-    return match.group(1).strip() if match else None
 
 
 class Browser:

@@ -21,22 +21,23 @@ def stored(env: dict[str, str], client_id: str) -> Client:
         return found
 
 
+def register(env: dict[str, str], name: str, *options: str) -> dict[str, str | None]:
+    """``idp client create acme --name NAME OPTIONS... --json``; returns the printed credentials."""
+    out = idp(env, "client", "create", "acme", "--name", name, *options, "--json")
+    assert out.returncode == 0, out.stderr
+    creds: dict[str, str | None] = json.loads(out.stdout)
+    return creds
+
+
 def test_create_confidential_client_json_and_secret_only_hashed(cli_env: dict[str, str]) -> None:
-    out = idp(
+    creds = register(
         cli_env,
-        "client",
-        "create",
-        "acme",
-        "--name",
         "Web",
         "--redirect-uri",
         "https://rp.example/cb",
         "--redirect-uri",
         "http://127.0.0.1:9000/cb",
-        "--json",
     )
-    assert out.returncode == 0, out.stderr
-    creds = json.loads(out.stdout)
     assert set(creds) == {"client_id", "client_secret"} and len(creds["client_secret"]) >= 43
     client = stored(cli_env, creds["client_id"])
     assert client.secret_hash == hashlib.sha256(creds["client_secret"].encode()).hexdigest()
@@ -50,19 +51,7 @@ def test_create_confidential_client_json_and_secret_only_hashed(cli_env: dict[st
 
 
 def test_public_client_has_no_secret(cli_env: dict[str, str]) -> None:
-    out = idp(
-        cli_env,
-        "client",
-        "create",
-        "acme",
-        "--name",
-        "SPA",
-        "--public",
-        "--redirect-uri",
-        "com.example.app:/callback",
-        "--json",
-    )
-    creds = json.loads(out.stdout)
+    creds = register(cli_env, "SPA", "--public", "--redirect-uri", "com.example.app:/callback")
     assert creds["client_secret"] is None
     client = stored(cli_env, creds["client_id"])
     assert client.public and client.secret_hash is None and not secret_matches(client, "")
@@ -71,19 +60,7 @@ def test_public_client_has_no_secret(cli_env: dict[str, str]) -> None:
 
 
 def test_rotate_secret_invalidates_the_old_one_and_delete_removes(cli_env: dict[str, str]) -> None:
-    creds = json.loads(
-        idp(
-            cli_env,
-            "client",
-            "create",
-            "acme",
-            "--name",
-            "Web",
-            "--redirect-uri",
-            "https://rp.example/cb",
-            "--json",
-        ).stdout
-    )
+    creds = register(cli_env, "Web", "--redirect-uri", "https://rp.example/cb")
     new = json.loads(
         idp(cli_env, "client", "rotate-secret", "acme", creds["client_id"], "--json").stdout
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -10,7 +14,8 @@ from factors.password import Argon2Params, PasswordFactor
 from idp import directory
 from idp.sessions import COOKIE
 from idp.store.models import AuditEvent
-from tests.conftest import PASSWORD, Browser, alert_of, csrf_of, svc
+from tests.conftest import PASSWORD, Browser, make_app, svc
+from tests.html import alert_of, csrf_of
 
 GENERIC = "Incorrect username or password."
 
@@ -193,11 +198,7 @@ def test_password_is_rehashed_when_parameters_change(app: Flask, browser: Browse
     assert browser.login("alice", PASSWORD).status_code == 302
 
 
-def test_back_off_then_lock_then_admin_unlock(
-    tmp_path,
-) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_app
-
+def test_back_off_then_lock_then_admin_unlock(tmp_path: Path) -> None:
     app = make_app(tmp_path, throttle_free_attempts=2, throttle_lock_after=4, throttle_max_delay=1)
     services = svc(app)
     with services.db.session() as s:
@@ -209,8 +210,6 @@ def test_back_off_then_lock_then_admin_unlock(
     assert alert_of(b.login("alice", "bad-3").get_data(as_text=True)) == GENERIC
     throttled = alert_of(b.login("alice", PASSWORD).get_data(as_text=True))
     assert throttled and throttled.startswith("Too many attempts")
-    import time
-
     time.sleep(1.1)
     assert alert_of(b.login("alice", "bad-4").get_data(as_text=True)) == GENERIC
     time.sleep(1.1)
@@ -245,9 +244,7 @@ def test_session_cookie_flags(browser: Browser) -> None:
     assert "Secure" not in cookie  # http base URL in tests
 
 
-def test_secure_cookie_behind_https(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_app
-
+def test_secure_cookie_behind_https(tmp_path: Path) -> None:
     app = make_app(tmp_path, base_url="https://id.example.test")
     with svc(app).db.session() as s:
         directory.create_tenant(s, "acme")
@@ -274,8 +271,6 @@ def test_no_password_or_username_in_logs(app: Flask, browser: Browser, caplog) -
 def test_absolute_timeout_ends_the_session(
     app: Flask, browser: Browser, client: FlaskClient
 ) -> None:
-    import json
-
     browser.login("alice", PASSWORD)
     sid = session_id(client)
     store = svc(app).store
@@ -293,8 +288,6 @@ def test_idle_timeout_is_the_server_side_ttl(
     sid = session_id(client)
     store = svc(app).store
     store.set(f"session:{sid}", store.get(f"session:{sid}") or b"", 1)  # as if idle for long
-    import time
-
     time.sleep(1.1)
     assert client.get("/t/acme/account").status_code == 302
 

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idp import directory
-from tests.conftest import PASSWORD, Browser, csrf_of, make_app, svc
+from tests.conftest import PASSWORD, Browser, make_app, svc
+from tests.html import csrf_of
 
 fields = st.dictionaries(
     st.sampled_from(["username", "password", "step", "action", "csrf_token", "flow", "x" * 40]),

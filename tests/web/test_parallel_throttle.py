@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD
+from tests.html import alert_of, csrf_of
 from tests.servers import idp, idp_env, live_idp, seed
 
 GENERIC = "Incorrect username or password."
@@ -23,9 +23,7 @@ def prepared_logins(base: str, n: int) -> list[tuple[requests.Session, str, str]
     for _ in range(n):
         s = requests.Session()
         page = s.get(f"{base}/t/acme/login", timeout=10)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
-        out.append((s, page.url, token.group(1)))
+        out.append((s, page.url, csrf_of(page.text)))
     return out
 
 
@@ -46,8 +44,7 @@ def fire(logins: list[tuple[requests.Session, str, str]], password: str) -> Coun
             timeout=30,
             allow_redirects=False,
         )
-        alert = re.search(r'role="alert"[^>]*>([^<]+)<', r.text)
-        answers.append(f"{r.status_code} {alert.group(1) if alert else r.headers.get('Location')}")
+        answers.append(f"{r.status_code} {alert_of(r.text) or r.headers.get('Location')}")
 
     threads = [threading.Thread(target=go, args=login) for login in logins]
     for t in threads:
