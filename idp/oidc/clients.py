@@ -47,6 +47,11 @@ def check_redirect_uri(uri: str) -> str:
     )
 
 
+def new_client_id() -> str:
+    """128 random bits in hex: never starts with '-', so it is safe as a CLI argument."""
+    return secrets.token_hex(16)
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -90,7 +95,7 @@ def create_client(
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
         tenant_id=tenant.id,
-        client_id=secrets.token_urlsafe(16),
+        client_id=new_client_id(),
         name=name,
         secret_hash=hash_secret(secret) if secret else None,
         public=public,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from idp.directory import DirectoryError
-from idp.oidc.clients import check_redirect_uri, secret_matches
+from idp.oidc.clients import check_redirect_uri, new_client_id, secret_matches
 from idp.store.models import Client
 from tests.conftest import services_for
 from tests.servers import idp
@@ -137,3 +137,10 @@ def test_client_errors_exit_2(cli_env: dict[str, str]) -> None:
         "4",
     )
     assert level.returncode == 2 and "--min-level" in level.stderr
+
+
+def test_client_ids_are_safe_cli_arguments() -> None:
+    # A base64url id starts with "-" once in 64 and then reads as an option to `idp client ...`.
+    ids = {new_client_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 32 and i.isalnum() for i in ids)
