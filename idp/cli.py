@@ -40,15 +40,12 @@ def cli() -> None:
 @cli.command()
 def init() -> None:
     """Create or upgrade the database schema. Safe to run again."""
-    from sqlalchemy import select
-
     from idp.store.migrate import upgrade
-    from idp.store.models import Tenant
 
     svc = _services()
     upgrade(svc.db.engine)
     with svc.db.session() as s:
-        for t in s.scalars(select(Tenant)):
+        for t in directory.list_tenants(s):
             keys.ensure_keys(s, svc.cipher, t)
     click.echo(f"database ready: {svc.db.engine.url.render_as_string(hide_password=True)}")
 
@@ -99,12 +96,8 @@ def tenant_create(slug: str, name: str | None, mfa: str) -> None:
 @tenant.command("list")
 def tenant_list() -> None:
     """List tenants."""
-    from sqlalchemy import select
-
-    from idp.store.models import Tenant
-
     with _services().db.session() as s:
-        for t in s.scalars(select(Tenant).order_by(Tenant.slug)):
+        for t in directory.list_tenants(s):
             click.echo(f"{t.slug}\t{t.name}\tmfa={t.mfa_mode}\tusers={directory.count_users(s, t)}")
 
 

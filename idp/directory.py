@@ -88,6 +88,10 @@ def create_tenant(s: Session, slug: str, name: str | None = None, mfa: str = "of
     return tenant
 
 
+def list_tenants(s: Session) -> list[Tenant]:
+    return list(s.scalars(select(Tenant).order_by(Tenant.slug)))
+
+
 def find_user(s: Session, tenant: Tenant, username: str) -> User | None:
     return s.scalar(
         select(User).where(
