@@ -26,6 +26,12 @@ bp = tenant_blueprint("login", __name__)
 ANSWER_FIELDS = ("username", "password")
 
 
+@bp.errorhandler(FlowNotFound)
+def _expired(exc: FlowNotFound) -> ResponseReturnValue:
+    """A flow that expired, finished, or belongs to another browser: offer a fresh start."""
+    return render_template("login/expired.html", tenant=current_tenant()), 400
+
+
 @bp.get("/login")
 def login() -> ResponseReturnValue:
     tenant = current_tenant()
@@ -38,20 +44,13 @@ def login() -> ResponseReturnValue:
             request.args.get("return_to", ""),
         )
         return redirect(url_for(".login", flow=state.id))
-    try:
-        state = flows.load(flow_id)
-    except FlowNotFound:
-        return render_template("login/expired.html", tenant=tenant), 400
-    return _show(state)
+    return _show(flows.load(flow_id))
 
 
 @bp.post("/login")
 def answer() -> ResponseReturnValue:
     tenant = current_tenant()
-    try:
-        state = flows.load(request.args.get("flow", ""))
-    except FlowNotFound:
-        return render_template("login/expired.html", tenant=tenant), 400
+    state = flows.load(request.args.get("flow", ""))
     try:
         answer = form_fields(ANSWER_FIELDS)
     except HttpError as exc:
