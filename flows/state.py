@@ -24,6 +24,9 @@ class FlowState:
     username: str | None = None
     user_id: int | None = None
     verified: list[VerifiedFactor] = field(default_factory=list)
+    # Where the browser goes after ``return_to`` (an application's redirect URI), so the web
+    # layer can allow it as a form target; empty for flows that stay on this site.
+    continue_to: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -38,6 +41,7 @@ class FlowState:
                 "username": self.username,
                 "user_id": self.user_id,
                 "verified": [f.to_json() for f in self.verified],
+                "continue_to": self.continue_to,
             },
             separators=(",", ":"),
         )
@@ -56,4 +60,5 @@ class FlowState:
             username=data.get("username"),
             user_id=data.get("user_id"),
             verified=[VerifiedFactor.from_json(f) for f in data.get("verified", [])],
+            continue_to=str(data.get("continue_to", "")),
         )

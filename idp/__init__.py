@@ -84,7 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.before_request(require_available_session)
     security.install_form_check(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     manager = LoginManager(app)
     from idp.login.users import install
 
@@ -93,12 +93,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.install_headers(app, settings.https)
 
     from idp import account, health, login
-    from idp.oidc.views import bp as oidc_bp
+    from idp.oidc import views as oidc_api
+    from idp.oidc import web as oidc_web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
-    app.register_blueprint(oidc_bp)
+    app.register_blueprint(oidc_web.bp)
+    app.register_blueprint(oidc_api.bp)
+    # Relying parties post here from their own origin, without this site's CSRF token.
+    csrf.exempt(oidc_api.bp)
+    csrf.exempt(oidc_web.authorize)
+    csrf.exempt(oidc_web.end_session)
 
     @app.get("/")
     def home() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, g, request
 
@@ -30,6 +30,33 @@ def install_headers(app: Flask, https: bool) -> None:
         if request.endpoint != "static":
             h.setdefault("Cache-Control", "no-store")
         return resp
+
+
+def form_target_source(uri: str) -> str | None:
+    """The CSP source expression for ``uri``'s origin (``https://host:port`` or ``scheme:``)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return None
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    if parts.scheme and all(c.isalnum() or c in "+.-" for c in parts.scheme):
+        return f"{parts.scheme}:"
+    return None
+
+
+def allow_form_target(resp: Response, uri: str | None) -> Response:
+    """Let this page's forms lead to ``uri``'s origin.
+
+    Browsers apply ``form-action`` to every redirect that follows a form submission, so a
+    login or consent page whose POST ends in a redirect to the relying party must name it.
+    """
+    source = form_target_source(uri) if uri else None
+    if source:
+        resp.headers["Content-Security-Policy"] = CSP.replace(
+            "form-action 'self'", f"form-action 'self' {source}"
+        )
+    return resp
 
 
 def install_form_check(app: Flask) -> None:

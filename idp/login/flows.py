@@ -49,7 +49,7 @@ def safe_return_to(tenant: Tenant, target: str | None) -> str:
     return target
 
 
-def start(tenant: Tenant, request: Request, return_to: str) -> FlowState:
+def start(tenant: Tenant, request: Request, return_to: str, continue_to: str = "") -> FlowState:
     """Create a flow for this browser session; a signed-in user is already identified."""
     state = FlowState(
         id=secrets.token_urlsafe(24),
@@ -57,6 +57,7 @@ def start(tenant: Tenant, request: Request, return_to: str) -> FlowState:
         request=request,
         created_at=int(time.time()),
         return_to=safe_return_to(tenant, return_to),
+        continue_to=continue_to,
     )
     ctx = session_context()
     if ctx is not None:

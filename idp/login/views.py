@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
-from flask import redirect, render_template, request, session, url_for
+from flask import make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
@@ -16,7 +17,7 @@ from idp.audit_web import audit_event
 from idp.errors import HttpError
 from idp.login import flows
 from idp.login.users import SignedInUser
-from idp.security import form_fields
+from idp.security import allow_form_target, form_fields
 from idp.services import services
 from idp.sessions import ServerSession
 from idp.store.models import User
@@ -85,8 +86,10 @@ def _complete(state: FlowState, user: User) -> None:
     ctx = flows.session_context()
     if ctx is None or ctx.user_id != user.id:
         pending = [f for f in session.get("flows", []) if f != state.id]
+        authorizations = session.get("authz", [])  # OIDC requests waiting for this login
         session.clear()
-        session["flows"] = pending
+        session["flows"], session["authz"] = pending, authorizations
+        session["sid"] = secrets.token_urlsafe(16)  # OpenID Connect session id (``sid``)
         ctx = AuthContext(user.id)
     for factor in state.verified:
         ctx = ctx.with_factor(factor)
@@ -108,14 +111,15 @@ def _show(
             remaining = flows.engine_for(s, tenant).remaining(state)
     if not remaining:
         return redirect(state.return_to)
-    return render_template(
+    page = render_template(
         f"login/{remaining[0]}.html",
         tenant=tenant,
         state=state,
         step=remaining[0],
         next_steps=remaining[1:],
         message=message,
-    ), status
+    )
+    return allow_form_target(make_response(page, status), state.continue_to)
 
 
 @bp.route("/logout", methods=["GET", "POST"])

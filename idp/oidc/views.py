@@ -1,17 +1,40 @@
-"""OpenID Provider endpoints under the tenant's issuer ``{base}/t/{tenant}``."""
+"""Machine-facing OpenID Provider endpoints under the tenant's issuer ``{base}/t/{tenant}``:
+discovery, JWKS, token, UserInfo, revocation and introspection. They take no cookies and no
+CSRF tokens; clients authenticate per RFC 6749 section 2.3."""
 
 from __future__ import annotations
 
+import json
 import time
 
-from flask import jsonify
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from idp.oidc import keys
+from idp.oidc import discovery, keys, resources
+from idp.oidc.provider import Context, HttpRequest, HttpResponse, OAuthClient, Provider
+from idp.oidc.provider import token_response as run_token_endpoint
+from idp.oidc.web import context, issuer_of, request_params
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
 
-bp = tenant_blueprint("oidc", __name__)
+bp = tenant_blueprint("oidc_api", __name__)
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@bp.after_request
+def _cors(resp: Response) -> Response:
+    """Browser-based clients (SPAs) call these endpoints cross-origin; no cookies are used."""
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> ResponseReturnValue:
+    """OpenID Connect Discovery 1.0 section 4 (and RFC 8414 fields)."""
+    resp = jsonify(discovery.document(issuer_of(current_tenant())))
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
 
 
 @bp.get("/jwks")
@@ -22,4 +45,132 @@ def jwks() -> ResponseReturnValue:
     resp = jsonify(document)
     resp.headers["Cache-Control"] = "public, max-age=300"
     resp.mimetype = "application/jwk-set+json"
+    return resp
+
+
+def _http_request() -> HttpRequest:
+    if request.method == "POST" and request.mimetype != "application/x-www-form-urlencoded":
+        raise _Invalid("The body must be application/x-www-form-urlencoded.")
+    return HttpRequest(
+        method=request.method,
+        uri=issuer_of(current_tenant()) + request.path.split(current_tenant().slug, 1)[1],
+        headers=dict(request.headers),
+        params=request_params(),
+    )
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _json(resp: HttpResponse) -> Response:
+    out = Response(json.dumps(resp.body), resp.status, mimetype="application/json")
+    for name, value in resp.headers:
+        if name.lower() != "content-type":
+            out.headers[name] = value
+    out.headers.update(NO_STORE)
+    return out
+
+
+def _oauth_error(exc: OAuth2Error) -> Response:
+    status, body, headers = exc()
+    return _json(HttpResponse(status, body, list(headers)))
+
+
+@bp.post("/token")
+def token() -> ResponseReturnValue:
+    """RFC 6749 section 3.2: authorization_code, refresh_token, client_credentials."""
+    try:
+        req = _http_request()
+    except _Invalid as exc:
+        return _oauth_error(InvalidRequestError(str(exc)))
+    with services().db.session() as s:
+        return _json(run_token_endpoint(context(s), req))
+
+
+def _authenticated_client(ctx: Context, req: HttpRequest) -> OAuthClient:
+    """Client authentication for revocation and introspection (RFC 7009 2.1, RFC 7662 2.1)."""
+    provider = Provider(ctx)
+    oreq = provider.create_oauth2_request(req)
+    client: OAuthClient = provider.authenticate_client(
+        oreq, ["client_secret_basic", "client_secret_post", "none"], "token"
+    )
+    return client
+
+
+@bp.post("/revoke")
+def revoke() -> ResponseReturnValue:
+    """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
+    try:
+        req = _http_request()
+        params = {k: v[0] for k, v in req.params.items() if v}
+        if not params.get("token"):
+            raise _Invalid("The token parameter is missing.")
+    except _Invalid as exc:
+        return _oauth_error(InvalidRequestError(str(exc)))
+    with services().db.session() as s:
+        ctx = context(s)
+        try:
+            client = _authenticated_client(ctx, req)
+        except OAuth2Error as exc:
+            return _oauth_error(exc)
+        resources.revoke(ctx, client, params["token"], params.get("token_type_hint"))
+    return _json(HttpResponse(200, {}))
+
+
+@bp.post("/introspect")
+def introspect() -> ResponseReturnValue:
+    """RFC 7662; only confidential clients may introspect."""
+    try:
+        req = _http_request()
+        params = {k: v[0] for k, v in req.params.items() if v}
+        if not params.get("token"):
+            raise _Invalid("The token parameter is missing.")
+    except _Invalid as exc:
+        return _oauth_error(InvalidRequestError(str(exc)))
+    with services().db.session() as s:
+        ctx = context(s)
+        try:
+            client = _authenticated_client(ctx, req)
+        except OAuth2Error as exc:
+            return _oauth_error(exc)
+        if client.row.public:
+            body = {"error": "invalid_client", "error_description": "Public clients cannot."}
+            return _json(HttpResponse(401, body))
+        answer = resources.introspect(ctx, client, params["token"], params.get("token_type_hint"))
+    return _json(HttpResponse(200, answer))
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> ResponseReturnValue:
+    """Core 5.3: bearer token in the Authorization header or, for POST, the form body
+    (RFC 6750 2.1 and 2.2); never both."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    from_header = value.strip() if scheme.lower() == "bearer" else ""
+    from_body = ""
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        from_body = request.form.get("access_token", "")
+    if from_header and from_body:
+        return _bearer_error(resources.BearerError("invalid_request", "Two tokens given.", 400))
+    token = from_header or from_body
+    if not token:
+        return _bearer_error(resources.BearerError("invalid_token", "No access token.", 401))
+    with services().db.session() as s:
+        try:
+            claims = resources.userinfo(context(s), token)
+        except resources.BearerError as exc:
+            return _bearer_error(exc)
+    resp = jsonify(claims)
+    resp.headers.update(NO_STORE)
+    return resp
+
+
+def _bearer_error(exc: resources.BearerError) -> Response:
+    resp = jsonify(error=exc.error, error_description=exc.description)
+    resp.status_code = exc.status
+    resp.headers["WWW-Authenticate"] = (
+        f'Bearer error="{exc.error}", error_description="{exc.description}"'
+    )
+    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
     return resp

@@ -37,6 +37,8 @@ class User(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     username: Mapped[str] = mapped_column(String(150))
     username_norm: Mapped[str] = mapped_column(String(150))
+    # The OpenID Connect ``sub``: random, never reassigned, stable per user and tenant.
+    sub: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(254))
     role: Mapped[str] = mapped_column(String(16), default="member")
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -111,6 +113,7 @@ class Client(Base):
     min_level: Mapped[int] = mapped_column(default=0)
     access_token_ttl: Mapped[int] = mapped_column(default=600)
     refresh_token_ttl: Mapped[int] = mapped_column(default=30 * 24 * 3600)
+    id_token_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -133,3 +136,57 @@ class SigningKey(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     publish_until: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Grant(Base):
+    """What one authorization code produced: a token family (RFC 6749 10.5, RFC 9700 4.14).
+
+    Access and refresh tokens name their grant, so revoking it (code reuse, refresh token
+    reuse, RFC 7009 revocation, logout) ends every token of the family at once. The
+    authentication context the tokens carry is frozen here: a refresh never raises it.
+    """
+
+    __tablename__ = "oauth_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gid: Mapped[str] = mapped_column(String(43), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(1000))
+    acr: Mapped[str] = mapped_column(String(200))
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    auth_time: Mapped[int] = mapped_column(BigInteger)
+    sid: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RefreshToken(Base):
+    """One refresh token of a grant, stored as a SHA-256 hash; ``used_at`` marks rotation."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth_grants.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    grant: Mapped[Grant] = relationship()
+
+
+class Consent(Base):
+    """Scopes a user granted to a third-party client, remembered per user and client."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_consents_user_client"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[int] = mapped_column(BigInteger)

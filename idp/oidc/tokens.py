@@ -1,0 +1,132 @@
+"""JWTs this provider issues and accepts: id_tokens (OpenID Connect Core 1.0 section 2) and
+access tokens in the JWT profile of RFC 9068, signed with the tenant's keys (joserfc).
+
+Signing keys are cached in memory per kid (their material never changes); which kid is
+active is re-read every few seconds, so a rotation made by another process is picked up
+quickly while retired keys stay published for verification (idp/oidc/keys.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy.orm import Session
+
+from idp.crypto import DataCipher
+from idp.oidc import keys
+from idp.store.models import SigningKey, Tenant
+
+ACTIVE_TTL = 5.0
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 section 2.1: a media type, not a secret)
+MAX_TOKEN = 8192
+
+
+class InvalidToken(Exception):
+    """A token that is malformed, not ours, expired, or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Signer:
+    kid: str
+    alg: str
+    key: keys.Key
+
+
+class KeyCache:
+    """Process-wide cache of imported private keys and of each tenant's active kid."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[int, str], keys.Key] = {}
+        self._active: dict[tuple[int, str], tuple[float, SigningKey]] = {}
+        self._published: dict[int, tuple[float, KeySet]] = {}
+        self._lock = threading.Lock()
+
+    def signer(self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str) -> Signer:
+        now = time.monotonic()
+        cached = self._active.get((tenant.id, alg))
+        if cached is None or cached[0] < now:
+            row = keys.active_key(s, tenant, alg)
+            if row is None:
+                raise LookupError(f"tenant {tenant.slug!r} has no active {alg} key; run idp init")
+            s.expunge(row)
+            cached = (now + ACTIVE_TTL, row)
+            with self._lock:
+                self._active[(tenant.id, alg)] = cached
+        row = cached[1]
+        key = self._keys.get((tenant.id, row.kid))
+        if key is None:
+            key = keys.private_key(cipher, tenant, row)
+            with self._lock:
+                self._keys[(tenant.id, row.kid)] = key
+        return Signer(row.kid, row.alg, key)
+
+    def verifier(self, s: Session, tenant: Tenant) -> KeySet:
+        now = time.monotonic()
+        cached = self._published.get(tenant.id)
+        if cached is None or cached[0] < now:
+            document = keys.jwks(s, tenant, int(time.time()))
+            cached = (now + ACTIVE_TTL, KeySet.import_key_set(document))  # type: ignore[arg-type]
+            with self._lock:
+                self._published[tenant.id] = cached
+        return cached[1]
+
+
+def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:
+    header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+    return jwt.encode(header, claims, signer.key, algorithms=[signer.alg])
+
+
+def half_hash(value: str, alg: str) -> str:
+    """``at_hash``: the left half of the hash of the token (Core 3.1.3.6); SHA-256 for *256."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    assert alg.endswith("256")
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+def new_jti(gid: str | None = None) -> str:
+    """A token id; a user's tokens carry their grant id before the dot (for revocation)."""
+    rand = secrets.token_urlsafe(12)
+    return f"{gid}.{rand}" if gid else rand
+
+
+def grant_of(jti: str) -> str | None:
+    gid, dot, _ = jti.partition(".")
+    return gid if dot else None
+
+
+def verify(
+    token: str, keyset: KeySet, issuer: str, now: int, typ: str | None = None, leeway: int = 0
+) -> dict[str, Any]:
+    """Check signature, issuer, type and expiry; return the claims or raise InvalidToken."""
+    if not token or len(token) > MAX_TOKEN or token.count(".") != 2:
+        raise InvalidToken("malformed token")
+    try:
+        obj = jwt.decode(token, keyset, algorithms=list(keys.ALGORITHMS))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidToken("signature or format invalid") from exc
+    claims = dict(obj.claims)
+    if typ is not None and obj.header.get("typ", "").lower() != typ:
+        raise InvalidToken("wrong token type")
+    if claims.get("iss") != issuer:
+        raise InvalidToken("issued by someone else")
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp + leeway < now:
+        raise InvalidToken("expired")
+    return claims
+
+
+def peek_header(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS, unverified (only to pick a key)."""
+    try:
+        return dict(jws.extract_compact(token.encode()).protected)
+    except (JoseError, ValueError, TypeError):
+        raise InvalidToken("malformed token") from None

@@ -1,0 +1,338 @@
+"""Browser-facing OpenID Provider endpoints: authorization (with the hand-over to the login
+flow and the consent page) and RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from flask import make_response, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import logout_user
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from flows.context import AuthContext
+from flows.errors import UnmetAuthenticationRequirements
+from flows.plan import plan
+from flows.policy import Request
+from idp.directory import facts_of, policy_of
+from idp.errors import HttpError
+from idp.login import flows
+from idp.oidc import authorize as authz
+from idp.oidc import claims as scope_claims
+from idp.oidc import tokens
+from idp.oidc.clients import find_client
+from idp.oidc.provider import KEY_CACHE, Context, end_session_grants
+from idp.security import allow_form_target
+from idp.services import services
+from idp.sessions import ServerSession
+from idp.store.models import Client, Consent, Tenant, User
+from idp.tenancy import current_tenant, tenant_blueprint
+
+bp = tenant_blueprint("oidc", __name__)
+MAX_PENDING = 5
+MAX_PARAMS = 50
+
+
+def context(s: Session) -> Context:
+    svc = services()
+    tenant = current_tenant()
+    return Context(
+        s=s,
+        tenant=tenant,
+        issuer=issuer_of(tenant),
+        cipher=svc.cipher,
+        store=svc.store,
+        now=int(time.time()),
+        client_ip=request.remote_addr or "-",
+    )
+
+
+def issuer_of(tenant: Tenant) -> str:
+    return f"{services().settings.base_url.rstrip('/')}/t/{tenant.slug}"
+
+
+def request_params() -> dict[str, list[str]]:
+    """Parameters of a GET (query) or POST (form body only), as lists."""
+    source = request.args if request.method == "GET" else request.form
+    if len(source) > MAX_PARAMS:
+        raise HttpError("The request has too many parameters.")
+    return {k: source.getlist(k) for k in source}
+
+
+# --- pending requests, bound to this browser session --------------------------------------
+def _save_pending(areq: authz.AuthorizationRequest) -> None:
+    svc = services()
+    svc.store.set(f"oidc:authz:{areq.id}", areq.to_json(), svc.settings.flow_ttl)
+    kept = [i for i in session.get("authz", []) if i != areq.id][-(MAX_PENDING - 1) :]
+    session["authz"] = [*kept, areq.id]
+
+
+def _load_pending(req_id: str) -> authz.AuthorizationRequest:
+    known = req_id in session.get("authz", [])
+    raw = services().store.get(f"oidc:authz:{req_id}") if known else None
+    if raw is None:
+        raise HttpError(
+            "This sign-in request has expired or belongs to another browser. "
+            "Go back to the application and start again."
+        )
+    return authz.AuthorizationRequest.from_json(raw)
+
+
+def _drop_pending(areq: authz.AuthorizationRequest) -> None:
+    services().store.delete(f"oidc:authz:{areq.id}")
+    session["authz"] = [i for i in session.get("authz", []) if i != areq.id]
+
+
+# --- responses ------------------------------------------------------------------------------
+def _deliver(areq: authz.AuthorizationRequest, params: list[tuple[str, str]],
+             client_name: str) -> ResponseReturnValue:  # fmt: skip
+    if areq.response_mode == "form_post":
+        page = render_template(
+            "oidc/form_post.html",
+            tenant=current_tenant(),
+            redirect_uri=areq.redirect_uri,
+            params=params,
+            client_name=client_name,
+        )
+        return allow_form_target(make_response(page), areq.redirect_uri)
+    return redirect(authz.query_redirect(areq.redirect_uri, params))
+
+
+def _deliver_error(ctx: Context, exc: authz.AuthorizeError) -> ResponseReturnValue:
+    return _deliver(exc.areq, authz.error_params(ctx, exc), "the application")
+
+
+def _not_redirectable(message: str) -> ResponseReturnValue:
+    page = render_template(
+        "errors/error.html", tenant=current_tenant(), title="Cannot sign in", message=message
+    )
+    return page, 400
+
+
+# --- authorization endpoint ---------------------------------------------------------------
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> ResponseReturnValue:
+    """OpenID Connect Core 1.0 section 3.1.2 (GET and POST)."""
+    params = request_params()
+    with services().db.session() as s:
+        ctx = context(s)
+        try:
+            areq = authz.validate(ctx, params)
+            return _proceed(s, ctx, areq)
+        except authz.NotRedirectable as exc:
+            return _not_redirectable(exc.message)
+        except authz.AuthorizeError as exc:
+            return _deliver_error(ctx, exc)
+
+
+@bp.get("/authorize/resume")
+def resume() -> ResponseReturnValue:
+    """Where the login flow returns to: check again, then consent or a code."""
+    areq = _load_pending(request.args.get("req", ""))
+    with services().db.session() as s:
+        ctx = context(s)
+        try:
+            return _proceed(s, ctx, areq, after_login=True)
+        except authz.AuthorizeError as exc:
+            _drop_pending(areq)
+            return _deliver_error(ctx, exc)
+
+
+@bp.post("/authorize/consent")
+def consent() -> ResponseReturnValue:
+    areq = _load_pending(request.args.get("req", ""))
+    with services().db.session() as s:
+        ctx = context(s)
+        try:
+            client, user, auth = _checked(s, ctx, areq)
+            if user is None or auth is None:
+                return redirect(url_for(".resume", req=areq.id))  # signed out meanwhile
+            if request.form.get("action") != "allow":
+                raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
+            _remember_consent(s, user, client, areq)
+            return _issue(s, ctx, areq, client, user, auth)
+        except authz.AuthorizeError as exc:
+            _drop_pending(areq)
+            return _deliver_error(ctx, exc)
+
+
+def _flow_request(client: Client, areq: authz.AuthorizationRequest) -> Request:
+    return Request(
+        app_min_level=client.min_level,
+        max_age=areq.max_age,
+        force_fresh="login" in areq.prompt,
+        started_at=areq.started_at,
+    )
+
+
+def _checked(
+    s: Session, ctx: Context, areq: authz.AuthorizationRequest
+) -> tuple[Client, User | None, AuthContext | None]:
+    """The client (still registered with this redirect URI) and the session's user and
+    context when they satisfy the request; ``None`` when a login is needed."""
+    client = find_client(s, ctx.tenant, areq.client_id)
+    if client is None or areq.redirect_uri not in client.redirect_uris:
+        raise authz.AuthorizeError(areq, "invalid_request", "The client changed; start again.")
+    auth = flows.session_context()
+    user = s.get(User, auth.user_id) if auth is not None else None
+    if auth is None or user is None or user.tenant_id != ctx.tenant.id or user.status != "active":
+        return client, None, None
+    try:
+        steps = plan(_flow_request(client, areq), policy_of(ctx.tenant), facts_of(user), True,
+                     auth.factors)  # fmt: skip
+    except UnmetAuthenticationRequirements as exc:
+        raise authz.AuthorizeError(areq, "unmet_authentication_requirements", exc.message) from None
+    return (client, user, auth) if not steps else (client, None, None)
+
+
+def _proceed(
+    s: Session, ctx: Context, areq: authz.AuthorizationRequest, after_login: bool = False
+) -> ResponseReturnValue:
+    client, user, auth = _checked(s, ctx, areq)
+    if user is None or auth is None:
+        if "none" in areq.prompt:
+            raise authz.AuthorizeError(areq, "login_required", "The user is not signed in.")
+        _save_pending(areq)
+        state = flows.start(
+            ctx.tenant,
+            _flow_request(client, areq),
+            url_for(".resume", req=areq.id),
+            continue_to=areq.redirect_uri,
+        )
+        return redirect(url_for("login.login", flow=state.id))
+    if _needs_consent(s, client, user, areq, after_login):
+        if "none" in areq.prompt:
+            raise authz.AuthorizeError(areq, "consent_required", "The user has not consented.")
+        _save_pending(areq)
+        scopes = [
+            (sc, scope_claims.SCOPE_DESCRIPTIONS[sc]) for sc in scope_claims.split(areq.scope)
+        ]
+        page = render_template(
+            "oidc/consent.html",
+            tenant=ctx.tenant,
+            client_name=client.name,
+            username=user.username,
+            scopes=scopes,
+            req_id=areq.id,
+        )
+        return allow_form_target(make_response(page), areq.redirect_uri)
+    return _issue(s, ctx, areq, client, user, auth)
+
+
+def _needs_consent(s: Session, client: Client, user: User, areq: authz.AuthorizationRequest,
+                   after_login: bool) -> bool:  # fmt: skip
+    if client.first_party:
+        return False
+    if "consent" in areq.prompt:
+        return True
+    given = s.scalar(
+        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    )
+    return given is None or not set(scope_claims.split(areq.scope)) <= set(given.scopes)
+
+
+def _remember_consent(s: Session, user: User, client: Client,
+                      areq: authz.AuthorizationRequest) -> None:  # fmt: skip
+    given = s.scalar(
+        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    )
+    scopes = scope_claims.split(areq.scope)
+    if given is None:
+        s.add(Consent(user_id=user.id, client_id=client.client_id, scopes=scopes,
+                      created_at=int(time.time())))  # fmt: skip
+    else:
+        given.scopes = sorted(set(given.scopes) | set(scopes))
+
+
+def _issue(s: Session, ctx: Context, areq: authz.AuthorizationRequest, client: Client,
+           user: User, auth: AuthContext) -> ResponseReturnValue:  # fmt: skip
+    if not session.get("sid"):
+        session["sid"] = secrets.token_urlsafe(16)
+    who = authz.principal(areq, user, auth, _flow_request(client, areq).not_before(),
+                          session["sid"])  # fmt: skip
+    params = authz.issue_code(ctx, areq, who)
+    _drop_pending(areq)
+    return _deliver(areq, params, client.name)
+
+
+# --- RP-initiated logout -------------------------------------------------------------------
+@bp.route("/end-session", methods=["GET", "POST"])
+def end_session() -> ResponseReturnValue:
+    """OpenID Connect RP-Initiated Logout 1.0 section 2 (GET and POST)."""
+    params = {k: v[0] for k, v in request_params().items() if v}
+    hint, target = params.get("id_token_hint"), params.get("post_logout_redirect_uri")
+    with services().db.session() as s:
+        ctx = context(s)
+        claims: dict[str, Any] | None = None
+        if hint:
+            try:  # an expired hint still names the session (section 2: "even if expired")
+                keyset = KEY_CACHE.verifier(s, ctx.tenant)
+                claims = tokens.verify(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
+            except tokens.InvalidToken:
+                return _logout_error("The id_token_hint is not valid.")
+        aud = claims.get("aud") if claims else None
+        client_id = params.get("client_id") or (aud[0] if isinstance(aud, list) else aud)
+        if claims and params.get("client_id") and params["client_id"] != claims.get("aud"):
+            return _logout_error("client_id does not match the id_token_hint.")
+        client = find_client(s, ctx.tenant, str(client_id)) if client_id else None
+        if target and (client is None or target not in client.post_logout_redirect_uris):
+            return _logout_error("The post_logout_redirect_uri is not registered.")
+        pending = {
+            "id": secrets.token_urlsafe(12),
+            "target": target,
+            "state": params.get("state"),
+            "client_name": client.name if client else "",
+        }
+        auth = flows.session_context()
+        same_session = claims is not None and claims.get("sid") == session.get("sid")
+        if auth is None or same_session:
+            return _sign_out(s, ctx, pending)
+    session["end_session"] = pending
+    page = render_template(
+        "oidc/end_session.html",
+        tenant=ctx.tenant,
+        client_name=pending["client_name"],
+        req_id=pending["id"],
+    )
+    return allow_form_target(make_response(page), target)
+
+
+@bp.post("/end-session/confirm")
+def end_session_confirm() -> ResponseReturnValue:
+    pending = session.get("end_session")
+    if not pending or pending.get("id") != request.args.get("req"):
+        raise HttpError("This sign-out request has expired. Go back and try again.")
+    session.pop("end_session", None)
+    if request.form.get("action") != "logout":
+        return render_template(
+            "errors/error.html",
+            tenant=current_tenant(),
+            title="Still signed in",
+            message="You are still signed in.",
+        )
+    with services().db.session() as s:
+        return _sign_out(s, context(s), pending)
+
+
+def _logout_error(message: str) -> ResponseReturnValue:
+    page = render_template(
+        "errors/error.html", tenant=current_tenant(), title="Cannot sign out", message=message
+    )
+    return page, 400
+
+
+def _sign_out(s: Session, ctx: Context, pending: dict[str, Any]) -> ResponseReturnValue:
+    sid = session.get("sid")
+    if sid:
+        end_session_grants(s, ctx.tenant, sid, ctx.now)
+    logout_user()
+    assert isinstance(session, ServerSession)
+    session.destroy()
+    if pending.get("target"):
+        extra = [("state", pending["state"])] if pending.get("state") else []
+        return redirect(authz.query_redirect(pending["target"], extra))
+    return render_template("login/signed_out.html", tenant=ctx.tenant)
