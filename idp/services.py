@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -10,6 +10,7 @@ from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
+from idp.oidc.tokens import KeyCache
 from idp.settings import Settings
 from idp.store.db import Database
 
@@ -22,6 +23,7 @@ class Services:
     passwords: PasswordFactor
     throttle_rules: ThrottleRules
     cipher: DataCipher
+    keys: KeyCache = field(default_factory=KeyCache)  # signing keys in memory (idp.oidc.tokens)
 
     def throttle(self, scope: str) -> Throttle:
         return Throttle(self.store, scope, self.throttle_rules)

@@ -98,7 +98,10 @@ def engine_for(s: Session, tenant: Tenant) -> Engine:
 
     def planner(state: FlowState) -> list[str]:
         user = s.get(User, state.user_id) if state.user_id is not None else None
-        achieved = list(ctx.factors) if ctx is not None and ctx.user_id == state.user_id else []
+        # A forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's
+        # factors: the session's may carry the same second as the request.
+        from_session = ctx is not None and ctx.user_id == state.user_id
+        achieved = list(ctx.factors) if from_session and not state.request.force_fresh else []
         for factor in state.verified:
             achieved = merge(achieved, factor)
         facts = facts_of(user) if user is not None else None

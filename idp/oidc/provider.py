@@ -29,6 +29,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
+from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -43,7 +44,6 @@ CODE_TTL = 60
 CODE_USED_TTL = 24 * 3600
 ID_TOKEN_TTL = 600
 CLIENT_AUTH = ["client_secret_basic", "client_secret_post"]
-KEY_CACHE = tokens.KeyCache()
 
 
 def digest(value: str) -> str:
@@ -60,10 +60,14 @@ class Context:
     cipher: DataCipher
     store: EphemeralStore
     now: int
+    keys: tokens.KeyCache
     client_ip: str = "-"
 
     def signer(self, alg: str = "RS256") -> tokens.Signer:
-        return KEY_CACHE.signer(self.s, self.cipher, self.tenant, alg)
+        return self.keys.signer(self.s, self.cipher, self.tenant, alg)
+
+    def verifier(self) -> KeySet:
+        return self.keys.verifier(self.s, self.tenant)
 
 
 @dataclass
@@ -306,6 +310,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
 
 class CredentialsGrant(grants.ClientCredentialsGrant):
     """RFC 6749 4.4; the access token's ``sub`` is the client (RFC 9068 section 2.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
 
 
 def revoke_grant(ctx: Context, gid: str, reason: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
-from idp.oidc.provider import KEY_CACHE, Context, OAuthClient, digest, revoke_grant
+from idp.oidc.provider import Context, OAuthClient, digest, revoke_grant
 from idp.store.models import Grant, RefreshToken, User
 
 INTROSPECTED = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "acr", "amr",
@@ -33,7 +33,7 @@ def _live_grant(ctx: Context, gid: str | None) -> Grant | None:
 
 def access_claims(ctx: Context, token: str) -> dict[str, Any]:
     """The claims of a live access token of this tenant, or raise InvalidToken."""
-    keyset = KEY_CACHE.verifier(ctx.s, ctx.tenant)
+    keyset = ctx.verifier()
     found = tokens.verify(token, keyset, ctx.issuer, ctx.now, typ=tokens.ACCESS_TOKEN_TYP)
     jti = str(found.get("jti", ""))
     gid = tokens.grant_of(jti)

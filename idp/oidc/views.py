@@ -19,6 +19,7 @@ from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("oidc_api", __name__)
+FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -49,7 +50,7 @@ def jwks() -> ResponseReturnValue:
 
 
 def _http_request() -> HttpRequest:
-    if request.method == "POST" and request.mimetype != "application/x-www-form-urlencoded":
+    if request.method == "POST" and request.mimetype not in (FORM, ""):
         raise _Invalid("The body must be application/x-www-form-urlencoded.")
     return HttpRequest(
         method=request.method,

@@ -25,7 +25,7 @@ from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
 from idp.oidc.clients import find_client
-from idp.oidc.provider import KEY_CACHE, Context, end_session_grants
+from idp.oidc.provider import Context, end_session_grants
 from idp.security import allow_form_target
 from idp.services import services
 from idp.sessions import ServerSession
@@ -47,6 +47,7 @@ def context(s: Session) -> Context:
         cipher=svc.cipher,
         store=svc.store,
         now=int(time.time()),
+        keys=svc.keys,
         client_ip=request.remote_addr or "-",
     )
 
@@ -164,7 +165,7 @@ def _flow_request(client: Client, areq: authz.AuthorizationRequest) -> Request:
     return Request(
         app_min_level=client.min_level,
         max_age=areq.max_age,
-        force_fresh="login" in areq.prompt,
+        force_fresh="login" in areq.prompt or areq.max_age == 0,
         started_at=areq.started_at,
     )
 
@@ -193,7 +194,10 @@ def _proceed(
     s: Session, ctx: Context, areq: authz.AuthorizationRequest, after_login: bool = False
 ) -> ResponseReturnValue:
     client, user, auth = _checked(s, ctx, areq)
-    if user is None or auth is None:
+    # prompt=login and max_age=0 ask again whatever the session holds (Core 3.1.2.1); once
+    # that login is done, its factors are newer than the request and satisfy the check.
+    reauthenticate = not after_login and ("login" in areq.prompt or areq.max_age == 0)
+    if user is None or auth is None or reauthenticate:
         if "none" in areq.prompt:
             raise authz.AuthorizeError(areq, "login_required", "The user is not signed in.")
         _save_pending(areq)
@@ -270,7 +274,7 @@ def end_session() -> ResponseReturnValue:
         claims: dict[str, Any] | None = None
         if hint:
             try:  # an expired hint still names the session (section 2: "even if expired")
-                keyset = KEY_CACHE.verifier(s, ctx.tenant)
+                keyset = ctx.verifier()
                 claims = tokens.verify(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
             except tokens.InvalidToken:
                 return _logout_error("The id_token_hint is not valid.")

@@ -71,7 +71,12 @@ def sign_in(client: FlaskClient, resp: Any, username: str = "alice") -> Any:
     step = "password" if 'name="step" value="password"' in html else "identify"
     answered = client.post(
         flow_url,
-        data={"csrf_token": csrf_of(html), "step": step, "username": username, "password": PASSWORD},
+        data={
+            "csrf_token": csrf_of(html),
+            "step": step,
+            "username": username,
+            "password": PASSWORD,
+        },
     )
     assert answered.status_code == 302, answered.get_data(as_text=True)[:500]
     return client.get(answered.headers["Location"])
