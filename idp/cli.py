@@ -216,6 +216,13 @@ def _print_registered(reg: clients.Registered, as_json: bool) -> None:
     help="minimum assurance level for this client",
 )
 @click.option(
+    "--id-token-alg",
+    type=click.Choice(["RS256", "ES256"]),
+    default="RS256",
+    show_default=True,
+    help="signature algorithm of this client's id_tokens",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help='print {"client_id": ..., "client_secret": ...}'
 )
 def client_create(
@@ -226,6 +233,7 @@ def client_create(
     public: bool,
     third_party: bool,
     min_level: int,
+    id_token_alg: str,
     as_json: bool,
 ) -> None:
     """Register a client of TENANT."""
@@ -240,6 +248,7 @@ def client_create(
             post_logout_redirect_uris=list(logout_uris),
             first_party=not third_party,
             min_level=min_level,
+            id_token_alg=id_token_alg,
         )
     _print_registered(reg, as_json)
 

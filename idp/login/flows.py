@@ -16,7 +16,7 @@ from flask import session
 from sqlalchemy.orm import Session
 
 from factors.password import PasswordFactor
-from flows.context import AuthContext, merge
+from flows.context import AuthContext, VerifiedFactor, merge
 from flows.engine import Engine
 from flows.errors import FlowNotFound
 from flows.plan import plan
@@ -100,8 +100,9 @@ def engine_for(s: Session, tenant: Tenant) -> Engine:
         user = s.get(User, state.user_id) if state.user_id is not None else None
         # A forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's
         # factors: the session's may carry the same second as the request.
-        from_session = ctx is not None and ctx.user_id == state.user_id
-        achieved = list(ctx.factors) if from_session and not state.request.force_fresh else []
+        achieved: list[VerifiedFactor] = []
+        if ctx is not None and ctx.user_id == state.user_id and not state.request.force_fresh:
+            achieved = list(ctx.factors)
         for factor in state.verified:
             achieved = merge(achieved, factor)
         facts = facts_of(user) if user is not None else None

@@ -80,6 +80,7 @@ def create_client(
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = True,
     min_level: int = 0,
+    id_token_alg: str = "RS256",  # noqa: S107 (an algorithm name)
 ) -> Registered:
     name = name.strip()
     if not 0 < len(name) <= 200:
@@ -90,6 +91,8 @@ def create_client(
     logout_uris = [check_redirect_uri(u) for u in post_logout_redirect_uris or []]
     if len(uris) > MAX_URIS or len(logout_uris) > MAX_URIS:
         raise DirectoryError(f"at most {MAX_URIS} redirect URIs of each kind")
+    if id_token_alg not in ("RS256", "ES256"):
+        raise DirectoryError("--id-token-alg must be RS256 or ES256")
     if not 0 <= min_level <= 3:
         raise DirectoryError("--min-level must be 0, 1, 2 or 3")
     secret = None if public else secrets.token_urlsafe(32)
@@ -104,6 +107,7 @@ def create_client(
         post_logout_redirect_uris=list(dict.fromkeys(logout_uris)),
         grant_types=GRANTS_PUBLIC if public else GRANTS_CONFIDENTIAL,
         min_level=min_level,
+        id_token_alg=id_token_alg,
         created_at=now(),
     )
     s.add(client)

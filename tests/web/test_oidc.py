@@ -271,7 +271,7 @@ def test_revocation_and_introspection(client: FlaskClient, rp: Rp) -> None:
 def test_third_party_client_asks_for_consent_once(app: Flask, client: FlaskClient,
                                                   tenant: str) -> None:  # fmt: skip
     rp = register(app, "Partner", first_party=False)
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     page = sign_in(client, authorize(client, rp, code_challenge=challenge,
                                      code_challenge_method="S256"))  # fmt: skip
     html = page.get_data(as_text=True)
