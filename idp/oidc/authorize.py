@@ -136,6 +136,8 @@ def _check_request_objects(ctx: Context, client: OAuthClient, areq: Authorizatio
 def _check_with_authlib(ctx: Context, client: OAuthClient, areq: AuthorizationRequest,
                         params: dict[str, list[str]]) -> None:  # fmt: skip
     """response_type, duplicated parameters, scope (authlib's code grant)."""
+    if _one(params, "response_type") != "code":  # before authlib, which quotes it back
+        raise AuthorizeError(areq, "unsupported_response_type", "Only response_type=code.")
     req = OAuthRequest(HttpRequest("GET", ctx.issuer + "/authorize", {}, params))
     try:
         grant = Provider(ctx).get_consent_grant(req)

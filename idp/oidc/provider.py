@@ -26,7 +26,7 @@ from typing import Any
 
 from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, UnsupportedGrantTypeError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc.jwk import KeySet
@@ -459,8 +459,16 @@ class Provider(rfc6749.AuthorizationServer):
         return tokens.sign(signer, claims)
 
 
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+
 def token_response(ctx: Context, req: HttpRequest) -> HttpResponse:
     """The token endpoint (RFC 6749 section 3.2)."""
+    if (req.params.get("grant_type") or [""])[0] not in GRANT_TYPES:
+        error = UnsupportedGrantTypeError("unsupported")
+        return HttpResponse(
+            400, {"error": error.error, "error_description": "Unsupported grant_type."}
+        )
     response: HttpResponse = Provider(ctx).create_token_response(req)
     return response
 

@@ -5,7 +5,6 @@ validation with signature checks on, userinfo, refresh, and RP-initiated logout.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 from typing import Any
@@ -114,11 +113,18 @@ def test_pyoidc_client(live: Live) -> None:
     ))  # fmt: skip
     rp.redirect_uris = [CALLBACK]
     state, nonce = rndstr(), rndstr()
-    verifier = secrets.token_urlsafe(48)
     challenge_args, verifier = rp.add_code_challenge()
-    request = rp.construct_AuthorizationRequest(request_args={
-        "client_id": live.client_id, "response_type": "code", "scope": ["openid", "profile",
-        "email"], "nonce": nonce, "redirect_uri": CALLBACK, "state": state, **challenge_args})
+    request = rp.construct_AuthorizationRequest(
+        request_args={
+            "client_id": live.client_id,
+            "response_type": "code",
+            "scope": ["openid", "profile", "email"],
+            "nonce": nonce,
+            "redirect_uri": CALLBACK,
+            "state": state,
+            **challenge_args,
+        }
+    )
     browser = requests.Session()
     callback = sign_in(browser, request.request(rp.authorization_endpoint), CALLBACK)
     answer = rp.parse_response(AuthorizationResponse, info=urlsplit(callback).query,
