@@ -159,6 +159,7 @@ class Principal:
     gid: str
     nonce: str | None = None
     code_hash: str | None = None
+    grant: Grant | None = None  # the family being refreshed
 
 
 class AuthCode:
@@ -302,7 +303,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
         user = self.server.ctx.s.get(User, grant.user_id)
         if user is None or user.status != "active":
             return None
-        return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid)
+        return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,
+                         grant=grant)  # fmt: skip
 
     def revoke_old_credential(self, refresh_token: Refresh) -> None:
         """Done atomically in :meth:`authenticate_refresh_token` (marked used)."""
@@ -389,7 +391,8 @@ class Provider(rfc6749.AuthorizationServer):
             if p.code_hash:
                 ctx.store.set(f"oidc:code-used:{p.code_hash}", p.gid.encode(), CODE_USED_TTL)
         else:
-            grant = ctx.s.scalars(select(Grant).where(Grant.gid == p.gid)).one()
+            assert p.grant is not None
+            grant = p.grant
         if "refresh_token" in token:
             row: Client = request.client.row
             ctx.s.add(

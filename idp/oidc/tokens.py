@@ -47,7 +47,7 @@ class KeyCache:
     def __init__(self) -> None:
         self._keys: dict[tuple[int, str], keys.Key] = {}
         self._active: dict[tuple[int, str], tuple[float, SigningKey]] = {}
-        self._published: dict[int, tuple[float, KeySet]] = {}
+        self._published: dict[int, tuple[float, dict[str, Any], KeySet]] = {}
         self._lock = threading.Lock()
 
     def signer(self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str) -> Signer:
@@ -69,15 +69,23 @@ class KeyCache:
                 self._keys[(tenant.id, row.kid)] = key
         return Signer(row.kid, row.alg, key)
 
-    def verifier(self, s: Session, tenant: Tenant) -> KeySet:
+    def _published_keys(self, s: Session, tenant: Tenant) -> tuple[dict[str, Any], KeySet]:
         now = time.monotonic()
         cached = self._published.get(tenant.id)
         if cached is None or cached[0] < now:
             document = keys.jwks(s, tenant, int(time.time()))
-            cached = (now + ACTIVE_TTL, KeySet.import_key_set(document))  # type: ignore[arg-type]
+            keyset = KeySet.import_key_set(document)  # type: ignore[arg-type]
+            cached = (now + ACTIVE_TTL, document, keyset)
             with self._lock:
                 self._published[tenant.id] = cached
-        return cached[1]
+        return cached[1], cached[2]
+
+    def jwks(self, s: Session, tenant: Tenant) -> dict[str, Any]:
+        """The published JWK Set (RFC 7517 section 5), re-read every few seconds."""
+        return self._published_keys(s, tenant)[0]
+
+    def verifier(self, s: Session, tenant: Tenant) -> KeySet:
+        return self._published_keys(s, tenant)[1]
 
 
 def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:

@@ -5,13 +5,12 @@ CSRF tokens; clients authenticate per RFC 6749 section 2.3."""
 from __future__ import annotations
 
 import json
-import time
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from idp.oidc import discovery, keys, resources
+from idp.oidc import discovery, resources
 from idp.oidc.provider import Context, HttpRequest, HttpResponse, OAuthClient, Provider
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.web import context, issuer_of, request_params
@@ -42,7 +41,7 @@ def openid_configuration() -> ResponseReturnValue:
 def jwks() -> ResponseReturnValue:
     """The tenant's public signing keys (RFC 7517), including retired keys still in grace."""
     with services().db.session() as s:
-        document = keys.jwks(s, current_tenant(), int(time.time()))
+        document = services().keys.jwks(s, current_tenant())
     resp = jsonify(document)
     resp.headers["Cache-Control"] = "public, max-age=300"
     resp.mimetype = "application/jwk-set+json"

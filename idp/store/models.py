@@ -176,7 +176,7 @@ class RefreshToken(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
 
-    grant: Mapped[Grant] = relationship()
+    grant: Mapped[Grant] = relationship(lazy="joined")  # always needed with the token
 
 
 class Consent(Base):

@@ -45,7 +45,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(base, f"{base}/t/acme", creds["client_id"], creds["client_secret"])
 
 
-def sign_in(browser: requests.Session, url: str, stop_at: str, username: str = "alice") -> str:
+def sign_in(
+    browser: requests.Session,
+    url: str,
+    stop_at: str,
+    username: str = "alice",
+    password: str = PASSWORD,
+) -> str:
     """Act as the user's browser: follow the IdP's redirects and answer its HTML login forms
     (DESIGN.md "Login pages") until it redirects to ``stop_at``; return that URL."""
     method, data = "GET", None
@@ -62,7 +68,7 @@ def sign_in(browser: requests.Session, url: str, stop_at: str, username: str = "
         assert form, resp.text[:500]
         fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
         fields.setdefault("username", username)
-        fields.update(password=PASSWORD)
+        fields.update(password=password)
         method, url, data = "POST", urljoin(url, unescape(form.group(1))), fields
     raise AssertionError("too many steps")
 
