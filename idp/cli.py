@@ -11,12 +11,14 @@ from typing import NoReturn
 
 import click
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from idp import build_services, directory
 from idp.oidc import clients, keys
 from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
+from idp.store.models import Tenant
 
 
 class CliError(Exception):
@@ -342,11 +344,33 @@ def demo(slug: str) -> None:
             pw_file.parent.mkdir(parents=True, exist_ok=True)
             pw_file.touch(mode=0o600)
             pw_file.write_text(password)
+        demo_client = _demo_client(svc, s, t)
     base = svc.settings.base_url
     click.echo(
         f"\n  Sign in at  {base}/t/{slug}/login\n  username    admin\n"
         f"  password    {pw_file.read_text()}\n"
+        f"\n  OpenID Connect issuer  {base}/t/{slug}\n"
+        f"  demo client           {demo_client['client_id']} (secret in {svc.settings.instance_dir / 'demo-client.json'})\n"
     )
+
+
+DEMO_REDIRECT = "http://127.0.0.1:8001/callback"
+
+
+def _demo_client(svc: Services, s: Session, t: Tenant) -> dict[str, str]:
+    """The demo relying party's registration, kept in instance/demo-client.json (0600)."""
+    path = svc.settings.instance_dir / "demo-client.json"
+    if path.exists():
+        known: dict[str, str] = json.loads(path.read_text())
+        if clients.find_client(s, t, known["client_id"]) is not None:
+            return known
+    reg = clients.create_client(
+        s, t, "Demo app", [DEMO_REDIRECT], post_logout_redirect_uris=["http://127.0.0.1:8001/"]
+    )
+    creds = {"client_id": reg.client.client_id, "client_secret": reg.client_secret or ""}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(creds))
+    return creds
 
 
 def main(argv: list[str] | None = None) -> None:
