@@ -345,12 +345,12 @@ def demo(slug: str) -> None:
             pw_file.touch(mode=0o600)
             pw_file.write_text(password)
         demo_client = _demo_client(svc, s, t)
-    base = svc.settings.base_url
+    base, where = svc.settings.base_url, svc.settings.instance_dir / "demo-client.json"
     click.echo(
         f"\n  Sign in at  {base}/t/{slug}/login\n  username    admin\n"
         f"  password    {pw_file.read_text()}\n"
         f"\n  OpenID Connect issuer  {base}/t/{slug}\n"
-        f"  demo client           {demo_client['client_id']} (secret in {svc.settings.instance_dir / 'demo-client.json'})\n"
+        f"  demo client           {demo_client['client_id']} (secret in {where})\n"
     )
 
 
