@@ -57,6 +57,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # authlib logs issued tokens and codes at DEBUG: never let them reach a log.
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger().level))
 
     app = Flask(
         "idp",

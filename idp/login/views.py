@@ -17,6 +17,7 @@ from idp.audit_web import audit_event
 from idp.errors import HttpError
 from idp.login import flows
 from idp.login.users import SignedInUser
+from idp.oidc.provider import end_session_grants
 from idp.security import allow_form_target, form_fields
 from idp.services import services
 from idp.sessions import ServerSession
@@ -127,6 +128,9 @@ def logout() -> ResponseReturnValue:
     tenant = current_tenant()
     if request.method == "GET":
         return render_template("login/logout.html", tenant=tenant)
+    if session.get("sid"):
+        with services().db.session() as s:
+            end_session_grants(s, tenant, session["sid"], int(time.time()))
     logout_user()
     assert isinstance(session, ServerSession)
     session.destroy()

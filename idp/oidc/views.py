@@ -26,6 +26,10 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 def _cors(resp: Response) -> Response:
     """Browser-based clients (SPAs) call these endpoints cross-origin; no cookies are used."""
     resp.headers["Access-Control-Allow-Origin"] = "*"
+    if request.method == "OPTIONS":  # CORS preflight
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+        resp.headers["Access-Control-Max-Age"] = "600"
     return resp
 
 

@@ -4,7 +4,9 @@ scope claims, id_token_hint, unknown parameters, POST to the authorization endpo
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -356,3 +358,45 @@ def test_token_endpoint_bad_input_is_json_errors(client: FlaskClient, rp: Rp) ->
     as_json = client.post("/t/acme/token", json={"grant_type": "client_credentials"}, auth=auth)
     assert as_json.status_code == 400 and as_json.get_json()["error"] == "invalid_request"
     assert client.get("/t/acme/token").status_code == 405
+
+
+def test_signing_out_ends_the_sessions_tokens_except_offline_access(
+    client: FlaskClient, rp: Rp
+) -> None:
+    online = tokens_for(client, rp)
+    offline = tokens_for(client, rp, scope="openid offline_access")
+    page = client.get("/t/acme/logout").get_data(as_text=True)
+    assert client.post("/t/acme/logout", data={"csrf_token": csrf_of(page)}).status_code == 200
+    gone = token(client, rp, grant_type="refresh_token", refresh_token=online["refresh_token"])
+    kept = token(client, rp, grant_type="refresh_token", refresh_token=offline["refresh_token"])
+    assert gone.status_code == 400 and kept.status_code == 200
+
+
+def test_cors_preflight_for_browser_clients(client: FlaskClient, rp: Rp) -> None:
+    resp = client.options("/t/acme/token", headers={
+        "Origin": "https://spa.example", "Access-Control-Request-Method": "POST"})  # fmt: skip
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+
+
+def test_no_token_or_code_in_logs_even_at_debug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from idp import directory
+    from tests.conftest import PASSWORD, make_app
+
+    app = make_app(tmp_path, log_level="DEBUG")
+    with svc(app).db.session() as s:
+        t = directory.create_tenant(s, "acme")
+        directory.create_user(s, svc(app).passwords, t, "alice", "a@acme.test", "member", PASSWORD)
+    rp = register(app)
+    client = app.test_client()
+    with caplog.at_level(logging.DEBUG):
+        query, verifier = code_flow(client, rp)
+        body = exchange(client, rp, query["code"], verifier).get_json()
+        token(client, rp, grant_type="refresh_token", refresh_token=body["refresh_token"])
+        # authlib logs every issued token at DEBUG ("Issue token %r to %r"): it must be muted
+        grant_log = logging.getLogger("authlib.oauth2.rfc6749.grants.authorization_code")
+        assert not grant_log.isEnabledFor(logging.DEBUG)
+    secrets_seen = [query["code"], body["access_token"], body["refresh_token"], body["id_token"]]
+    assert not any(s in caplog.text for s in secrets_seen)
