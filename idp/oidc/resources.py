@@ -99,7 +99,7 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
     }
 
 
-def revoke(ctx: Context, client: OAuthClient, token: str, hint: str | None) -> None:
+def revoke(ctx: Context, client: OAuthClient, token: str, hint: str | None) -> dict[str, Any]:
     """RFC 7009 section 2.1: revoking either token of a grant revokes the grant, so the
     refresh token and every access token of the family stop working. Unknown tokens and
     other clients' tokens are ignored (the response is 200 either way)."""
@@ -107,16 +107,17 @@ def revoke(ctx: Context, client: OAuthClient, token: str, hint: str | None) -> N
         try:
             found = access_claims(ctx, token)
         except tokens.InvalidToken:
-            return
+            return {}
         if found.get("client_id") != client.client_id:
-            return
+            return {}
         gid = tokens.grant_of(str(found["jti"]))
         if gid is not None:
             revoke_grant(ctx, gid, "revoked_by_client")
         else:
             ttl = max(1, int(found["exp"]) - ctx.now)
             ctx.store.set(f"oidc:revoked-jti:{found['jti']}", b"1", ttl)
-        return
+        return {}
     row = _refresh_row(ctx, token)
     if row is not None and row.grant.client_id == client.client_id:
         revoke_grant(ctx, row.grant.gid, "revoked_by_client")
+    return {}

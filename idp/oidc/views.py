@@ -5,8 +5,10 @@ CSRF tokens; clients authenticate per RFC 6749 section 2.3."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -102,9 +104,11 @@ def _authenticated_client(ctx: Context, req: HttpRequest) -> OAuthClient:
     return client
 
 
-@bp.post("/revoke")
-def revoke() -> ResponseReturnValue:
-    """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
+TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]
+
+
+def _about_a_token(action: TokenAction, confidential_only: bool = False) -> Response:
+    """Parse ``token``/``token_type_hint``, authenticate the client, run ``action``."""
     try:
         req = _http_request()
         params = {k: v[0] for k, v in req.params.items() if v}
@@ -116,33 +120,24 @@ def revoke() -> ResponseReturnValue:
         ctx = context(s)
         try:
             client = _authenticated_client(ctx, req)
+            if confidential_only and client.row.public:
+                raise InvalidClientError(status_code=401, description="Public clients cannot.")
         except OAuth2Error as exc:
             return _oauth_error(exc)
-        resources.revoke(ctx, client, params["token"], params.get("token_type_hint"))
-    return _json(HttpResponse(200, {}))
+        answer = action(ctx, client, params["token"], params.get("token_type_hint"))
+    return _json(HttpResponse(200, answer))
+
+
+@bp.post("/revoke")
+def revoke() -> ResponseReturnValue:
+    """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
+    return _about_a_token(resources.revoke)
 
 
 @bp.post("/introspect")
 def introspect() -> ResponseReturnValue:
     """RFC 7662; only confidential clients may introspect."""
-    try:
-        req = _http_request()
-        params = {k: v[0] for k, v in req.params.items() if v}
-        if not params.get("token"):
-            raise _Invalid("The token parameter is missing.")
-    except _Invalid as exc:
-        return _oauth_error(InvalidRequestError(str(exc)))
-    with services().db.session() as s:
-        ctx = context(s)
-        try:
-            client = _authenticated_client(ctx, req)
-        except OAuth2Error as exc:
-            return _oauth_error(exc)
-        if client.row.public:
-            body = {"error": "invalid_client", "error_description": "Public clients cannot."}
-            return _json(HttpResponse(401, body))
-        answer = resources.introspect(ctx, client, params["token"], params.get("token_type_hint"))
-    return _json(HttpResponse(200, answer))
+    return _about_a_token(resources.introspect, confidential_only=True)
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
