@@ -208,7 +208,7 @@ def _proceed(
             continue_to=areq.redirect_uri,
         )
         return redirect(url_for("login.login", flow=state.id))
-    if _needs_consent(s, client, user, areq, after_login):
+    if _needs_consent(s, client, user, areq):
         if "none" in areq.prompt:
             raise authz.AuthorizeError(areq, "consent_required", "The user has not consented.")
         _save_pending(areq)
@@ -227,8 +227,9 @@ def _proceed(
     return _issue(s, ctx, areq, client, user, auth)
 
 
-def _needs_consent(s: Session, client: Client, user: User, areq: authz.AuthorizationRequest,
-                   after_login: bool) -> bool:  # fmt: skip
+def _needs_consent(
+    s: Session, client: Client, user: User, areq: authz.AuthorizationRequest
+) -> bool:
     if client.first_party:
         return False
     if "consent" in areq.prompt:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from idp import directory
 from tests.conftest import PASSWORD, make_app, svc
-from tests.web.oidc_helpers import REDIRECT, code_flow, exchange, pkce, register
+from tests.web.oidc_helpers import REDIRECT, code_flow, exchange, register
 
 NAMES = ["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
          "max_age", "code_challenge", "code_challenge_method", "response_mode", "request",
@@ -62,4 +62,3 @@ def test_oidc_endpoints_never_fail_with_5xx(tmp_path: Path) -> None:
     # Nothing stored was lost: the client still completes a full code flow.
     query, verifier = code_flow(app.test_client(), rp)
     assert exchange(app.test_client(), rp, query["code"], verifier).status_code == 200
-    assert pkce()[0]
