@@ -13,5 +13,9 @@ class InvalidCode(InvalidCredentials):
     """A one-time code did not verify, was already used, or has expired."""
 
 
+class DeliveryFailed(FactorError):
+    """A code could not be handed to the SMS or email provider."""
+
+
 class WeakSecret(FactorError):
     """A new secret (for example a password) does not meet the rules for one."""

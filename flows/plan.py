@@ -8,10 +8,21 @@ about an account's policy to someone who does not know its password.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from flows.context import LEVEL_ONE_FACTOR, VerifiedFactor, level_of
+from flows.context import LEVEL_ONE_FACTOR, LEVEL_PHISHING_RESISTANT, VerifiedFactor, level_of
 from flows.errors import UnmetAuthenticationRequirements
-from flows.policy import Request, TenantPolicy, UserFacts, required_level
+from flows.policy import Request, TenantPolicy, UserFacts, kind_of, offer_due, required_level
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What this flow has under way beyond verified factors (from :class:`FlowState`)."""
+
+    choice: str = ""
+    enrolling: str = ""
+    codes_to_show: bool = False
+    offer_skipped: bool = False
 
 
 def plan(
@@ -20,21 +31,52 @@ def plan(
     user: UserFacts | None,
     identified: bool,
     achieved: Sequence[VerifiedFactor],
-    second_factor_steps: Sequence[str] = (),
+    pending: Pending | None = None,
+    now: int = 0,
+    policy_cap: int | None = None,
 ) -> list[str]:
     """Return the steps still missing, in order; ``[]`` when the login is complete.
 
     ``achieved`` holds the session's factors and this flow's, newest per kind.
-    ``second_factor_steps`` names the steps that could raise this user's level.
     """
+    pending = pending or Pending()
     if not identified:
         return ["identify", "password"]
     counting = tuple(f for f in achieved if f.at >= (request.not_before() or 0))
-    if level_of(counting) < LEVEL_ONE_FACTOR:
+    have = level_of(counting)
+    if have < LEVEL_ONE_FACTOR:
         return ["password"]
-    need = required_level(policy, user, request)
-    if level_of(counting) >= need:
-        return []
-    if not second_factor_steps:
-        raise UnmetAuthenticationRequirements()
-    return [second_factor_steps[0]]
+    if pending.codes_to_show:
+        return ["backup_codes"]
+    if pending.enrolling:
+        return [f"enroll_{pending.enrolling}"]
+    need = required_level(policy, user, request, policy_cap)
+    if have >= need:
+        due = user is not None and offer_due(policy, user, now) and not pending.offer_skipped
+        return ["offer"] if due else []
+    if user is None or need >= LEVEL_PHISHING_RESISTANT:
+        raise UnmetAuthenticationRequirements()  # level 3 needs WebAuthn (issue 5)
+    choice = chosen(user, pending.choice)
+    if choice:
+        return [f"verify_{kind_of(choice)}"]
+    if user.enrolled:
+        return ["choose"]
+    if policy.enrollable:
+        return ["enroll"]
+    raise UnmetAuthenticationRequirements()
+
+
+def choices(user: UserFacts) -> tuple[str, ...]:
+    """What the user may verify with: each enrolled factor, then backup codes."""
+    if not user.enrolled:
+        return ()
+    return (*user.enrolled, "backup") if user.has_backup_codes else user.enrolled
+
+
+def chosen(user: UserFacts, choice: str) -> str:
+    """The factor to ask for: this flow's choice, else the last used, else the only one."""
+    options = choices(user)
+    for candidate in (choice, user.last_factor):
+        if candidate and candidate in options:
+            return candidate
+    return user.enrolled[0] if len(user.enrolled) == 1 else ""

@@ -7,7 +7,7 @@ and the level the request asks for. Freshness comes from ``max_age`` and ``promp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +25,17 @@ class MfaScope(StrEnum):
     ADMINS = "admins"
 
 
+class MfaApply(StrEnum):
+    """When a stricter policy reaches users who are already signed in."""
+
+    NEXT_LOGIN = "next_login"
+    IMMEDIATE = "immediate"
+
+
+SECOND_FACTORS = ("totp", "webauthn", "sms", "email")  # what a tenant can allow
+DAY = 86400
+
+
 class Role(StrEnum):
     MEMBER = "member"
     ADMIN = "admin"
@@ -37,6 +48,11 @@ class TenantPolicy:
 
     mode: MfaMode = MfaMode.OFF
     scope: MfaScope = MfaScope.ALL
+    # The second factors users may enrol now: the tenant's allowed kinds that this deployment
+    # can deliver (no SMS without an SMS sender). Backup codes come with any of them.
+    enrollable: tuple[str, ...] = ("totp",)
+    reoffer_days: int = 7
+    totp_two_codes: bool = False
 
     def covers(self, role: Role) -> bool:
         return self.scope is MfaScope.ALL or role in (Role.ADMIN, Role.OWNER)
@@ -49,6 +65,25 @@ class UserFacts:
     role: Role = Role.MEMBER
     mfa_required_by_admin: bool = False
     mfa_enabled_by_user: bool = False
+    # Enrolled second factors as choices ``kind:id`` (e.g. ``totp:3``), usable ones only.
+    enrolled: tuple[str, ...] = field(default_factory=tuple)
+    has_backup_codes: bool = False
+    last_factor: str = ""
+    skipped_offer_at: int | None = None
+
+
+def kind_of(choice: str) -> str:
+    """``totp:3`` -> ``totp``; ``backup`` -> ``backup``."""
+    return choice.partition(":")[0]
+
+
+def offer_due(policy: TenantPolicy, user: UserFacts, now: int) -> bool:
+    """Optional mode: offer enrolment to a covered user without a factor, again after a while."""
+    if policy.mode is not MfaMode.OPTIONAL or not policy.covers(user.role):
+        return False
+    if user.enrolled or not policy.enrollable or mfa_on(policy, user):
+        return False
+    return user.skipped_offer_at is None or now - user.skipped_offer_at >= policy.reoffer_days * DAY
 
 
 def mfa_on(policy: TenantPolicy, user: UserFacts) -> bool:
@@ -104,9 +139,23 @@ class Request:
         )
 
 
-def required_level(policy: TenantPolicy, user: UserFacts | None, request: Request) -> int:
-    """The level a login must reach: the highest of policy, application minimum and request."""
+def policy_level(policy: TenantPolicy, user: UserFacts) -> int:
+    """The level the tenant policy alone asks of this user."""
+    return LEVEL_MULTI_FACTOR if mfa_on(policy, user) else LEVEL_ONE_FACTOR
+
+
+def required_level(
+    policy: TenantPolicy, user: UserFacts | None, request: Request, policy_cap: int | None = None
+) -> int:
+    """The level a login must reach: the highest of policy, application minimum and request.
+
+    ``policy_cap`` limits the policy's part for a session that began under an older policy
+    which is to apply only from the next login (:class:`MfaApply`).
+    """
     level = max(LEVEL_ONE_FACTOR, request.requested_level, request.app_min_level)
-    if user is not None and mfa_on(policy, user):
-        level = max(level, LEVEL_MULTI_FACTOR)
+    if user is not None:
+        from_policy = policy_level(policy, user)
+        if policy_cap is not None:
+            from_policy = min(from_policy, max(LEVEL_ONE_FACTOR, policy_cap))
+        level = max(level, from_policy)
     return level

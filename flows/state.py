@@ -27,6 +27,15 @@ class FlowState:
     # Where the browser goes after ``return_to`` (an application's redirect URI), so the web
     # layer can allow it as a form target; empty for flows that stay on this site.
     continue_to: str = ""
+    # Second-factor progress. Secrets (``secret``, ``contact``, ``codes``) are sealed by the
+    # web layer (encrypted under the data key) before they are put here.
+    choice: str = ""  # the factor chosen to verify, ``kind:id`` or ``backup``
+    enrolling: str = ""  # the kind being enrolled
+    secret: str = ""  # a TOTP secret being set up
+    contact: str = ""  # a phone number or email address being verified
+    challenge: dict[str, Any] | None = None  # the code sent (factors.codes.Challenge)
+    codes: str = ""  # new backup codes, until the user has seen them
+    offer_skipped: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
@@ -42,6 +51,13 @@ class FlowState:
                 "user_id": self.user_id,
                 "verified": [f.to_json() for f in self.verified],
                 "continue_to": self.continue_to,
+                "choice": self.choice,
+                "enrolling": self.enrolling,
+                "secret": self.secret,
+                "contact": self.contact,
+                "challenge": self.challenge,
+                "codes": self.codes,
+                "offer_skipped": self.offer_skipped,
             },
             separators=(",", ":"),
         )
@@ -61,4 +77,11 @@ class FlowState:
             user_id=data.get("user_id"),
             verified=[VerifiedFactor.from_json(f) for f in data.get("verified", [])],
             continue_to=str(data.get("continue_to", "")),
+            choice=str(data.get("choice", "")),
+            enrolling=str(data.get("enrolling", "")),
+            secret=str(data.get("secret", "")),
+            contact=str(data.get("contact", "")),
+            challenge=data.get("challenge"),
+            codes=str(data.get("codes", "")),
+            offer_skipped=bool(data.get("offer_skipped", False)),
         )

@@ -12,12 +12,10 @@ from typing import ClassVar, Protocol
 
 from factors.errors import InvalidCredentials
 from factors.password import AMR as PASSWORD_AMR
-from factors.password import PasswordFactor
 from flows.context import VerifiedFactor
+from flows.env import Env, Subject
 from flows.errors import AccountLocked, Throttled
-from flows.policy import UserFacts
 from flows.state import FlowState
-from flows.throttle import Throttle
 
 GENERIC_LOGIN_ERROR = "Incorrect username or password."
 USERNAME_MAX = 150
@@ -47,34 +45,10 @@ class StepResult:
     def fail(cls, message: str) -> StepResult:
         return cls(Outcome.FAIL, message)
 
-
-@dataclass(frozen=True)
-class Subject:
-    """A user as the steps see it."""
-
-    user_id: int
-    username: str
-    password_hash: str | None
-    status: str
-    facts: UserFacts
-    unlocked_at: int | None = None
-
-    def throttle_key(self, tenant: str) -> str:
-        """Counters start afresh after an admin unlock, whichever process keeps them."""
-        return f"{tenant}:{self.username.casefold()}@{self.unlocked_at or 0}"
-
-
-class Env(Protocol):
-    """What a step may ask of the outside world during one request."""
-
-    now: int
-    client_ip: str
-    passwords: PasswordFactor
-
-    def find_subject(self, tenant: str, user_id: int | None, username: str) -> Subject | None: ...
-    def throttle(self, scope: str) -> Throttle: ...
-    def lock_account(self, user_id: int) -> None: ...
-    def store_password_hash(self, user_id: int, encoded: str) -> None: ...
+    @classmethod
+    def again(cls, message: str | None = None) -> StepResult:
+        """Show the (possibly changed) plan's current step again, with an optional notice."""
+        return cls(Outcome.RETRY, message)
 
 
 def normalize_username(raw: str) -> str:
@@ -146,4 +120,5 @@ class PasswordStep:
         return StepResult.retry(message)
 
 
-STEPS: dict[str, Step] = {s.name: s for s in (IdentifyStep(), PasswordStep())}
+FIRST_FACTOR_STEPS: tuple[Step, ...] = (IdentifyStep(), PasswordStep())
+__all__ = ["Env", "Outcome", "Step", "StepResult", "Subject"]

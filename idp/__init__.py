@@ -15,6 +15,7 @@ from flows.throttle import ThrottleRules
 from idp import errors, security
 from idp.crypto import DataCipher
 from idp.ephemeral import connect
+from idp.mfa.delivery import mail_sender, sms_sender
 from idp.services import Services
 from idp.sessions import ServerSessionInterface, require_available_session
 from idp.settings import ROOT, Settings, SettingsError, load
@@ -45,6 +46,8 @@ def build_services(settings: Settings) -> Services:
             ip_window=settings.throttle_ip_window,
         ),
         cipher=DataCipher(settings.data_key),
+        sms=sms_sender(settings),
+        mail=mail_sender(settings),
     )
 
 

@@ -10,7 +10,9 @@ import base64
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 VERSION = b"\x01"
 
@@ -25,6 +27,11 @@ class DataCipher:
         if len(key) != 32:
             raise ValueError("the data key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A 256-bit key for ``purpose`` (HKDF-SHA256, RFC 5869), independent of the data key."""
+        return HKDF(hashes.SHA256(), 32, salt=None, info=purpose.encode()).derive(self._key)
 
     def encrypt(self, plaintext: bytes, purpose: str) -> bytes:
         nonce = os.urandom(12)

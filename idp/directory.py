@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from factors.errors import WeakSecret
 from factors.password import PasswordFactor
+from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy, UserFacts
-from flows.steps import USERNAME_MAX, Subject, normalize_username
-from idp.store.models import AuditEvent, Tenant, User
+from flows.steps import USERNAME_MAX, normalize_username
+from idp.store.models import AuditEvent, BackupCode, Tenant, User
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 USERNAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f/\\]+$")
@@ -182,15 +183,43 @@ def count_users(s: Session, tenant: Tenant) -> int:
     return s.scalar(select(func.count()).select_from(User).where(User.tenant_id == tenant.id)) or 0
 
 
-def policy_of(tenant: Tenant) -> TenantPolicy:
-    return TenantPolicy(mode=MfaMode(tenant.mfa_mode), scope=MfaScope(tenant.mfa_scope))
+def policy_of(tenant: Tenant, deliverable: tuple[str, ...] = ("totp",)) -> TenantPolicy:
+    """The tenant's policy; ``deliverable`` names the factors this deployment can run."""
+    return TenantPolicy(
+        mode=MfaMode(tenant.mfa_mode),
+        scope=MfaScope(tenant.mfa_scope),
+        enrollable=tuple(k for k in tenant.mfa_factors if k in deliverable),
+        reoffer_days=tenant.mfa_reoffer_days,
+        totp_two_codes=tenant.totp_two_codes,
+    )
 
 
-def facts_of(user: User) -> UserFacts:
+def facts_of(user: User, policy: TenantPolicy | None = None) -> UserFacts:
+    """What the planner knows of ``user``; factors of kinds ``policy`` cannot use are left out."""
+    usable = policy.enrollable if policy is not None else ()
+    s = object_session(user)
+    enrolled = tuple(
+        f"{c.type}:{c.id}"
+        for c in sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
+        if c.type in usable
+    )
+    has_backup = bool(
+        enrolled
+        and s is not None
+        and s.scalar(
+            select(func.count())
+            .select_from(BackupCode)
+            .where(BackupCode.user_id == user.id, BackupCode.used_at.is_(None))
+        )
+    )
     return UserFacts(
         role=Role(user.role),
         mfa_required_by_admin=user.mfa_required,
         mfa_enabled_by_user=user.mfa_enabled,
+        enrolled=enrolled,
+        has_backup_codes=has_backup,
+        last_factor=user.mfa_last_factor,
+        skipped_offer_at=user.mfa_skipped_at,
     )
 
 

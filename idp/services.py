@@ -10,6 +10,7 @@ from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
+from idp.mfa.delivery import MailSender, SmsSender
 from idp.oidc.tokens import KeyCache
 from idp.settings import Settings
 from idp.store.db import Database
@@ -23,7 +24,18 @@ class Services:
     passwords: PasswordFactor
     throttle_rules: ThrottleRules
     cipher: DataCipher
+    sms: SmsSender | None = None
+    mail: MailSender | None = None
     keys: KeyCache = field(default_factory=KeyCache)  # signing keys in memory (idp.oidc.tokens)
+
+    @property
+    def deliverable(self) -> tuple[str, ...]:
+        """Second factors this deployment can offer (SMS and email need a sender)."""
+        return ("totp", *(["sms"] if self.sms else []), *(["email"] if self.mail else []))
+
+    @property
+    def backup_key(self) -> bytes:
+        return self.cipher.derive("backup codes")
 
     def throttle(self, scope: str) -> Throttle:
         return Throttle(self.store, scope, self.throttle_rules)

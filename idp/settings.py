@@ -43,6 +43,19 @@ class Settings:
     throttle_ip_window: int = 900
     max_form_bytes: int = 65536
     trusted_proxies: int = 0
+    sms_sender: str = ""
+    sms_webhook_url: str = ""
+    sms_webhook_token: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    mail_sender: str = ""
+    mail_from: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
 
     @property
     def dev(self) -> bool:
@@ -79,6 +92,7 @@ class Settings:
             or self.session_absolute_timeout < self.session_idle_timeout
         ):
             out.append("session timeouts: idle must be >= 60 s and absolute >= idle")
+        out.extend(self._delivery_problems())
         if not self.dev:
             if len(self.secret_key) < 32:
                 out.append(
@@ -93,6 +107,28 @@ class Settings:
                 out.append(
                     "IDP_BASE_URL must use https in production (cookies are Secure only then)"
                 )
+        return out
+
+    def _delivery_problems(self) -> list[str]:
+        out = []
+        if self.sms_sender not in ("", "console", "webhook", "twilio"):
+            out.append("IDP_SMS_SENDER must be empty, console, webhook or twilio")
+        if self.mail_sender not in ("", "console", "smtp"):
+            out.append("IDP_MAIL_SENDER must be empty, console or smtp")
+        if not self.dev and "console" in (self.sms_sender, self.mail_sender):
+            out.append("the console SMS/mail sender prints codes: development only (IDP_ENV)")
+        if self.sms_sender == "webhook" and urlsplit(self.sms_webhook_url).scheme not in (
+            "http",
+            "https",
+        ):
+            out.append("IDP_SMS_WEBHOOK_URL must be an http(s) URL for the webhook sender")
+        twilio = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_from)
+        if self.sms_sender == "twilio" and not all(twilio):
+            out.append("the twilio sender needs IDP_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _FROM")
+        if self.mail_sender == "smtp" and not (self.smtp_host and self.mail_from):
+            out.append("the smtp sender needs IDP_SMTP_HOST and IDP_MAIL_FROM")
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            out.append("IDP_SMTP_SECURITY must be starttls, tls or none")
         return out
 
 

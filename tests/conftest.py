@@ -15,6 +15,7 @@ from idp.services import Services
 from idp.store.migrate import upgrade
 from tests import servers
 from tests.html import csrf_of
+from tests.outbox import Outboxes, sms_gateway, smtp_server
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +114,24 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 def services_for(env: dict[str, str]) -> Services:
     """The services of an app over the same instance as the ``idp`` command in ``env``."""
     return svc(create_app({"env": "development", "instance_path": env["IDP_INSTANCE_PATH"]}))
+
+
+@pytest.fixture
+def outboxes() -> Iterator[Outboxes]:
+    """A real SMTP server and a real SMS-webhook server, started for one test."""
+    with smtp_server() as (smtp_port, mail), sms_gateway() as (sms_url, sms):
+        yield Outboxes(mail, sms, smtp_port, sms_url)
+
+
+def delivery_settings(boxes: Outboxes) -> dict[str, Any]:
+    """Settings that send mail and SMS to the local servers of ``boxes``."""
+    return {
+        "mail_sender": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": boxes.smtp_port,
+        "smtp_security": "none",
+        "mail_from": "Acme <id@acme.test>",
+        "sms_sender": "webhook",
+        "sms_webhook_url": boxes.sms_url,
+        "sms_webhook_token": "gateway-token",
+    }

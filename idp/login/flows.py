@@ -7,28 +7,36 @@ the browser session, and a flow is only found through that session: a flow id th
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import session
 from sqlalchemy.orm import Session
 
+from factors import backup
+from factors.errors import DeliveryFailed
 from factors.password import PasswordFactor
 from flows.context import AuthContext, VerifiedFactor, merge
 from flows.engine import Engine
+from flows.env import Subject
 from flows.errors import FlowNotFound
-from flows.plan import plan
-from flows.policy import Request
+from flows.plan import Pending, plan
+from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
+from flows.second_factor import registry
 from flows.state import FlowState
-from flows.steps import STEPS, Subject
 from flows.throttle import Throttle
-from idp.directory import facts_of, find_user, policy_of, set_status, subject_of
+from idp.directory import audit, facts_of, find_user, policy_of, set_status, subject_of
+from idp.mfa import credentials
+from idp.mfa.notify import security_event
 from idp.services import services
 from idp.store.models import Tenant, User
 
 MAX_FLOWS_PER_SESSION = 5
+SEAL = "flow-state"  # associated data of secrets kept in a flow (idp.crypto)
 
 
 def session_context() -> AuthContext | None:
@@ -92,23 +100,53 @@ def finish(state: FlowState) -> None:
     session["flows"] = [f for f in session.get("flows", []) if f != state.id]
 
 
+def tenant_policy(tenant: Tenant) -> TenantPolicy:
+    return policy_of(tenant, services().deliverable)
+
+
+def session_standing(
+    tenant: Tenant, user: User, ctx: AuthContext
+) -> tuple[list[VerifiedFactor], int | None]:
+    """The session's factors that still count for ``user``, and the policy cap they keep.
+
+    With ``mfa_apply=next_login`` a session keeps the policy level it signed in under (the cap);
+    with ``immediate`` it has none, and second factors verified before an admin reset of the
+    user's MFA stop counting.
+    """
+    if tenant.mfa_apply == MfaApply.IMMEDIATE.value:
+        reset = user.mfa_reset_at or 0
+        return [f for f in ctx.factors if f.kind == "password" or f.at > reset], None
+    cap = session.get("policy_level")
+    return list(ctx.factors), int(cap) if cap is not None else None
+
+
+def plan_for(s: Session, tenant: Tenant, state: FlowState, probe: bool = False) -> list[str]:
+    """The steps ``state`` still needs, given the tenant's policy and this browser's session.
+
+    ``probe``: ``state`` stands for the session itself (does it satisfy a request?), so the
+    session's factors count even for a forced fresh login; the freshness bound still applies.
+    """
+    user = s.get(User, state.user_id) if state.user_id is not None else None
+    ctx, policy = session_context(), tenant_policy(tenant)
+    achieved: list[VerifiedFactor] = []
+    cap: int | None = None
+    # A forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's
+    # factors: the session's may carry the same second as the request.
+    if user is not None and ctx is not None and ctx.user_id == user.id:
+        if probe or not state.request.force_fresh:
+            achieved, cap = session_standing(tenant, user, ctx)
+    for factor in state.verified:
+        achieved = merge(achieved, factor)
+    pending = Pending(state.choice, state.enrolling, bool(state.codes), state.offer_skipped)
+    facts = facts_of(user, policy) if user is not None else None
+    return plan(state.request, policy, facts, state.identified, achieved, pending,
+                int(time.time()), cap)  # fmt: skip
+
+
 def engine_for(s: Session, tenant: Tenant) -> Engine:
     """An engine whose planner sees this tenant's policy and this session's context."""
-    policy, ctx = policy_of(tenant), session_context()
-
-    def planner(state: FlowState) -> list[str]:
-        user = s.get(User, state.user_id) if state.user_id is not None else None
-        # A forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's
-        # factors: the session's may carry the same second as the request.
-        achieved: list[VerifiedFactor] = []
-        if ctx is not None and ctx.user_id == state.user_id and not state.request.force_fresh:
-            achieved = list(ctx.factors)
-        for factor in state.verified:
-            achieved = merge(achieved, factor)
-        facts = facts_of(user) if user is not None else None
-        return plan(state.request, policy, facts, state.identified, achieved)
-
-    return Engine(STEPS, planner)
+    policy = tenant_policy(tenant)
+    return Engine(registry(lambda _state: policy), lambda state: plan_for(s, tenant, state))
 
 
 @dataclass
@@ -143,3 +181,77 @@ class WebEnv:
         user = self.s.get(User, user_id)
         if user is not None:
             user.password_hash = encoded
+
+    # --- second factors (flows.env.Env) --------------------------------------------------
+    def _user(self, user_id: int) -> User:
+        user = self.s.get(User, user_id)
+        assert user is not None and user.tenant_id == self.tenant.id
+        return user
+
+    def _event(self, user: User, event: str, **details: Any) -> None:
+        security_event(self.s, services(), self.tenant, user, event, ip=self.client_ip, **details)
+
+    def facts(self, user_id: int) -> UserFacts:
+        return facts_of(self._user(user_id), tenant_policy(self.tenant))
+
+    def seal(self, value: str) -> str:
+        return base64.urlsafe_b64encode(services().cipher.encrypt(value.encode(), SEAL)).decode()
+
+    def unseal(self, sealed: str) -> str:
+        blob = base64.urlsafe_b64decode(sealed.encode())
+        return services().cipher.decrypt(blob, SEAL).decode()
+
+    def totp_secret(self, user_id: int, choice: str) -> tuple[str, int | None]:
+        cred = credentials.find(self.s, user_id, choice)
+        return credentials.secret_of(services().cipher, cred), cred.counter
+
+    def claim_totp_step(self, user_id: int, choice: str, step: int) -> bool:
+        return credentials.claim_step(self.s, credentials.find(self.s, user_id, choice), step)
+
+    def contact(self, user_id: int, choice: str) -> str:
+        return credentials.secret_of(services().cipher, credentials.find(self.s, user_id, choice))
+
+    def has_contact(self, user_id: int, kind: str, value: str) -> bool:
+        return credentials.has_value(self.s, services().cipher, self._user(user_id), kind, value)
+
+    def add_factor(self, user_id: int, kind: str, value: str, counter: int | None) -> str:
+        user = self._user(user_id)
+        first = not credentials.enrolled(user)
+        cred = credentials.add(self.s, services().cipher, user, kind, value, counter, self.now)
+        credentials.touch(self.s, user, cred, self.now)
+        user.mfa_enabled, user.mfa_skipped_at = True, None
+        self._event(user, "mfa.factor_added", kind=kind, label=cred.label)
+        if first:
+            self._event(user, "mfa.enabled")
+        return credentials.choice_of(cred)
+
+    def new_backup_codes(self, user_id: int) -> list[str]:
+        return credentials.new_backup_codes(self.s, services().backup_key, user_id, self.now)
+
+    def use_backup_code(self, user_id: int, code: str) -> int:
+        left = credentials.use_backup_code(self.s, services().backup_key, user_id, code, self.now)
+        warning = " Create new ones soon." if left <= backup.LOW_WARNING else ""
+        self._event(self._user(user_id), "mfa.backup_code_used", remaining=left, warning=warning)
+        return left
+
+    def factor_used(self, user_id: int, choice: str) -> None:
+        user = self._user(user_id)
+        credentials.touch(self.s, user, credentials.find(self.s, user_id, choice), self.now)
+
+    def skip_offer(self, user_id: int) -> None:
+        user = self._user(user_id)
+        user.mfa_skipped_at = self.now
+        audit(self.s, self.tenant, "mfa.offer_skipped", subject=user.id, ip=self.client_ip)
+
+    def send_code(self, kind: str, target: str, code: str) -> None:
+        svc = services()
+        text = f"{code} is your {self.tenant.name} sign-in code. It expires in 5 minutes."
+        if kind == "sms" and svc.sms is not None:
+            svc.sms.send(target, text)
+        elif kind == "email" and svc.mail is not None:
+            svc.mail.send(target, f"{self.tenant.name}: your sign-in code", text)
+        else:
+            raise DeliveryFailed(kind)
+
+    def count(self, key: str, ttl: int) -> int:
+        return services().store.incr(f"count:{key}", ttl)

@@ -8,14 +8,16 @@ import time
 from flask import make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
+from sqlalchemy.orm import Session
 
 from flows.context import AuthContext
 from flows.errors import FlowNotFound
-from flows.policy import Request
+from flows.policy import Request, policy_level
 from flows.state import FlowState
 from idp.audit_web import audit_event
+from idp.directory import facts_of
 from idp.errors import HttpError
-from idp.login import flows
+from idp.login import flows, pages
 from idp.login.users import SignedInUser
 from idp.oidc.provider import end_session_grants
 from idp.security import allow_form_target, form_fields
@@ -25,7 +27,8 @@ from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("login", __name__)
-ANSWER_FIELDS = ("username", "password")
+ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action", "phone", "email",
+                 "confirm")  # fmt: skip
 
 
 @bp.errorhandler(FlowNotFound)
@@ -57,9 +60,8 @@ def answer() -> ResponseReturnValue:
         answer = form_fields(ANSWER_FIELDS)
     except HttpError as exc:
         return _show(state, exc.message, 400)
-    svc = services()
-    with svc.db.session() as s:
-        env = flows.WebEnv(s, tenant, int(time.time()), request.remote_addr or "-", svc.passwords)
+    with services().db.session() as s:
+        env = _env(s)
         engine = flows.engine_for(s, tenant)
         progress = engine.submit(state, request.form.get("step", ""), answer, env)
         if progress.failed:
@@ -71,10 +73,10 @@ def answer() -> ResponseReturnValue:
         if not progress.finished:
             flows.save(state)
             message = progress.result.message if progress.result else None
-            return _show(state, message, 200, progress.remaining)
+            return _show(state, message, 200, progress.remaining, s)
         user = s.get(User, state.user_id)
         assert user is not None
-        _complete(state, user)
+        _complete(state, user, policy_level(flows.tenant_policy(tenant), facts_of(user)))
         audit_event(
             s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
         )
@@ -82,8 +84,18 @@ def answer() -> ResponseReturnValue:
     return redirect(state.return_to)
 
 
-def _complete(state: FlowState, user: User) -> None:
-    """Merge the flow's factors into the session's context, rotate the session id, sign in."""
+def _env(s: Session) -> flows.WebEnv:
+    svc = services()
+    return flows.WebEnv(s, current_tenant(), int(time.time()), request.remote_addr or "-",
+                        svc.passwords)  # fmt: skip
+
+
+def _complete(state: FlowState, user: User, policy_needs: int) -> None:
+    """Merge the flow's factors into the session's context, rotate the session id, sign in.
+
+    A new session remembers the level the tenant policy asked of this user, so that a later
+    policy change can wait for the next login (``mfa_apply=next_login``).
+    """
     ctx = flows.session_context()
     if ctx is None or ctx.user_id != user.id:
         pending = [f for f in session.get("flows", []) if f != state.id]
@@ -91,6 +103,7 @@ def _complete(state: FlowState, user: User) -> None:
         session.clear()
         session["flows"], session["authz"] = pending, authorizations
         session["sid"] = secrets.token_urlsafe(16)  # OpenID Connect session id (``sid``)
+        session["policy_level"] = policy_needs
         ctx = AuthContext(user.id)
     for factor in state.verified:
         ctx = ctx.with_factor(factor)
@@ -105,11 +118,14 @@ def _show(
     message: str | None = None,
     status: int = 200,
     remaining: list[str] | None = None,
+    s: Session | None = None,
 ) -> ResponseReturnValue:
+    if s is None:
+        with services().db.session() as s:
+            return _show(state, message, status, remaining, s)
     tenant = current_tenant()
     if remaining is None:
-        with services().db.session() as s:
-            remaining = flows.engine_for(s, tenant).remaining(state)
+        remaining = flows.engine_for(s, tenant).remaining(state)
     if not remaining:
         return redirect(state.return_to)
     page = render_template(
@@ -119,6 +135,7 @@ def _show(
         step=remaining[0],
         next_steps=remaining[1:],
         message=message,
+        **pages.page_data(s, tenant, state, remaining[0], _env(s)),
     )
     return allow_form_target(make_response(page, status), state.continue_to)
 

@@ -22,6 +22,14 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     mfa_mode: Mapped[str] = mapped_column(String(16), default="off")
     mfa_scope: Mapped[str] = mapped_column(String(16), default="all")
+    # "next_login": a policy change waits for each user's next login; "immediate": sessions
+    # and token families below the new requirement must step up (idp.mfa).
+    mfa_apply: Mapped[str] = mapped_column(String(16), default="next_login")
+    mfa_factors: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: ["totp", "webauthn", "sms", "email"]
+    )
+    mfa_reoffer_days: Mapped[int] = mapped_column(default=7)  # Optional mode: offer again after
+    totp_two_codes: Mapped[bool] = mapped_column(default=False)  # activate TOTP with two codes
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -45,6 +53,10 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     mfa_required: Mapped[bool] = mapped_column(default=False)
     mfa_enabled: Mapped[bool] = mapped_column(default=False)
+    mfa_skipped_at: Mapped[int | None] = mapped_column(BigInteger)  # Optional mode's Skip
+    # An admin reset: second factors verified before it no longer count ("immediate" policy).
+    mfa_reset_at: Mapped[int | None] = mapped_column(BigInteger)
+    mfa_last_factor: Mapped[str] = mapped_column(String(32), default="")  # offered first
     # Set by an admin unlock; part of the throttle key, so unlocking needs no access to the
     # ephemeral store of the serving processes (works with the in-process store too).
     unlocked_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -69,10 +81,24 @@ class Credential(Base):
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted at rest
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # TOTP: the last accepted time step (codes are single use); WebAuthn: the sign count.
+    counter: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
 
     user: Mapped[User] = relationship(back_populates="credentials")
+
+
+class BackupCode(Base):
+    """One single-use backup code, stored as a keyed hash (factors.backup)."""
+
+    __tablename__ = "backup_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditEvent(Base):

@@ -9,7 +9,9 @@ from flows.errors import UnmetAuthenticationRequirements
 from flows.plan import plan
 from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
 from flows.state import FlowState
-from flows.steps import STEPS, Subject
+from flows.env import Subject
+from flows.plan import Pending
+from flows.second_factor import registry
 from flows.throttle import Throttle
 from idp.ephemeral.memory import MemoryStore
 
@@ -32,10 +34,38 @@ def test_max_age_asks_only_for_the_password_again() -> None:
 
 def test_second_factor_is_planned_only_after_the_password() -> None:
     policy = TenantPolicy(MfaMode.REQUIRED)
-    assert plan(Request(), policy, UserFacts(), True, []) == ["password"]
-    assert plan(Request(), policy, UserFacts(), True, [PWD_OLD], ["totp"]) == ["totp"]
+    enrolled = UserFacts(enrolled=("totp:1",))
+    assert plan(Request(), policy, enrolled, True, []) == ["password"]
+    assert plan(Request(), policy, enrolled, True, [PWD_OLD]) == ["verify_totp"]
+    assert plan(Request(), policy, UserFacts(), True, [PWD_OLD]) == ["enroll"]
     with pytest.raises(UnmetAuthenticationRequirements):
-        plan(Request(), policy, UserFacts(), True, [PWD_OLD])
+        plan(Request(), TenantPolicy(MfaMode.REQUIRED, enrollable=()), UserFacts(), True, [PWD_OLD])
+
+
+def test_several_factors_choose_unless_one_was_used_last() -> None:
+    policy = TenantPolicy(MfaMode.REQUIRED)
+    two = UserFacts(enrolled=("totp:1", "sms:2"), has_backup_codes=True)
+    assert plan(Request(), policy, two, True, [PWD_OLD]) == ["choose"]
+    last_sms = UserFacts(enrolled=("totp:1", "sms:2"), last_factor="sms:2")
+    assert plan(Request(), policy, last_sms, True, [PWD_OLD]) == ["verify_sms"]
+    backup = Pending(choice="backup")
+    assert plan(Request(), policy, two, True, [PWD_OLD], backup) == ["verify_backup"]
+
+
+def test_optional_offer_comes_back_after_the_interval() -> None:
+    policy = TenantPolicy(MfaMode.OPTIONAL, reoffer_days=7)
+    assert plan(Request(), policy, UserFacts(), True, [PWD_OLD], now=10**6) == ["offer"]
+    skipped = UserFacts(skipped_offer_at=10**6)
+    assert plan(Request(), policy, skipped, True, [PWD_OLD], now=10**6 + 86400) == []
+    assert plan(Request(), policy, skipped, True, [PWD_OLD], now=10**6 + 7 * 86400) == ["offer"]
+
+
+def test_policy_cap_keeps_an_old_session_at_its_login_policy() -> None:
+    policy = TenantPolicy(MfaMode.REQUIRED)
+    enrolled = UserFacts(enrolled=("totp:1",))
+    assert plan(Request(), policy, enrolled, True, [PWD_OLD], policy_cap=1) == []
+    app_wants_two = Request(app_min_level=2)
+    assert plan(app_wants_two, policy, enrolled, True, [PWD_OLD], policy_cap=1) == ["verify_totp"]
 
 
 @dataclass
@@ -66,7 +96,8 @@ class FakeEnv:
 
 def make_engine() -> Engine:
     return Engine(
-        STEPS, lambda st: plan(st.request, TenantPolicy(), UserFacts(), st.identified, st.verified)
+        registry(lambda _state: TenantPolicy()),
+        lambda st: plan(st.request, TenantPolicy(), UserFacts(), st.identified, st.verified),
     )
 
 

@@ -1,0 +1,50 @@
+"""Where out-of-band codes go: phone numbers (E.164, via phonenumbers) and email addresses.
+
+Both are validated and normalised before a code is ever sent, so one number typed two ways
+is one factor, and a stored value is always deliverable as written.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from factors.errors import FactorError
+
+SMS_KIND, SMS_AMR = "sms", ("sms",)
+EMAIL_KIND, EMAIL_AMR = "email", ("otp",)
+
+
+class InvalidContact(FactorError):
+    """Not a usable phone number or email address; the message says why."""
+
+
+def normalize_phone(raw: str, region: str | None = None) -> str:
+    """E.164 form (``+15551234567``) of a possible, valid number; ``region`` for local input."""
+    try:
+        number = phonenumbers.parse(raw.strip(), region)
+    except phonenumbers.NumberParseException:
+        raise InvalidContact(
+            "Enter the number in international form, starting with + and the country code."
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidContact("That is not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(e164: str) -> str:
+    """Only the last two digits are shown where a number is named (``+•• ••• ••• •67``)."""
+    return "•" * max(0, len(e164) - 2) + e164[-2:]
+
+
+def normalize_email(raw: str) -> str:
+    """The normalised address, or raise :class:`InvalidContact` (syntax only; no DNS)."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise InvalidContact("That is not a valid email address.") from None
+
+
+def mask_email(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}"

@@ -1,0 +1,344 @@
+"""Second-factor steps: enrol (or skip the optional offer), choose, verify, see backup codes.
+
+Each step is small and reaches storage and delivery only through :class:`flows.env.Env`.
+Every code check runs under the per-account and per-IP throttle of scope ``otp``; codes sent
+by SMS or email also count attempts per code (factors.codes). DESIGN.md "Login pages" names
+the form fields: ``code``, ``factor``, and the buttons ``action=skip|resend|switch|back``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import ClassVar
+
+from factors import backup, codes, contact, totp
+from factors.errors import DeliveryFailed, InvalidCode
+from flows.context import VerifiedFactor
+from flows.env import Env
+from flows.errors import AccountLocked, Throttled
+from flows.plan import choices, chosen
+from flows.policy import TenantPolicy
+from flows.state import FlowState
+from flows.steps import FIRST_FACTOR_STEPS, Step, StepResult
+
+WRONG_CODE = "That code is not correct. Try again."
+EXPIRED_CODE = "That code has expired or was tried too often. Send a new one."
+SEND_FAILED = "The code could not be sent just now. Try again in a moment."
+MAX_SENDS_PER_HOUR = 10
+AMR = {"totp": totp.AMR, "sms": contact.SMS_AMR, "email": contact.EMAIL_AMR, "backup": backup.AMR}
+CONTACT_FIELD = {"sms": "phone", "email": "email"}
+
+
+def _user_id(state: FlowState) -> int:
+    assert state.user_id is not None  # second-factor steps come after the password
+    return state.user_id
+
+
+def _choose(state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+    """Take ``factor`` if it is one of the user's; clear anything the last choice left."""
+    wanted = answer.get("factor", "")
+    if wanted not in choices(env.facts(_user_id(state))):
+        return StepResult.again("Choose one of the listed methods.")
+    state.choice, state.challenge = wanted, None
+    return StepResult.again()
+
+
+def _checked(state: FlowState, env: Env, check: Callable[[], None]) -> StepResult | None:
+    """Run ``check`` under the ``otp`` throttle; None when it passed, else the retry result."""
+    subject = env.find_subject(state.tenant, state.user_id, state.username or "")
+    if subject is None:
+        return StepResult.fail("This account cannot sign in.")
+    try:
+        attempt = env.throttle("otp").begin(subject.throttle_key(state.tenant), env.client_ip,
+                                            env.now)  # fmt: skip
+    except (Throttled, AccountLocked) as exc:
+        return StepResult.retry(exc.message)
+    try:
+        check()
+    except InvalidCode as exc:
+        if attempt.failed():
+            env.lock_account(subject.user_id)
+        return StepResult.retry(EXPIRED_CODE if isinstance(exc, codes.CodeExpired) else WRONG_CODE)
+    attempt.succeeded()
+    return None
+
+
+def _verified(kind: str, env: Env) -> VerifiedFactor:
+    return VerifiedFactor(kind, AMR[kind], env.now)
+
+
+def _send(state: FlowState, env: Env, kind: str, target: str) -> StepResult:
+    """Send a fresh code to ``target`` (cool-down and an hourly cap per account and per IP)."""
+    previous = codes.Challenge.from_json(state.challenge) if state.challenge else None
+    try:
+        code, challenge = codes.issue(target, env.now, previous)
+    except codes.ResendTooSoon as exc:
+        return StepResult.retry(f"A code was just sent. You can ask again in {exc.wait} seconds.")
+    sent_by_user = env.count(f"otp-sends:user:{_user_id(state)}", 3600)
+    sent_by_ip = env.count(f"otp-sends:ip:{env.client_ip}", 3600)
+    if max(sent_by_user, sent_by_ip // 5) > MAX_SENDS_PER_HOUR:
+        return StepResult.retry("Too many codes were sent. Try again later.")
+    try:
+        env.send_code(kind, target, code)
+    except DeliveryFailed:
+        return StepResult.retry(SEND_FAILED)
+    state.challenge = challenge.to_json()
+    where = contact.mask_phone(target) if kind == "sms" else contact.mask_email(target)
+    return StepResult.again(f"We sent a code to {where}.")
+
+
+def _check_code(state: FlowState, env: Env, code: str) -> Callable[[], None]:
+    def check() -> None:
+        if state.challenge is None:
+            raise codes.CodeExpired()
+        challenge = codes.Challenge.from_json(state.challenge)
+        attempt = env.count(f"otp-attempts:{state.id}:{challenge.sent_at}", codes.LIFETIME)
+        codes.verify(challenge, code, env.now, attempt)
+
+    return check
+
+
+class ChooseStep:
+    """Several factors enrolled and none remembered: the user picks one (``factor``)."""
+
+    name: ClassVar[str] = "choose"
+    fields: ClassVar[tuple[str, ...]] = ("factor",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        return _choose(state, answer, env)
+
+
+class VerifyStep:
+    """Shared by the verify steps: switch factor (``action=switch``) or check the code."""
+
+    name: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]] = ("code",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        if answer.get("action") == "switch":
+            return _choose(state, answer, env)
+        return self.verify(state, answer, env)
+
+    def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        raise NotImplementedError
+
+    def _done(self, state: FlowState, env: Env, kind: str) -> StepResult:
+        if kind != "backup":  # a backup code is a fallback, never the method offered first
+            env.factor_used(_user_id(state), state.choice)
+        state.challenge = None
+        return StepResult.ok(_verified(kind, env))
+
+
+def _current_choice(state: FlowState, env: Env) -> str:
+    return chosen(env.facts(_user_id(state)), state.choice)
+
+
+class VerifyTotpStep(VerifyStep):
+    name: ClassVar[str] = "verify_totp"
+
+    def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        code, uid = answer.get("code", ""), _user_id(state)
+        if not code.strip():
+            return StepResult.retry("Enter the code from your authenticator app.")
+        state.choice = _current_choice(state, env)
+
+        def check() -> None:
+            secret, last_step = env.totp_secret(uid, state.choice)
+            step = totp.verify(secret, code, env.now, last_step)
+            if not env.claim_totp_step(uid, state.choice, step):
+                raise InvalidCode()  # a parallel request used this code first
+
+        return _checked(state, env, check) or self._done(state, env, "totp")
+
+
+class VerifyCodeStep(VerifyStep):
+    """A code sent by SMS or email to the chosen number or address."""
+
+    kind: ClassVar[str]
+
+    def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        state.choice = _current_choice(state, env)
+        if answer.get("action") == "resend":
+            return _send(state, env, self.kind, env.contact(_user_id(state), state.choice))
+        code = answer.get("code", "")
+        if not code.strip():
+            return StepResult.retry("Enter the code we sent you.")
+        return _checked(state, env, _check_code(state, env, code)) or self._done(
+            state, env, self.kind
+        )
+
+
+class VerifySmsStep(VerifyCodeStep):
+    name: ClassVar[str] = "verify_sms"
+    kind: ClassVar[str] = "sms"
+
+
+class VerifyEmailStep(VerifyCodeStep):
+    name: ClassVar[str] = "verify_email"
+    kind: ClassVar[str] = "email"
+
+
+class VerifyBackupStep(VerifyStep):
+    name: ClassVar[str] = "verify_backup"
+
+    def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        code, uid = answer.get("code", ""), _user_id(state)
+        if not code.strip():
+            return StepResult.retry("Enter one of your backup codes.")
+        state.choice = "backup"
+
+        def check() -> None:
+            env.use_backup_code(uid, code)
+
+        return _checked(state, env, check) or self._done(state, env, "backup")
+
+
+def start_enrolment(state: FlowState, env: Env, kind: str, policy: TenantPolicy) -> StepResult:
+    """Begin setting up ``kind``; a TOTP secret is made now and kept sealed in the flow."""
+    if kind not in policy.enrollable:
+        return StepResult.again("Choose one of the listed methods.")
+    state.enrolling, state.challenge, state.contact = kind, None, ""
+    state.secret = env.seal(totp.new_secret()) if kind == "totp" else ""
+    return StepResult.ok()
+
+
+class EnrollStep:
+    """No factor yet and one is required: choose what to set up (no skip)."""
+
+    name: ClassVar[str] = "enroll"
+    fields: ClassVar[tuple[str, ...]] = ("factor",)
+    skippable: ClassVar[bool] = False
+
+    def __init__(self, policy: Callable[[FlowState], TenantPolicy]) -> None:
+        self.policy = policy
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        if self.skippable and answer.get("action") == "skip":
+            env.skip_offer(_user_id(state))
+            state.offer_skipped = True
+            return StepResult.ok()
+        return start_enrolment(state, env, answer.get("factor", ""), self.policy(state))
+
+
+class OfferStep(EnrollStep):
+    """Optional mode: the same choice with a Skip button (``action=skip``)."""
+
+    name: ClassVar[str] = "offer"
+    skippable: ClassVar[bool] = True
+
+
+def _enrolled(state: FlowState, env: Env, kind: str, value: str, counter: int | None) -> StepResult:
+    """Store the new factor; the first one also brings backup codes, shown once next."""
+    uid = _user_id(state)
+    first = not env.facts(uid).has_backup_codes
+    choice = env.add_factor(uid, kind, value, counter)
+    if first:
+        state.codes = env.seal(json.dumps(env.new_backup_codes(uid)))
+    state.enrolling = state.secret = state.contact = ""
+    state.choice, state.challenge = choice, None
+    return StepResult.ok(_verified(kind, env))
+
+
+class EnrollTotpStep:
+    """Scan the QR code (or type the key), then prove it with one code, or two in a row."""
+
+    name: ClassVar[str] = "enroll_totp"
+    fields: ClassVar[tuple[str, ...]] = ("code",)
+
+    def __init__(self, policy: Callable[[FlowState], TenantPolicy]) -> None:
+        self.policy = policy
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        if answer.get("action") == "back":
+            state.enrolling = state.secret = ""
+            return StepResult.again()
+        given = [answer.get("code", "")]
+        if self.policy(state).totp_two_codes:
+            given.append(answer.get("next_code", ""))
+        if not all(c.strip() for c in given):
+            return StepResult.retry("Enter the code shown in your authenticator app.")
+        secret = env.unseal(state.secret)
+        try:
+            step = totp.enroll_finish(secret, given, env.now)
+        except InvalidCode:
+            return StepResult.retry(WRONG_CODE)
+        return _enrolled(state, env, "totp", secret, step)
+
+
+class EnrollContactStep:
+    """Add a phone (SMS) or email address: enter it, receive a code, type it back."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]] = ("code",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        action, uid = answer.get("action"), _user_id(state)
+        if action == "back":
+            state.enrolling, state.contact, state.challenge = "", "", None
+            return StepResult.again()
+        if action == "resend":
+            raw = answer.get(CONTACT_FIELD[self.kind], "")
+            if raw.strip():
+                try:
+                    value = (
+                        contact.normalize_phone(raw)
+                        if self.kind == "sms"
+                        else contact.normalize_email(raw)
+                    )
+                except contact.InvalidContact as exc:
+                    return StepResult.retry(str(exc))
+                if env.has_contact(uid, self.kind, value):
+                    return StepResult.retry("That one is already set up.")
+                state.contact = env.seal(value)
+            if not state.contact:
+                return StepResult.retry("Enter where the code should go.")
+            return _send(state, env, self.kind, env.unseal(state.contact))
+        code = answer.get("code", "")
+        if not state.contact or not code.strip():
+            return StepResult.retry("Enter the code we sent you.")
+        failed = _checked(state, env, _check_code(state, env, code))
+        if failed is not None:
+            return failed
+        return _enrolled(state, env, self.kind, env.unseal(state.contact), None)
+
+
+class EnrollSmsStep(EnrollContactStep):
+    name: ClassVar[str] = "enroll_sms"
+    kind: ClassVar[str] = "sms"
+
+
+class EnrollEmailStep(EnrollContactStep):
+    name: ClassVar[str] = "enroll_email"
+    kind: ClassVar[str] = "email"
+
+
+class BackupCodesStep:
+    """Shows the new backup codes once; continuing confirms they were saved."""
+
+    name: ClassVar[str] = "backup_codes"
+    fields: ClassVar[tuple[str, ...]] = ("confirm",)
+
+    def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+        state.codes = ""
+        return StepResult.ok()
+
+
+def registry(policy: Callable[[FlowState], TenantPolicy]) -> dict[str, Step]:
+    """Every step by name; ``policy`` gives the tenant policy of a flow."""
+    steps: list[Step] = [
+        *FIRST_FACTOR_STEPS,
+        ChooseStep(),
+        VerifyTotpStep(),
+        VerifySmsStep(),
+        VerifyEmailStep(),
+        VerifyBackupStep(),
+        EnrollStep(policy),
+        OfferStep(policy),
+        EnrollTotpStep(policy),
+        EnrollSmsStep(),
+        EnrollEmailStep(),
+        BackupCodesStep(),
+    ]
+    return {s.name: s for s in steps}

@@ -1,0 +1,1 @@
+"""Second factors in the web application: storage, delivery, notifications, administration."""

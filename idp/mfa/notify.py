@@ -1,0 +1,72 @@
+"""Security events: each is audited and, where the user should know, confirmed by email.
+
+Mail goes to the account's primary address. A notification that cannot be sent is logged
+(without recipient or text) and does not undo the change it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from factors.errors import DeliveryFailed
+from idp.directory import audit
+from idp.services import Services
+from idp.store.models import Tenant, User
+
+log = logging.getLogger("idp.notify")
+
+MESSAGES = {
+    "mfa.enabled": ("Two-step sign-in is on", "Two-step sign-in is now set up for your account."),
+    "mfa.factor_added": ("A sign-in method was added", "A sign-in method was added: {label}."),
+    "mfa.factor_removed": (
+        "A sign-in method was removed",
+        "A sign-in method was removed: {label}.",
+    ),
+    "mfa.backup_codes_regenerated": (
+        "New backup codes",
+        "New backup codes were created for your account. The old ones no longer work.",
+    ),
+    "mfa.backup_code_used": (
+        "A backup code was used",
+        "A backup code was used to sign in. {remaining} remain.{warning}",
+    ),
+    "mfa.disabled": (
+        "Two-step sign-in is off",
+        "Two-step sign-in was turned off for your account.",
+    ),
+    "mfa.reset": (
+        "Your sign-in methods were reset",
+        "An administrator reset your two-step sign-in. You will set it up again at your next "
+        "sign-in.",
+    ),
+}
+FOOTER = (
+    "\n\nIf this was not you, contact your administrator and change your password at once.\n"
+    "-- {tenant}"
+)
+
+
+def security_event(
+    s: Session,
+    svc: Services,
+    tenant: Tenant,
+    user: User,
+    event: str,
+    *,
+    actor: int | None = None,
+    ip: str | None = None,
+    **details: Any,
+) -> None:
+    """Audit ``event`` for ``user`` and email them when it is one they must hear about."""
+    audit(s, tenant, event, actor=actor, subject=user.id, ip=ip, **details)
+    if event not in MESSAGES or svc.mail is None:
+        return
+    subject, body = MESSAGES[event]
+    text = body.format(**details) + FOOTER.format(tenant=tenant.name)
+    try:
+        svc.mail.send(user.email, f"{tenant.name}: {subject}", text)
+    except DeliveryFailed:
+        log.warning("security notification %s not sent", event)

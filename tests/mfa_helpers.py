@@ -1,0 +1,116 @@
+"""Helpers for the MFA tests: an app wired to real local SMTP and SMS-webhook servers, TOTP
+codes from ``oathtool`` (an independent implementation), and page readers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from idp import directory
+from tests.conftest import Browser, svc
+from tests.html import alert_of, csrf_of
+from tests.outbox import Inbox
+
+SECRET = re.compile(r'id="totp-secret">([A-Z2-7]+)<')
+STEP = re.compile(r'name="step" value="([a-z_]+)"')
+BACKUP = re.compile(r"<li><code>([a-z0-9-]+)</code></li>")
+
+
+def oathtool(secret: str, at: float | None = None) -> str:
+    """The TOTP code for ``secret`` at ``at`` (default now), computed by oathtool."""
+    when = int(time.time() if at is None else at)
+    out = subprocess.run(
+        ["oathtool", "--totp", "-b", "-N", f"@{when}", secret],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def step_of(html: str) -> str | None:
+    match = STEP.search(html)
+    return match.group(1) if match else None
+
+
+def set_policy(app: Flask, tenant: str = "acme", **fields: Any) -> None:
+    with svc(app).db.session() as s:
+        t = directory.require_tenant(s, tenant)
+        for name, value in fields.items():
+            setattr(t, name, value)
+
+
+class MfaBrowser(Browser):
+    """A browser that remembers the current page and answers whatever step it shows."""
+
+    def __init__(self, client: FlaskClient, tenant: str) -> None:
+        super().__init__(client, tenant)
+        self.url, self.html, self.status = "", "", 0
+        self.seen: list[str] = []
+
+    def _page(self, resp: Any) -> Any:
+        while resp.status_code == 302 and "/login" in resp.headers["Location"]:
+            resp = self.client.get(resp.headers["Location"])
+        self.status = resp.status_code
+        if resp.status_code == 302:
+            self.html, self.done_at = "", resp.headers["Location"]
+        else:
+            self.html = resp.get_data(as_text=True)
+            step = step_of(self.html)
+            if step and (not self.seen or self.seen[-1] != step):
+                self.seen.append(step)
+        return resp
+
+    def start(self, **params: str) -> str | None:
+        self.url, html = self.open_login(**params)
+        self.html, self.seen = html, [s for s in [step_of(html)] if s]
+        return self.step
+
+    @property
+    def step(self) -> str | None:
+        return step_of(self.html) if self.html else None
+
+    @property
+    def alert(self) -> str | None:
+        return alert_of(self.html)
+
+    def submit(self, **fields: str) -> Any:
+        step = self.step
+        assert step, f"no form on the page (status {self.status})"
+        resp = self.client.post(
+            self.url, data={"csrf_token": csrf_of(self.html), "step": step, **fields}
+        )
+        return self._page(resp)
+
+    def password(self, username: str, password: str, **params: str) -> str | None:
+        self.start(**params)
+        self.submit(username=username, password=password, action="continue")
+        return self.step
+
+    @property
+    def finished(self) -> bool:
+        return self.status == 302 and not self.html
+
+    def enroll_totp(self) -> str:
+        """From the enrol/offer page: set up TOTP with oathtool, keep the codes; the secret."""
+        self.submit(factor="totp")
+        assert self.step == "enroll_totp", self.step
+        secret = SECRET.search(self.html)
+        assert secret
+        self.submit(code=oathtool(secret.group(1)), action="verify")
+        return secret.group(1)
+
+    def backup_codes(self) -> list[str]:
+        assert self.step == "backup_codes", self.step
+        codes = BACKUP.findall(self.html)
+        self.submit(confirm="saved", action="continue")
+        return codes
+
+
+def sms_code(inbox: Inbox, to: str, after: int = 0) -> str:
+    return inbox.code(to, after)
