@@ -67,7 +67,7 @@ class _SmtpHandler:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg: Message = message_from_bytes(envelope.content)
         body = msg.get_payload(decode=True)
         text = body.decode() if isinstance(body, bytes) else str(msg.get_payload())
@@ -94,7 +94,7 @@ def sms_gateway() -> Iterator[tuple[str, Inbox]]:
     inbox = Inbox()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if inbox.down:
                 self.send_response(503)

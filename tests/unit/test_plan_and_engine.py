@@ -5,13 +5,12 @@ import pytest
 from factors.password import Argon2Params, PasswordFactor
 from flows.context import VerifiedFactor, merge
 from flows.engine import Engine
-from flows.errors import UnmetAuthenticationRequirements
-from flows.plan import plan
-from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
-from flows.state import FlowState
 from flows.env import Subject
-from flows.plan import Pending
+from flows.errors import UnmetAuthenticationRequirements
+from flows.plan import Pending, plan
+from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
 from flows.second_factor import registry
+from flows.state import FlowState
 from flows.throttle import Throttle
 from idp.ephemeral.memory import MemoryStore
 
