@@ -44,7 +44,7 @@ def plan(
         return ["identify", "password"]
     counting = tuple(f for f in achieved if f.at >= (request.not_before() or 0))
     have = level_of(counting)
-    if have < LEVEL_ONE_FACTOR:
+    if have < LEVEL_ONE_FACTOR or not request.password_fresh(counting):
         return ["password"]
     if pending.codes_to_show:
         return ["backup_codes"]

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from flows.context import LEVEL_MULTI_FACTOR, LEVEL_ONE_FACTOR, LEVEL_PHISHING_RESISTANT
+from flows.context import (
+    LEVEL_MULTI_FACTOR,
+    LEVEL_ONE_FACTOR,
+    LEVEL_PHISHING_RESISTANT,
+    VerifiedFactor,
+)
 
 
 class MfaMode(StrEnum):
@@ -86,10 +91,15 @@ def offer_due(policy: TenantPolicy, user: UserFacts, now: int) -> bool:
     return user.skipped_offer_at is None or now - user.skipped_offer_at >= policy.reoffer_days * DAY
 
 
+def mfa_required(policy: TenantPolicy, user: UserFacts) -> bool:
+    """The tenant's Required mode covers the user, or an admin turned MFA on for them."""
+    by_tenant = policy.mode is MfaMode.REQUIRED and policy.covers(user.role)
+    return by_tenant or user.mfa_required_by_admin
+
+
 def mfa_on(policy: TenantPolicy, user: UserFacts) -> bool:
     """DESIGN.md "Who is asked for a second factor at login"."""
-    required = policy.mode is MfaMode.REQUIRED and policy.covers(user.role)
-    return required or user.mfa_required_by_admin or user.mfa_enabled_by_user
+    return mfa_required(policy, user) or user.mfa_enabled_by_user
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class Request:
     max_age: int | None = None
     force_fresh: bool = False
     started_at: int = 0
+    # Sensitive account changes: the password itself must have been given this recently.
+    password_max_age: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("requested_level", "app_min_level"):
@@ -108,6 +120,13 @@ class Request:
                 raise ValueError(f"{name} must be between 0 and {LEVEL_PHISHING_RESISTANT}")
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("max_age must not be negative")
+
+    def password_fresh(self, factors: tuple[VerifiedFactor, ...] | list[VerifiedFactor]) -> bool:
+        """Whether ``factors`` include a password recent enough for ``password_max_age``."""
+        if self.password_max_age is None:
+            return True
+        limit = self.started_at - self.password_max_age
+        return any(f.kind == "password" and f.at >= limit for f in factors)
 
     def not_before(self) -> int | None:
         """Earliest verification time that still counts, or None when any age counts."""
@@ -125,17 +144,19 @@ class Request:
             "max_age": self.max_age,
             "force_fresh": self.force_fresh,
             "started_at": self.started_at,
+            "password_max_age": self.password_max_age,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Request:
-        max_age = data.get("max_age")
+        max_age, password_max_age = data.get("max_age"), data.get("password_max_age")
         return cls(
             requested_level=int(data.get("requested_level", 0)),
             app_min_level=int(data.get("app_min_level", 0)),
             max_age=None if max_age is None else int(max_age),
             force_fresh=bool(data.get("force_fresh", False)),
             started_at=int(data.get("started_at", 0)),
+            password_max_age=None if password_max_age is None else int(password_max_age),
         )
 
 

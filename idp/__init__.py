@@ -98,6 +98,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.install_headers(app, settings.https)
 
     from idp import account, health, login
+    from idp.admin import api as admin_api
+    from idp.admin import views as admin_views
     from idp.oidc import views as oidc_api
     from idp.oidc import web as oidc_web
 
@@ -106,8 +108,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(oidc_web.bp)
     app.register_blueprint(oidc_api.bp)
+    app.register_blueprint(admin_views.bp)
+    app.register_blueprint(admin_api.bp)
     # Relying parties post here from their own origin, without this site's CSRF token.
     csrf.exempt(oidc_api.bp)
+    csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
     csrf.exempt(oidc_web.authorize)
     csrf.exempt(oidc_web.end_session)
 

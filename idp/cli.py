@@ -7,13 +7,14 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from idp import build_services, directory
+from idp.mfa import admin as mfa_admin
 from idp.oidc import clients, keys
 from idp.server import SchemaOutdated
 from idp.services import Services
@@ -103,6 +104,46 @@ def tenant_list() -> None:
             click.echo(f"{t.slug}\t{t.name}\tmfa={t.mfa_mode}\tusers={directory.count_users(s, t)}")
 
 
+@tenant.command("set-mfa")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option("--mode", type=click.Choice(["off", "optional", "required"]))
+@click.option("--scope", type=click.Choice(["all", "admins"]), help="whom the mode covers")
+@click.option(
+    "--apply",
+    "apply_",
+    type=click.Choice(["next-login", "immediate"]),
+    help="when a stricter policy reaches signed-in users",
+)
+@click.option("--factors", help="comma-separated: totp,webauthn,sms,email")
+@click.option("--reoffer-days", type=int, help="Optional mode: offer enrolment again after")
+@click.option("--totp-two-codes/--totp-one-code", default=None, help="codes to activate TOTP")
+def tenant_set_mfa(
+    tenant_slug: str,
+    mode: str | None,
+    scope: str | None,
+    apply_: str | None,
+    factors: str | None,
+    reoffer_days: int | None,
+    totp_two_codes: bool | None,
+) -> None:
+    """Set TENANT's MFA policy; with no options, print it."""
+    changes: dict[str, Any] = {
+        "mode": mode,
+        "scope": scope,
+        "apply": apply_.replace("-", "_") if apply_ else None,
+        "factors": [f.strip() for f in factors.split(",") if f.strip()] if factors else None,
+        "reoffer_days": reoffer_days,
+        "totp_two_codes": totp_two_codes,
+    }
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        policy = mfa_admin.set_policy(
+            s, t, {k: v for k, v in changes.items() if v is not None}, mfa_admin.Actor()
+        )
+    click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                        for k, v in policy.items()))  # fmt: skip
+
+
 @cli.group()
 def user() -> None:
     """Manage users."""
@@ -179,6 +220,31 @@ _user_command(
 _user_command(
     "unlock", "Unlock USERNAME after too many failed sign-ins.", directory.unlock_user, "unlocked"
 )
+_user_command(
+    "require-mfa",
+    "Require two-step sign-in for USERNAME, whatever the tenant's mode.",
+    lambda s, t, u: mfa_admin.require_for_user(s, t, u, True, mfa_admin.Actor()),
+    "MFA required",
+)
+_user_command(
+    "unrequire-mfa",
+    "Stop requiring two-step sign-in for USERNAME (the tenant policy still applies).",
+    lambda s, t, u: mfa_admin.require_for_user(s, t, u, False, mfa_admin.Actor()),
+    "MFA no longer required for this user alone",
+)
+
+
+@user.command("reset-mfa")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+def user_reset_mfa(tenant_slug: str, username: str) -> None:
+    """Remove USERNAME's second factors and backup codes; they enrol again at next login."""
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.require_user(s, t, username)
+        removed = mfa_admin.reset_user(s, svc, t, u, mfa_admin.Actor())
+    click.echo(f"user {u.username}: MFA reset ({removed} factor(s) removed)")
 
 
 @cli.group()
@@ -204,8 +270,7 @@ def _print_registered(reg: clients.Registered, as_json: bool) -> None:
     "--redirect-uri",
     "redirect_uris",
     multiple=True,
-    required=True,
-    help="exact redirect URI (repeat for several)",
+    help="exact redirect URI (repeat for several; required unless --admin-api)",
 )
 @click.option("--post-logout-uri", "logout_uris", multiple=True, help="RP-initiated logout target")
 @click.option("--public", is_flag=True, help="no secret: a browser or native app using PKCE")
@@ -225,6 +290,12 @@ def _print_registered(reg: clients.Registered, as_json: bool) -> None:
     help="signature algorithm of this client's id_tokens",
 )
 @click.option(
+    "--admin-api",
+    is_flag=True,
+    help="a service client that may call the JSON admin API (client_credentials, "
+    "scope stepwise:admin)",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help='print {"client_id": ..., "client_secret": ...}'
 )
 def client_create(
@@ -236,6 +307,7 @@ def client_create(
     third_party: bool,
     min_level: int,
     id_token_alg: str,
+    admin_api: bool,
     as_json: bool,
 ) -> None:
     """Register a client of TENANT."""
@@ -251,6 +323,7 @@ def client_create(
             first_party=not third_party,
             min_level=min_level,
             id_token_alg=id_token_alg,
+            admin_api=admin_api,
         )
     _print_registered(reg, as_json)
 

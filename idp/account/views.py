@@ -1,17 +1,42 @@
-"""The account page: who is signed in, and how strongly (level, amr, auth_time)."""
+"""The security page: who is signed in and how strongly, and the user's own second factors.
+
+Adding a factor runs the login flow's enrolment steps (so the rules are the same ones), after
+the password if it was not given in the last five minutes. Removing a factor, new backup codes
+and turning MFA off need the same recent password ("sudo mode"); each change is audited and
+confirmed by email (idp.mfa.notify). Turning MFA off ends the session.
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
-from flask import redirect, render_template, url_for
+from flask import redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user, logout_user
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
-from idp.login.flows import session_context
+from factors.errors import InvalidCode
+from flows.policy import Request, mfa_on, mfa_required
+from idp.directory import audit, facts_of
+from idp.errors import HttpError
+from idp.login import flows
+from idp.login.guard import require_signed_in
+from idp.mfa import credentials
+from idp.mfa.notify import security_event
+from idp.oidc.provider import end_session_grants
+from idp.services import services
+from idp.sessions import ServerSession
+from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("account", __name__)
+SUDO_SECONDS = 300
+
+
+def _when(t: int | None) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
 
 
 @bp.get("/")
@@ -19,22 +44,130 @@ def index() -> ResponseReturnValue:
     return redirect(url_for(".security"))
 
 
+@bp.before_request
+def _guard() -> Response | None:
+    if request.endpoint == "account.index":
+        return None
+    return require_signed_in()
+
+
+def _user(s: Session) -> User:
+    user = s.get(User, int(current_user.get_id()))
+    assert user is not None
+    return user
+
+
+def _sudo_request() -> Request:
+    return Request(started_at=int(time.time()), password_max_age=SUDO_SECONDS)
+
+
+def _confirmed() -> bool:
+    ctx = flows.session_context()
+    return ctx is not None and _sudo_request().password_fresh(ctx.factors)
+
+
+def _confirm_first() -> Response:
+    """Ask for the password, then come back to the security page."""
+    state = flows.start(current_tenant(), _sudo_request(), url_for(".security"))
+    return redirect(url_for("login.login", flow=state.id))
+
+
 @bp.get("/account")
-@login_required
 def security() -> ResponseReturnValue:
-    ctx = session_context()
+    ctx = flows.session_context()
     assert ctx is not None
-    auth_time = ctx.auth_time()
-    when = (
-        datetime.fromtimestamp(auth_time, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if auth_time
-        else "-"
-    )
-    return render_template(
-        "account/security.html",
-        tenant=current_tenant(),
-        user=current_user,
-        level=ctx.level(),
-        amr=ctx.amr(),
-        auth_time=when,
-    )
+    tenant = current_tenant()
+    with services().db.session() as s:
+        user = _user(s)
+        policy = flows.tenant_policy(tenant)
+        facts = facts_of(user, policy)
+        return render_template(
+            "account/security.html",
+            tenant=tenant,
+            user=current_user,
+            level=ctx.level(),
+            amr=ctx.amr(),
+            auth_time=_when(ctx.auth_time()),
+            factors=[
+                (credentials.choice_of(c), c, _when(c.last_used_at), _when(c.created_at))
+                for c in credentials.enrolled(user)
+            ],
+            backup_left=credentials.remaining_backup_codes(s, user.id),
+            enrollable=policy.enrollable,
+            mfa_on=mfa_on(policy, facts),
+            required=mfa_required(policy, facts),
+            confirmed=_confirmed(),
+        )
+
+
+@bp.post("/account/add")
+def add_factor() -> ResponseReturnValue:
+    kind = request.form.get("factor", "")
+    if kind not in flows.tenant_policy(current_tenant()).enrollable:
+        raise HttpError("That method is not available here.")
+    state = flows.start(current_tenant(), _sudo_request(), url_for(".security"), enrolling=kind)
+    return redirect(url_for("login.login", flow=state.id))
+
+
+@bp.post("/account/factors/remove")
+def remove_factor() -> ResponseReturnValue:
+    if not _confirmed():
+        return _confirm_first()
+    tenant = current_tenant()
+    with services().db.session() as s:
+        user = _user(s)
+        try:
+            cred = credentials.find(s, user.id, request.form.get("factor", ""))
+        except InvalidCode:  # not one of this user's factors
+            raise HttpError("There is no such sign-in method.", 404) from None
+        if len(credentials.enrolled(user)) == 1:
+            return _mfa_off_page(s, user)  # removing the last one turns MFA off
+        label = cred.label
+        user.credentials.remove(cred)
+        s.delete(cred)
+        security_event(s, services(), tenant, user, "mfa.factor_removed", ip=request.remote_addr,
+                       actor=user.id, kind=cred.type, label=label)  # fmt: skip
+    return redirect(url_for(".security"))
+
+
+@bp.post("/account/backup-codes")
+def regenerate_codes() -> ResponseReturnValue:
+    if not _confirmed():
+        return _confirm_first()
+    svc, tenant = services(), current_tenant()
+    with svc.db.session() as s:
+        user = _user(s)
+        if not credentials.enrolled(user):
+            raise HttpError("Set up a sign-in method first: backup codes come with it.")
+        codes = credentials.new_backup_codes(s, svc.backup_key, user.id, int(time.time()))
+        security_event(s, svc, tenant, user, "mfa.backup_codes_regenerated",
+                       ip=request.remote_addr, actor=user.id)  # fmt: skip
+    return render_template("account/backup_codes.html", tenant=tenant, codes=codes)
+
+
+def _mfa_off_page(s: Session, user: User) -> ResponseReturnValue:
+    policy = flows.tenant_policy(current_tenant())
+    required = mfa_required(policy, facts_of(user, policy))
+    return render_template("account/mfa_off.html", tenant=current_tenant(), required=required)
+
+
+@bp.post("/account/mfa/off")
+def mfa_off() -> ResponseReturnValue:
+    if not _confirmed():
+        return _confirm_first()
+    svc, tenant = services(), current_tenant()
+    with svc.db.session() as s:
+        user = _user(s)
+        if request.form.get("action") != "confirm":
+            return _mfa_off_page(s, user)
+        removed = credentials.remove_all(s, user)
+        user.mfa_enabled, user.updated_at = False, int(time.time())
+        security_event(s, svc, tenant, user, "mfa.disabled", ip=request.remote_addr,
+                       actor=user.id, removed=removed)  # fmt: skip
+        if session.get("sid"):
+            end_session_grants(s, tenant, session["sid"], int(time.time()))
+        audit(s, tenant, "logout", subject=user.id, ip=request.remote_addr, reason="mfa_off")
+    logout_user()
+    assert isinstance(session, ServerSession)
+    session.destroy()
+    return render_template("account/mfa_turned_off.html", tenant=tenant)

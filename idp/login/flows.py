@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 from flask import session
 from sqlalchemy.orm import Session
 
-from factors import backup
+from factors import backup, totp
 from factors.errors import DeliveryFailed
 from factors.password import PasswordFactor
 from flows.context import AuthContext, VerifiedFactor, merge
 from flows.engine import Engine
 from flows.env import Subject
-from flows.errors import FlowNotFound
+from flows.errors import FlowNotFound, UnmetAuthenticationRequirements
 from flows.plan import Pending, plan
 from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
 from flows.second_factor import registry
@@ -57,8 +57,18 @@ def safe_return_to(tenant: Tenant, target: str | None) -> str:
     return target
 
 
-def start(tenant: Tenant, request: Request, return_to: str, continue_to: str = "") -> FlowState:
-    """Create a flow for this browser session; a signed-in user is already identified."""
+def seal(value: str) -> str:
+    """Encrypt a secret for keeping in a flow (the ephemeral store is storage too)."""
+    return base64.urlsafe_b64encode(services().cipher.encrypt(value.encode(), SEAL)).decode()
+
+
+def start(
+    tenant: Tenant, request: Request, return_to: str, continue_to: str = "", enrolling: str = ""
+) -> FlowState:
+    """Create a flow for this browser session; a signed-in user is already identified.
+
+    ``enrolling`` starts the flow at setting up that factor (the security page's "Add").
+    """
     state = FlowState(
         id=secrets.token_urlsafe(24),
         tenant=tenant.slug,
@@ -66,6 +76,8 @@ def start(tenant: Tenant, request: Request, return_to: str, continue_to: str = "
         created_at=int(time.time()),
         return_to=safe_return_to(tenant, return_to),
         continue_to=continue_to,
+        enrolling=enrolling,
+        secret=seal(totp.new_secret()) if enrolling == "totp" else "",
     )
     ctx = session_context()
     if ctx is not None:
@@ -143,6 +155,34 @@ def plan_for(s: Session, tenant: Tenant, state: FlowState, probe: bool = False) 
                 int(time.time()), cap)  # fmt: skip
 
 
+def session_needs(s: Session, tenant: Tenant, user: User, request: Request) -> list[str]:
+    """The steps this browser's session lacks to satisfy ``request`` for ``user`` (not the
+    optional-enrolment offer: that belongs to a login)."""
+    probe = FlowState(
+        id="",
+        tenant=tenant.slug,
+        request=request,
+        created_at=request.started_at,
+        return_to="",
+        identified=True,
+        user_id=user.id,
+        offer_skipped=True,
+    )
+    return plan_for(s, tenant, probe, probe=True)
+
+
+def standing_flow(s: Session, tenant: Tenant, user: User, return_to: str) -> FlowState | None:
+    """A flow to run when the signed-in session no longer meets the policy (after a stricter
+    policy with ``apply=immediate``, an admin reset, or turning MFA off), else None."""
+    now = int(time.time())
+    try:
+        if not session_needs(s, tenant, user, Request(started_at=now)):
+            return None
+    except UnmetAuthenticationRequirements:
+        pass  # the login flow shows why
+    return start(tenant, Request(started_at=now), return_to)
+
+
 def engine_for(s: Session, tenant: Tenant) -> Engine:
     """An engine whose planner sees this tenant's policy and this session's context."""
     policy = tenant_policy(tenant)
@@ -195,7 +235,7 @@ class WebEnv:
         return facts_of(self._user(user_id), tenant_policy(self.tenant))
 
     def seal(self, value: str) -> str:
-        return base64.urlsafe_b64encode(services().cipher.encrypt(value.encode(), SEAL)).decode()
+        return seal(value)
 
     def unseal(self, sealed: str) -> str:
         blob = base64.urlsafe_b64decode(sealed.encode())

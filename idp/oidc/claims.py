@@ -7,6 +7,7 @@ from typing import Any
 from idp.store.models import User
 
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
+ADMIN_SCOPE = "stepwise:admin"  # the JSON admin API; only for clients created --admin-api
 SCOPE_CLAIMS = {
     "profile": ["preferred_username", "updated_at"],
     "email": ["email", "email_verified"],

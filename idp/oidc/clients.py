@@ -81,12 +81,15 @@ def create_client(
     first_party: bool = True,
     min_level: int = 0,
     id_token_alg: str = "RS256",  # noqa: S107 (an algorithm name)
+    admin_api: bool = False,
 ) -> Registered:
     name = name.strip()
     if not 0 < len(name) <= 200:
         raise DirectoryError("client name must be 1-200 characters")
-    if not redirect_uris:
+    if not redirect_uris and not admin_api:
         raise DirectoryError("a client needs at least one --redirect-uri")
+    if admin_api and public:
+        raise DirectoryError("an --admin-api client needs a secret: it cannot be --public")
     uris = [check_redirect_uri(u) for u in redirect_uris]
     logout_uris = [check_redirect_uri(u) for u in post_logout_redirect_uris or []]
     if len(uris) > MAX_URIS or len(logout_uris) > MAX_URIS:
@@ -108,11 +111,13 @@ def create_client(
         grant_types=GRANTS_PUBLIC if public else GRANTS_CONFIDENTIAL,
         min_level=min_level,
         id_token_alg=id_token_alg,
+        admin_api=admin_api,
         created_at=now(),
     )
     s.add(client)
     s.flush()
-    audit(s, tenant, "client.created", client_id=client.client_id, public=public)
+    audit(s, tenant, "client.created", client_id=client.client_id, public=public,
+          admin_api=admin_api)  # fmt: skip
     return Registered(client, secret)
 
 

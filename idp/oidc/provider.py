@@ -26,18 +26,24 @@ from typing import Any
 
 from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, UnsupportedGrantTypeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    UnsupportedGrantTypeError,
+)
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from flows.policy import MfaApply, policy_level
 from idp.crypto import DataCipher
-from idp.directory import audit
+from idp.directory import audit, facts_of, policy_of
 from idp.ephemeral import EphemeralStore
+from idp.oidc import acr, clients, tokens
 from idp.oidc import claims as scope_claims
-from idp.oidc import clients, tokens
+from idp.oidc.claims import ADMIN_SCOPE
 from idp.store.models import Client, Grant, RefreshToken, Tenant, User
 
 CODE_TTL = 60
@@ -129,7 +135,8 @@ class OAuthClient(rfc6749.ClientMixin):
         return None  # redirect_uri is required (OpenID Connect Core 1.0 3.1.2.1)
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        return " ".join(s for s in scope_claims.split(scope) if s in scope_claims.SCOPES)
+        allowed = [*scope_claims.SCOPES, *([ADMIN_SCOPE] if self.row.admin_api else [])]
+        return " ".join(s for s in scope_claims.split(scope) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.row.redirect_uris  # exact match, RFC 9700 4.1.3
@@ -300,9 +307,16 @@ class RefreshGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: Refresh) -> Principal | None:
         grant = refresh_token.row.grant
-        user = self.server.ctx.s.get(User, grant.user_id)
+        ctx = self.server.ctx
+        user = ctx.s.get(User, grant.user_id)
         if user is None or user.status != "active":
             return None
+        if ctx.tenant.mfa_apply == MfaApply.IMMEDIATE.value:
+            # A stricter policy that applies at once ends token families below it.
+            needed = policy_level(policy_of(ctx.tenant), facts_of(user))
+            if acr.LEVELS.get(grant.acr, 1) < needed:
+                revoke_grant(ctx, grant.gid, "below_mfa_policy")
+                raise InvalidGrantError("The sign-in policy changed: sign in again.")
         return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,
                          grant=grant)  # fmt: skip
 

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from flows.context import AuthContext
 from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
-from flows.state import FlowState
 from idp.errors import HttpError
 from idp.login import flows
 from idp.oidc import authorize as authz
@@ -181,17 +180,8 @@ def _checked(
     user = s.get(User, auth.user_id) if auth is not None else None
     if auth is None or user is None or user.tenant_id != ctx.tenant.id or user.status != "active":
         return client, None, None
-    probe = FlowState(
-        id="",
-        tenant=ctx.tenant.slug,
-        request=_flow_request(client, areq),
-        created_at=areq.started_at,
-        return_to="",
-        identified=True,
-        user_id=user.id,
-    )
     try:
-        steps = flows.plan_for(s, ctx.tenant, probe, probe=True)
+        steps = flows.session_needs(s, ctx.tenant, user, _flow_request(client, areq))
     except UnmetAuthenticationRequirements as exc:
         raise authz.AuthorizeError(areq, "unmet_authentication_requirements", exc.message) from None
     return (client, user, auth) if not steps else (client, None, None)

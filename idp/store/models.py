@@ -140,6 +140,8 @@ class Client(Base):
     access_token_ttl: Mapped[int] = mapped_column(default=600)
     refresh_token_ttl: Mapped[int] = mapped_column(default=30 * 24 * 3600)
     id_token_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    # May obtain ``stepwise:admin`` client-credentials tokens for the JSON admin API.
+    admin_api: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 

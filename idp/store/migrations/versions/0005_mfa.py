@@ -43,6 +43,10 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("credentials") as batch_op:
         batch_op.add_column(sa.Column("counter", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("clients") as batch_op:
+        batch_op.add_column(
+            sa.Column("admin_api", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.create_table(
         "backup_codes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -58,6 +62,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("backup_codes")
+    with op.batch_alter_table("clients") as batch_op:
+        batch_op.drop_column("admin_api")
     with op.batch_alter_table("credentials") as batch_op:
         batch_op.drop_column("counter")
     with op.batch_alter_table("users") as batch_op:

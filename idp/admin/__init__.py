@@ -1,0 +1,1 @@
+"""The tenant console (HTML) and its JSON admin API."""

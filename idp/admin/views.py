@@ -1,0 +1,101 @@
+"""The tenant console: MFA policy, and each user's MFA (require for one user, reset).
+
+Open to the tenant's admins and owners only; every change is audited (idp.mfa.admin).
+"""
+
+from __future__ import annotations
+
+from flask import flash, get_flashed_messages, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from flows.policy import SECOND_FACTORS
+from idp.directory import DirectoryError, require_user
+from idp.login.guard import require_signed_in
+from idp.mfa import admin as mfa_admin
+from idp.mfa import credentials
+from idp.services import services
+from idp.store.models import User
+from idp.tenancy import current_tenant, tenant_blueprint
+
+bp = tenant_blueprint("admin", __name__, "/admin")
+ADMIN_ROLES = ("admin", "owner")
+
+
+@bp.before_request
+def _guard() -> Response | None:
+    return require_signed_in(ADMIN_ROLES)
+
+
+def _actor() -> mfa_admin.Actor:
+    return mfa_admin.Actor(user_id=int(current_user.get_id()), ip=request.remote_addr)
+
+
+@bp.get("/")
+def console() -> ResponseReturnValue:
+    tenant = current_tenant()
+    with services().db.session() as s:
+        users = list(s.scalars(select(User).where(User.tenant_id == tenant.id)
+                               .order_by(User.username_norm)))  # fmt: skip
+        rows = [(u, len(credentials.enrolled(u))) for u in users]
+        return render_template(
+            "admin/console.html",
+            tenant=tenant,
+            policy=mfa_admin.policy_json(tenant),
+            factors=SECOND_FACTORS,
+            deliverable=services().deliverable,
+            rows=rows,
+            notices=get_flashed_messages(category_filter=["ok"]),
+            errors=get_flashed_messages(category_filter=["error"]),
+        )
+
+
+@bp.post("/policy")
+def policy() -> ResponseReturnValue:
+    form = request.form
+    changes = {
+        "mode": form.get("mode", ""),
+        "scope": form.get("scope", ""),
+        "apply": form.get("apply", ""),
+        "factors": form.getlist("factors"),
+        "totp_two_codes": form.get("totp_two_codes") == "on",
+    }
+    raw_days = form.get("reoffer_days", "").strip()
+    with services().db.session() as s:
+        tenant = s.merge(current_tenant())
+        try:
+            if not raw_days.isdigit():
+                raise DirectoryError("reoffer_days must be a whole number from 0 to 365")
+            changes["reoffer_days"] = int(raw_days)
+            mfa_admin.set_policy(s, tenant, changes, _actor())
+        except DirectoryError as exc:
+            s.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for(".console"))
+    flash("The MFA policy was saved.", "ok")
+    return redirect(url_for(".console"))
+
+
+@bp.post("/users/<username>/mfa")
+def user_mfa(username: str) -> ResponseReturnValue:
+    action = request.form.get("action", "")
+    svc = services()
+    with svc.db.session() as s:
+        tenant = s.merge(current_tenant())
+        try:
+            user = require_user(s, tenant, username)
+        except DirectoryError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for(".console"))
+        if action in ("require", "unrequire"):
+            mfa_admin.require_for_user(s, tenant, user, action == "require", _actor())
+            done = "required" if action == "require" else "no longer required for this user alone"
+            flash(f"MFA {done}: {user.username}.", "ok")
+        elif action == "reset":
+            removed = mfa_admin.reset_user(s, svc, tenant, user, _actor())
+            flash(f"MFA reset for {user.username}: {removed} method(s) removed.", "ok")
+        else:
+            flash("Unknown action.", "error")
+    return redirect(url_for(".console"))

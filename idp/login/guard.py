@@ -1,0 +1,34 @@
+"""Pages for signed-in users: sign in first, and keep meeting the tenant's MFA policy.
+
+A session that falls below the policy (a stricter policy applied immediately, an admin reset,
+MFA turned off while required) is sent through the login flow again before anything else.
+"""
+
+from __future__ import annotations
+
+from flask import redirect, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from idp.errors import HttpError
+from idp.login import flows
+from idp.services import services
+from idp.store.models import User
+from idp.tenancy import current_tenant
+
+
+def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
+    """``before_request`` check; ``roles`` limits the page to those roles."""
+    here = request.full_path.rstrip("?")
+    if not current_user.is_authenticated:
+        return redirect(url_for("login.login", return_to=here))
+    tenant = current_tenant()
+    with services().db.session() as s:
+        user = s.get(User, int(current_user.get_id()))
+        assert user is not None
+        state = flows.standing_flow(s, tenant, user, here if request.method == "GET" else "")
+        if state is not None:
+            return redirect(url_for("login.login", flow=state.id))
+        if roles and user.role not in roles:
+            raise HttpError("Only the tenant's administrators can open this page.", 403)
+    return None

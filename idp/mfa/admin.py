@@ -1,0 +1,147 @@
+"""Tenant MFA administration shared by the CLI, the console and the JSON admin API.
+
+Each operation validates its input (raising :class:`idp.directory.DirectoryError` with a
+message fit for the user), writes an audit event in the same transaction, and notifies the
+user where the product promises it. Policy changes need no background job: sessions and token
+families are held to the policy when they are next used (idp.login.flows, idp.oidc.provider).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope
+from idp.directory import DirectoryError, audit, now
+from idp.mfa import credentials
+from idp.mfa.notify import security_event
+from idp.services import Services
+from idp.store.models import Grant, Tenant, User
+
+MAX_REOFFER_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a console user, an API client or the CLI (all fields None)."""
+
+    user_id: int | None = None
+    client_id: str | None = None
+    ip: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {"by_client": self.client_id} if self.client_id else {}
+
+
+def policy_json(tenant: Tenant) -> dict[str, Any]:
+    """The policy as the admin API shows and accepts it."""
+    return {
+        "mode": tenant.mfa_mode,
+        "scope": tenant.mfa_scope,
+        "apply": tenant.mfa_apply,
+        "factors": list(tenant.mfa_factors),
+        "reoffer_days": tenant.mfa_reoffer_days,
+        "totp_two_codes": tenant.totp_two_codes,
+    }
+
+
+def _choice(name: str, value: Any, allowed: type[Any]) -> str:
+    options = [m.value for m in allowed]
+    if value not in options:
+        raise DirectoryError(f"{name} must be one of {', '.join(options)}")
+    return str(value)
+
+
+def set_policy(s: Session, tenant: Tenant, changes: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    """Apply ``changes`` (keys of :func:`policy_json`); return the new policy."""
+    unknown = set(changes) - set(policy_json(tenant))
+    if unknown:
+        raise DirectoryError(f"unknown policy field(s): {', '.join(sorted(unknown))}")
+    before = policy_json(tenant)
+    if "mode" in changes:
+        tenant.mfa_mode = _choice("mode", changes["mode"], MfaMode)
+    if "scope" in changes:
+        tenant.mfa_scope = _choice("scope", changes["scope"], MfaScope)
+    if "apply" in changes:
+        tenant.mfa_apply = _choice("apply", changes["apply"], MfaApply)
+    if "factors" in changes:
+        factors = changes["factors"]
+        if not isinstance(factors, list) or not all(f in SECOND_FACTORS for f in factors):
+            raise DirectoryError(f"factors must be a list of: {', '.join(SECOND_FACTORS)}")
+        if not factors:
+            raise DirectoryError("allow at least one factor")
+        tenant.mfa_factors = [f for f in SECOND_FACTORS if f in factors]
+    if "reoffer_days" in changes:
+        days = changes["reoffer_days"]
+        if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_REOFFER_DAYS:
+            raise DirectoryError(
+                f"reoffer_days must be a whole number from 0 to {MAX_REOFFER_DAYS}"
+            )
+        tenant.mfa_reoffer_days = days
+    if "totp_two_codes" in changes:
+        if not isinstance(changes["totp_two_codes"], bool):
+            raise DirectoryError("totp_two_codes must be true or false")
+        tenant.totp_two_codes = changes["totp_two_codes"]
+    after = policy_json(tenant)
+    diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if diff:
+        audit(s, tenant, "tenant.mfa_policy_changed", actor=actor.user_id, ip=actor.ip,
+              changes=diff, **actor.details())  # fmt: skip
+    return after
+
+
+def require_for_user(s: Session, tenant: Tenant, user: User, required: bool, actor: Actor) -> None:
+    """Switch MFA on (or back off) for one user, whatever the tenant's mode."""
+    if user.mfa_required == required:
+        return
+    user.mfa_required, user.updated_at = required, now()
+    event = "user.mfa_required" if required else "user.mfa_not_required"
+    audit(s, tenant, event, actor=actor.user_id, subject=user.id, ip=actor.ip, **actor.details())
+
+
+def revoke_user_grants(s: Session, tenant: Tenant, user: User, reason: str) -> int:
+    """End every live token family of ``user`` (their refresh tokens stop working)."""
+    live = list(
+        s.scalars(select(Grant.gid).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)))
+    )
+    if live:
+        s.execute(update(Grant).where(Grant.gid.in_(live)).values(revoked_at=now()))
+        audit(s, tenant, "oauth.grants_revoked", subject=user.id, reason=reason, count=len(live))
+    return len(live)
+
+
+def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Actor) -> int:
+    """Remove all of ``user``'s second factors and backup codes; they enrol again at the next
+    login. With ``apply=immediate`` their sessions and token families must verify again too."""
+    removed = credentials.remove_all(s, user)
+    user.mfa_enabled, user.mfa_skipped_at = False, None
+    user.mfa_reset_at = user.updated_at = now()
+    security_event(s, svc, tenant, user, "mfa.reset", actor=actor.user_id, ip=actor.ip,
+                   removed=removed, **actor.details())  # fmt: skip
+    if tenant.mfa_apply == MfaApply.IMMEDIATE.value:
+        revoke_user_grants(s, tenant, user, "mfa_reset")
+    return removed
+
+
+def user_mfa_json(s: Session, user: User) -> dict[str, Any]:
+    """A user's MFA state as the admin API shows it (never a secret)."""
+    factors = [
+        {
+            "kind": c.type,
+            "label": c.label,
+            "created_at": c.created_at,
+            "last_used_at": c.last_used_at,
+        }
+        for c in credentials.enrolled(user)
+    ]
+    return {
+        "username": user.username,
+        "role": user.role,
+        "mfa_required": user.mfa_required,
+        "mfa_enabled": user.mfa_enabled,
+        "factors": factors,
+        "backup_codes_left": credentials.remaining_backup_codes(s, user.id),
+    }
