@@ -93,7 +93,7 @@ def _check_code(state: FlowState, env: Env, code: str) -> Callable[[], None]:
         if state.challenge is None:
             raise codes.CodeExpired()
         challenge = codes.Challenge.from_json(state.challenge)
-        attempt = env.count(f"otp-attempts:{state.id}:{challenge.sent_at}", codes.LIFETIME)
+        attempt = env.count(f"otp-attempts:{challenge.key}", codes.LIFETIME)
         codes.verify(challenge, code, env.now, attempt)
 
     return check

@@ -3,6 +3,7 @@ codes from ``oathtool`` (an independent implementation), and page readers."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -112,5 +113,25 @@ class MfaBrowser(Browser):
         return codes
 
 
-def sms_code(inbox: Inbox, to: str, after: int = 0) -> str:
-    return inbox.code(to, after)
+    def enroll_contact(self, kind: str, value: str, inbox: Inbox, to: str) -> None:
+        """From the enrol/offer page: add a phone (``sms``) or address (``email``) by its code."""
+        self.submit(factor=kind)
+        assert self.step == f"enroll_{kind}", self.step
+        before = len(inbox.to(to))
+        self.submit(**{"phone" if kind == "sms" else "email": value, "action": "resend"})
+        assert self.alert and self.alert.startswith("We sent a code to"), self.alert
+        self.submit(code=inbox.code(to, before), action="verify")
+
+    @property
+    def flow_id(self) -> str:
+        return self.url.rsplit("flow=", 1)[1]
+
+
+def age_flow_challenge(app: Flask, flow_id: str, seconds: int) -> None:
+    """Make the code sent in a flow ``seconds`` older (as if that much time had passed)."""
+    store = svc(app).store
+    raw = store.get(f"flow:{flow_id}")
+    assert raw is not None
+    data = json.loads(raw)
+    data["challenge"]["s"] -= seconds
+    store.set(f"flow:{flow_id}", json.dumps(data).encode(), 600)
