@@ -112,7 +112,6 @@ class MfaBrowser(Browser):
         self.submit(confirm="saved", action="continue")
         return codes
 
-
     def enroll_contact(self, kind: str, value: str, inbox: Inbox, to: str) -> None:
         """From the enrol/offer page: add a phone (``sms``) or address (``email``) by its code."""
         self.submit(factor=kind)

@@ -99,8 +99,13 @@ def sms_gateway() -> Iterator[tuple[str, Inbox]]:
             if inbox.down:
                 self.send_response(503)
             else:
-                inbox.add({"to": body["to"], "text": body["message"],
-                           "auth": self.headers.get("Authorization")})  # fmt: skip
+                inbox.add(
+                    {
+                        "to": body["to"],
+                        "text": body["message"],
+                        "auth": self.headers.get("Authorization"),
+                    }
+                )
                 self.send_response(204)
             self.end_headers()
 

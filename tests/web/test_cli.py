@@ -124,3 +124,42 @@ def test_demo_is_idempotent_and_prints_credentials(env: dict[str, str]) -> None:
         and "/t/demo/login" in first.stdout
         and "admin" in first.stdout
     )
+
+
+def test_mfa_policy_and_per_user_commands(env: dict[str, str]) -> None:
+    assert idp(env, "tenant", "create", "acme").returncode == 0
+    assert idp(env, "user", "create", "acme", "bob", "--email", "bob@acme.test").returncode == 0
+    shown = idp(env, "tenant", "set-mfa", "acme")
+    assert shown.returncode == 0 and "mode=off scope=all apply=next_login" in shown.stdout
+    changed = idp(env, "tenant", "set-mfa", "acme", "--mode", "required", "--scope", "admins",
+                  "--apply", "immediate", "--factors", "sms,totp", "--reoffer-days", "3",
+                  "--totp-two-codes")  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == (
+        "mode=required scope=admins apply=immediate factors=totp,sms reoffer_days=3 "
+        "totp_two_codes=True"
+    )
+    required = idp(env, "user", "require-mfa", "acme", "bob")
+    assert required.returncode == 0 and "MFA required" in required.stdout
+    reset = idp(env, "user", "reset-mfa", "acme", "bob")
+    assert reset.returncode == 0 and "0 factor(s) removed" in reset.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tenant", "set-mfa", "acme", "--mode", "sometimes"], "Invalid value for '--mode'"),
+        (["tenant", "set-mfa", "acme", "--factors", "pigeon"], "factors must be a list of"),
+        (["tenant", "set-mfa", "acme", "--reoffer-days", "-2"], "reoffer_days must be"),
+        (["tenant", "set-mfa", "nope", "--mode", "off"], "no tenant 'nope'"),
+        (["user", "reset-mfa", "acme", "nobody"], "no user 'nobody'"),
+    ],
+)
+def test_mfa_command_errors_are_one_line_with_status_2(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
+    assert idp(env, "tenant", "create", "acme").returncode == 0
+    result = idp(env, *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "mode=off" in idp(env, "tenant", "set-mfa", "acme").stdout  # nothing was changed

@@ -16,7 +16,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent
-
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
 from tests.mfa_helpers import MfaBrowser, age_flow_challenge, oathtool, set_policy
 from tests.outbox import Outboxes
@@ -63,6 +62,7 @@ def _csrf(client: FlaskClient) -> str:
 
 
 PHONE, PHONE_E164 = "+1 650-253-0000", "+16502530000"
+ALT_EMAIL = "alice.backup@example.org"
 
 
 def test_sms_enrolment_and_login_with_resend_cool_down_and_lifetime(
@@ -98,12 +98,12 @@ def test_a_sent_code_allows_five_attempts(
 ) -> None:
     set_policy(app, mfa_mode="required", mfa_factors=["email"])
     mb.password("alice", PASSWORD)
-    mb.enroll_contact("email", "alice.backup@example.org", outboxes.mail, "alice.backup@example.org")
+    mb.enroll_contact("email", ALT_EMAIL, outboxes.mail, ALT_EMAIL)
     mb.backup_codes()
     _logout(client)
     assert mb.password("alice", PASSWORD) == "verify_email"
     mb.submit(action="resend")
-    code = outboxes.mail.code("alice.backup@example.org", 1)
+    code = outboxes.mail.code(ALT_EMAIL, 1)
     wrong = "000000" if code != "000000" else "111111"
     for _ in range(5):
         mb.submit(code=wrong, action="verify")
@@ -112,7 +112,7 @@ def test_a_sent_code_allows_five_attempts(
     age_flow_challenge(app, mb.flow_id, 31)  # past the resend cool-down
     mb.submit(action="resend")
     time.sleep(1.1)  # six failures in a row also shut the account's gate for a second
-    mb.submit(code=outboxes.mail.code("alice.backup@example.org", 2), action="verify")
+    mb.submit(code=outboxes.mail.code(ALT_EMAIL, 2), action="verify")
     assert mb.finished
 
 
@@ -126,12 +126,12 @@ def test_email_code_enrolment_and_login(
     assert mb.alert == "That is not a valid email address."
     mb.submit(action="back")
     assert mb.step == "enroll"
-    mb.enroll_contact("email", "alice.backup@example.org", outboxes.mail, "alice.backup@example.org")
+    mb.enroll_contact("email", ALT_EMAIL, outboxes.mail, ALT_EMAIL)
     mb.backup_codes()
     _logout(client)
     assert mb.password("alice", PASSWORD) == "verify_email"
     mb.submit(action="resend")
-    mb.submit(code=outboxes.mail.code("alice.backup@example.org", 1), action="verify")
+    mb.submit(code=outboxes.mail.code(ALT_EMAIL, 1), action="verify")
     assert mb.finished
     assert '<dd id="amr">pwd otp mfa</dd>' in client.get("/t/acme/account").get_data(as_text=True)
 
@@ -149,7 +149,9 @@ def test_backup_code_fallback_is_single_use_audited_and_notified(
     assert mb.step == "verify_backup"
     mb.submit(code=codes[0].upper(), action="verify")
     assert mb.finished
-    used = [m for m in outboxes.mail.to("alice@acme.test") if "backup code was used" in m["subject"]]
+    used = [
+        m for m in outboxes.mail.to("alice@acme.test") if "backup code was used" in m["subject"]
+    ]
     assert used and "9 remain" in used[0]["text"]
     _logout(client)
     mb.password("alice", PASSWORD)
@@ -211,9 +213,12 @@ def test_otp_guesses_are_throttled_per_account(
 
 
 def test_no_code_or_secret_reaches_the_log(
-    app: Flask, mb: MfaBrowser, client: FlaskClient, outboxes: Outboxes,
+    app: Flask,
+    mb: MfaBrowser,
+    client: FlaskClient,
+    outboxes: Outboxes,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     caplog.set_level(logging.DEBUG)
     set_policy(app, mfa_mode="required")
     mb.password("alice", PASSWORD)
