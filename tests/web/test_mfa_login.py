@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
 from tests.mfa_helpers import MfaBrowser, age_flow_challenge, oathtool, set_policy
 from tests.outbox import Outboxes
+from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 
 
 @pytest.fixture
@@ -242,3 +245,28 @@ def test_no_code_or_secret_reaches_the_log(
 
 def _logout(client: FlaskClient) -> None:
     client.post("/t/acme/logout", data={"csrf_token": _csrf(client)})
+
+
+@pytest.mark.parametrize("kind", ["totp", "sms"])
+def test_oidc_tokens_carry_the_second_factors_amr(
+    app: Flask, mb: MfaBrowser, client: FlaskClient, outboxes: Outboxes, kind: str
+) -> None:
+    set_policy(app, mfa_mode="required")
+    rp = register(app)
+    verifier, challenge = pkce()
+    resp = authorize(client, rp, code_challenge=challenge, code_challenge_method="S256")
+    mb.url = resp.headers["Location"]
+    mb._page(client.get(mb.url))
+    mb.submit(username="alice", password=PASSWORD, action="continue")
+    if kind == "totp":
+        mb.enroll_totp()
+    else:
+        mb.enroll_contact("sms", PHONE, outboxes.sms, PHONE_E164)
+    mb.backup_codes()
+    done = client.get(mb.done_at)  # /authorize/resume hands the code to the application
+    tokens = exchange(client, rp, query_of(done.headers["Location"])["code"], verifier).get_json()
+    keyset = KeySet.import_key_set(client.get("/t/acme/jwks").get_json())
+    want = ["pwd", "otp" if kind == "totp" else "sms", "mfa"]
+    for jws in (tokens["id_token"], tokens["access_token"]):
+        claims = jwt.decode(jws, keyset).claims
+        assert claims["amr"] == want and claims["acr"] == "urn:stepwise:loa:2"
