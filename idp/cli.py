@@ -403,7 +403,10 @@ def demo(slug: str) -> None:
     svc = _services()
     pw_file = svc.settings.instance_dir / "demo-admin-password"
     with svc.db.session() as s:
-        t = directory.get_tenant(s, slug) or directory.create_tenant(s, slug, "Demo Company")
+        # Optional MFA: the admin is offered two-step sign-in after the password, and may skip.
+        t = directory.get_tenant(s, slug) or directory.create_tenant(
+            s, slug, "Demo Company", "optional"
+        )
         keys.ensure_keys(s, svc.cipher, t)
         u = directory.find_user(s, t, "admin")
         if u is None or not pw_file.exists():

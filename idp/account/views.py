@@ -17,6 +17,7 @@ from flask_login import current_user, logout_user
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from factors import backup
 from factors.errors import InvalidCode
 from flows.policy import Request, mfa_on, mfa_required
 from idp.directory import audit, facts_of
@@ -93,6 +94,7 @@ def security() -> ResponseReturnValue:
                 for c in credentials.enrolled(user)
             ],
             backup_left=credentials.remaining_backup_codes(s, user.id),
+            low_backup=backup.LOW_WARNING,
             enrollable=policy.enrollable,
             mfa_on=mfa_on(policy, facts),
             required=mfa_required(policy, facts),

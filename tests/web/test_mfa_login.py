@@ -270,3 +270,20 @@ def test_oidc_tokens_carry_the_second_factors_amr(
     for jws in (tokens["id_token"], tokens["access_token"]):
         claims = jwt.decode(jws, keyset).claims
         assert claims["amr"] == want and claims["acr"] == "urn:stepwise:loa:2"
+
+
+def test_tenant_can_ask_for_two_consecutive_codes_to_activate_totp(
+    app: Flask, mb: MfaBrowser
+) -> None:
+    set_policy(app, mfa_mode="required", totp_two_codes=True)
+    mb.password("alice", PASSWORD)
+    mb.submit(factor="totp")
+    assert 'name="next_code"' in mb.html
+    secret = mb.html.split('id="totp-secret">')[1].split("<")[0]
+    now = time.time()
+    mb.submit(code=oathtool(secret, now), action="verify")
+    assert mb.alert == "Enter the code shown in your authenticator app."
+    mb.submit(code=oathtool(secret, now), next_code=oathtool(secret, now), action="verify")
+    assert mb.alert == "That code is not correct. Try again."
+    mb.submit(code=oathtool(secret, now - 30), next_code=oathtool(secret, now), action="verify")
+    assert mb.step == "backup_codes"

@@ -391,3 +391,25 @@ def test_admin_api_refuses_bad_input_and_bad_tokens(
     resp = client.get("/t/acme/admin/api/mfa-policy", headers={"Authorization": f"Bearer {other}"})
     assert resp.status_code == 403 and resp.get_json()["error"] == "insufficient_scope"
     assert client.get("/t/acme/admin/api/mfa-policy", headers=bearer).get_json()["mode"] == "off"
+
+
+@pytest.mark.parametrize("apply", ["next_login", "immediate"])
+@pytest.mark.parametrize(("mode", "scope", "per_user", "username"), CASES)
+def test_a_signed_in_session_after_a_policy_change(
+    app: Flask, mb: MfaBrowser, client: FlaskClient,
+    mode: str, scope: str, per_user: bool, username: str, apply: str,
+) -> None:  # fmt: skip
+    assert mb.password(username, PASSWORD) is None  # signed in under mode off
+    set_policy(app, mfa_mode=mode, mfa_scope=scope, mfa_apply=apply)
+    set_user(app, username, mfa_required=per_user)
+    resp = client.get("/t/acme/account")
+    # Only a requirement reaches a running session, and only when it applies immediately;
+    # the optional offer waits for a login either way.
+    must_enrol = apply == "immediate" and expected_step(mode, scope, per_user, username) == "enroll"
+    if not must_enrol:
+        assert resp.status_code == 200
+        return
+    assert resp.status_code == 302 and "/login?flow=" in resp.headers["Location"]
+    mb.url = resp.headers["Location"]
+    mb._page(client.get(mb.url))
+    assert mb.step == "enroll"
