@@ -50,7 +50,10 @@ def svc(app: Flask) -> Services:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Flask:
+    """The app; tests marked ``delivery`` get one that sends mail and SMS to ``outboxes``."""
+    if request.node.get_closest_marker("delivery"):
+        return make_app(tmp_path, **delivery_settings(request.getfixturevalue("outboxes")))
     return make_app(tmp_path)
 
 
@@ -99,6 +102,14 @@ class Browser:
 @pytest.fixture
 def browser(client: FlaskClient, tenant: str) -> Browser:
     return Browser(client, tenant)
+
+
+@pytest.fixture
+def mb(client: FlaskClient, tenant: str) -> Any:
+    """A browser that answers whichever login step is shown (tests.mfa_helpers.MfaBrowser)."""
+    from tests.mfa_helpers import MfaBrowser
+
+    return MfaBrowser(client, tenant)
 
 
 @pytest.fixture

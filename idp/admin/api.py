@@ -20,7 +20,7 @@ from idp.oidc import claims, resources, tokens
 from idp.oidc.clients import find_client
 from idp.oidc.web import context
 from idp.services import services
-from idp.store.models import Tenant
+from idp.store.models import Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("admin_api", __name__, "/admin/api")
@@ -77,6 +77,13 @@ def _tenant(s: Session) -> Tenant:
     return s.merge(current_tenant())
 
 
+def _user(s: Session, tenant: Tenant, username: str) -> User:
+    try:
+        return require_user(s, tenant, username)
+    except DirectoryError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
 @bp.route("/mfa-policy", methods=["GET", "PUT", "PATCH"])
 def policy() -> ResponseReturnValue:
     with services().db.session() as s:
@@ -92,10 +99,7 @@ def user_mfa(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
         actor = _authorize(s)
         tenant = _tenant(s)
-        try:
-            user = require_user(s, tenant, username)
-        except DirectoryError as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
+        user = _user(s, tenant, username)
         if request.method != "GET":
             body = _body()
             if set(body) != {"required"} or not isinstance(body["required"], bool):
@@ -110,9 +114,6 @@ def user_reset(username: str) -> ResponseReturnValue:
     with svc.db.session() as s:
         actor = _authorize(s)
         tenant = _tenant(s)
-        try:
-            user = require_user(s, tenant, username)
-        except DirectoryError as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
+        user = _user(s, tenant, username)
         removed = mfa_admin.reset_user(s, svc, tenant, user, actor)
         return jsonify({**mfa_admin.user_mfa_json(s, user), "removed": removed})

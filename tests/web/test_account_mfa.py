@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, delivery_settings, make_app, svc
+from tests.conftest import PASSWORD, svc
 from tests.html import csrf_of
 from tests.mfa_helpers import BACKUP, MfaBrowser, oathtool, set_policy
 from tests.outbox import Outboxes
@@ -18,14 +17,7 @@ from tests.web.test_login import session_id
 PHONES = {"+1 650-253-0000": "+16502530000", "+44 20 7946 0018": "+442079460018"}
 
 
-@pytest.fixture
-def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, **delivery_settings(outboxes))
-
-
-@pytest.fixture
-def mb(client: FlaskClient, tenant: str) -> MfaBrowser:
-    return MfaBrowser(client, tenant)
+pytestmark = pytest.mark.delivery
 
 
 def page(client: FlaskClient) -> str:

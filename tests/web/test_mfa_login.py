@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -18,20 +17,12 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent
-from tests.conftest import PASSWORD, delivery_settings, make_app, svc
+from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser, age_flow_challenge, oathtool, set_policy
 from tests.outbox import Outboxes
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 
-
-@pytest.fixture
-def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, **delivery_settings(outboxes))
-
-
-@pytest.fixture
-def mb(client: FlaskClient, tenant: str) -> MfaBrowser:
-    return MfaBrowser(client, tenant)
+pytestmark = pytest.mark.delivery
 
 
 def test_required_mfa_enrols_totp_then_asks_for_it_at_every_login(

@@ -7,7 +7,6 @@ the JSON admin API (client-credentials bearer token) or the ``idp`` command.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -18,7 +17,7 @@ from idp import directory
 from idp.mfa import admin as mfa_admin
 from idp.oidc import clients, keys
 from idp.store.models import AuditEvent, Tenant, User
-from tests.conftest import PASSWORD, delivery_settings, make_app, svc
+from tests.conftest import PASSWORD, svc
 from tests.html import csrf_of
 from tests.mfa_helpers import SECRET, MfaBrowser, oathtool, set_policy
 from tests.outbox import Outboxes
@@ -27,14 +26,7 @@ from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 DAY = 86400
 
 
-@pytest.fixture
-def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, **delivery_settings(outboxes))
-
-
-@pytest.fixture
-def mb(client: FlaskClient, tenant: str) -> MfaBrowser:
-    return MfaBrowser(client, tenant)
+pytestmark = pytest.mark.delivery
 
 
 def set_user(app: Flask, username: str, **fields: object) -> None:
