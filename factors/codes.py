@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from factors import contact
 from factors.errors import FactorError, InvalidCode
 
 DIGITS = 6
@@ -37,19 +39,26 @@ class ResendTooSoon(FactorError):
 
 @dataclass(frozen=True)
 class Challenge:
-    """A sent code: its keyed digest, where it went, and when."""
+    """A sent code: its keyed digest, a keyed tag of where it went, and when.
+
+    Neither the code nor the phone number or address is kept in the clear, so a challenge can
+    sit in the ephemeral store without putting either there.
+    """
 
     digest: str
     key: str
-    target: str
+    target_tag: str
     sent_at: int
 
     @property
     def expires_at(self) -> int:
         return self.sent_at + LIFETIME
 
+    def sent_to(self, target: str) -> bool:
+        return hmac.compare_digest(_digest(self.key, "to:" + target), self.target_tag)
+
     def to_json(self) -> dict[str, Any]:
-        return {"d": self.digest, "k": self.key, "t": self.target, "s": self.sent_at}
+        return {"d": self.digest, "k": self.key, "t": self.target_tag, "s": self.sent_at}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Challenge:
@@ -62,13 +71,13 @@ def _digest(key: str, code: str) -> str:
 
 def issue(target: str, now: int, previous: Challenge | None = None) -> tuple[str, Challenge]:
     """A new code for ``target`` and its challenge; raise :class:`ResendTooSoon` if too soon."""
-    if previous is not None and previous.target == target:
+    if previous is not None and previous.sent_to(target):
         wait = previous.sent_at + RESEND_AFTER - now
         if wait > 0:
             raise ResendTooSoon(wait)
     code = f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}"
     key = secrets.token_hex(16)
-    return code, Challenge(_digest(key, code), key, target, now)
+    return code, Challenge(_digest(key, code), key, _digest(key, "to:" + target), now)
 
 
 def verify(challenge: Challenge, code: str, now: int, attempt: int) -> None:
@@ -78,3 +87,48 @@ def verify(challenge: Challenge, code: str, now: int, attempt: int) -> None:
     given = "".join(code.split())
     if not hmac.compare_digest(_digest(challenge.key, given), challenge.digest):
         raise InvalidCode()
+
+
+@dataclass(frozen=True)
+class CodeFactor:
+    """A factor proven by a code sent to a target: a phone (SMS) or an email address.
+
+    The DESIGN.md factor interface: ``enroll_begin`` takes what the user typed as the target
+    and sends the first code, ``enroll_finish`` checks it; at login ``challenge`` sends a code
+    and ``verify`` checks it. Sending itself is the caller's (a provider is outside ``factors``).
+    """
+
+    kind: str
+    amr: tuple[str, ...]
+    normalize: Callable[[str], str]
+    mask: Callable[[str], str]
+    phishing_resistant: bool = False
+
+    def enroll_begin(
+        self, typed: str, now: int, previous: Challenge | None = None
+    ) -> tuple[str, str, Challenge]:
+        """Validate the target (``InvalidContact``); return it normalised, its first code and
+        the challenge."""
+        target = self.normalize(typed)
+        return (target, *self.challenge(target, now, previous))
+
+    def enroll_finish(
+        self, challenge: Challenge, target: str, code: str, now: int, attempt: int
+    ) -> None:
+        """Raise like :meth:`verify`, or when the code was not sent to ``target``."""
+        if not challenge.sent_to(target):
+            raise InvalidCode()
+        self.verify(challenge, code, now, attempt)
+
+    def challenge(
+        self, target: str, now: int, previous: Challenge | None = None
+    ) -> tuple[str, Challenge]:
+        return issue(target, now, previous)
+
+    def verify(self, challenge: Challenge, code: str, now: int, attempt: int) -> None:
+        verify(challenge, code, now, attempt)
+
+
+SMS = CodeFactor("sms", contact.SMS_AMR, contact.normalize_phone, contact.mask_phone)
+EMAIL = CodeFactor("email", contact.EMAIL_AMR, contact.normalize_email, contact.mask_email)
+BY_KIND = {f.kind: f for f in (SMS, EMAIL)}

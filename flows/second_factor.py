@@ -26,7 +26,7 @@ WRONG_CODE = "That code is not correct. Try again."
 EXPIRED_CODE = "That code has expired or was tried too often. Send a new one."
 SEND_FAILED = "The code could not be sent just now. Try again in a moment."
 MAX_SENDS_PER_HOUR = 10
-AMR = {"totp": totp.AMR, "sms": contact.SMS_AMR, "email": contact.EMAIL_AMR, "backup": backup.AMR}
+AMR = {"totp": totp.AMR, "sms": codes.SMS.amr, "email": codes.EMAIL.amr, "backup": backup.AMR}
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 
 
@@ -68,11 +68,19 @@ def _verified(kind: str, env: Env) -> VerifiedFactor:
     return VerifiedFactor(kind, AMR[kind], env.now)
 
 
-def _send(state: FlowState, env: Env, kind: str, target: str) -> StepResult:
-    """Send a fresh code to ``target`` (cool-down and an hourly cap per account and per IP)."""
+def _send(state: FlowState, env: Env, kind: str, typed: str, enrolling: bool = False) -> StepResult:
+    """Send a fresh code (cool-down and an hourly cap per account and per IP); ``typed`` is
+    the target as the user entered it when ``enrolling``, else the stored target."""
+    factor = codes.BY_KIND[kind]
     previous = codes.Challenge.from_json(state.challenge) if state.challenge else None
     try:
-        code, challenge = codes.issue(target, env.now, previous)
+        if enrolling:
+            target, code, challenge = factor.enroll_begin(typed, env.now, previous)
+        else:
+            target = typed
+            code, challenge = factor.challenge(target, env.now, previous)
+    except contact.InvalidContact as exc:
+        return StepResult.retry(str(exc))
     except codes.ResendTooSoon as exc:
         return StepResult.retry(f"A code was just sent. You can ask again in {exc.wait} seconds.")
     sent_by_user = env.count(f"otp-sends:user:{_user_id(state)}", 3600)
@@ -84,17 +92,26 @@ def _send(state: FlowState, env: Env, kind: str, target: str) -> StepResult:
     except DeliveryFailed:
         return StepResult.retry(SEND_FAILED)
     state.challenge = challenge.to_json()
-    where = contact.mask_phone(target) if kind == "sms" else contact.mask_email(target)
-    return StepResult.again(f"We sent a code to {where}.")
+    if enrolling:
+        state.contact = env.seal(target)
+    return StepResult.again(f"We sent a code to {factor.mask(target)}.")
 
 
-def _check_code(state: FlowState, env: Env, code: str) -> Callable[[], None]:
+def _check_code(
+    state: FlowState, env: Env, kind: str, code: str, enrolling: str = ""
+) -> Callable[[], None]:
+    """The check of a sent code; ``enrolling``: the target being added, which it must match."""
+
     def check() -> None:
         if state.challenge is None:
             raise codes.CodeExpired()
         challenge = codes.Challenge.from_json(state.challenge)
         attempt = env.count(f"otp-attempts:{challenge.key}", codes.LIFETIME)
-        codes.verify(challenge, code, env.now, attempt)
+        factor = codes.BY_KIND[kind]
+        if enrolling:
+            factor.enroll_finish(challenge, enrolling, code, env.now, attempt)
+        else:
+            factor.verify(challenge, code, env.now, attempt)
 
     return check
 
@@ -164,9 +181,8 @@ class VerifyCodeStep(VerifyStep):
         code = answer.get("code", "")
         if not code.strip():
             return StepResult.retry("Enter the code we sent you.")
-        return _checked(state, env, _check_code(state, env, code)) or self._done(
-            state, env, self.kind
-        )
+        check = _check_code(state, env, self.kind, code)
+        return _checked(state, env, check) or self._done(state, env, self.kind)
 
 
 class VerifySmsStep(VerifyCodeStep):
@@ -279,29 +295,25 @@ class EnrollContactStep:
             state.enrolling, state.contact, state.challenge = "", "", None
             return StepResult.again()
         if action == "resend":
-            raw = answer.get(CONTACT_FIELD[self.kind], "")
-            if raw.strip():
-                try:
-                    value = (
-                        contact.normalize_phone(raw)
-                        if self.kind == "sms"
-                        else contact.normalize_email(raw)
-                    )
-                except contact.InvalidContact as exc:
-                    return StepResult.retry(str(exc))
-                if env.has_contact(uid, self.kind, value):
-                    return StepResult.retry("That one is already set up.")
-                state.contact = env.seal(value)
-            if not state.contact:
+            typed = answer.get(CONTACT_FIELD[self.kind], "").strip()
+            if not typed and state.contact:  # "Send a new code" to the same target
+                return _send(state, env, self.kind, env.unseal(state.contact))
+            if not typed:
                 return StepResult.retry("Enter where the code should go.")
-            return _send(state, env, self.kind, env.unseal(state.contact))
+            try:
+                if env.has_contact(uid, self.kind, codes.BY_KIND[self.kind].normalize(typed)):
+                    return StepResult.retry("That one is already set up.")
+            except contact.InvalidContact as exc:
+                return StepResult.retry(str(exc))
+            return _send(state, env, self.kind, typed, enrolling=True)
         code = answer.get("code", "")
         if not state.contact or not code.strip():
             return StepResult.retry("Enter the code we sent you.")
-        failed = _checked(state, env, _check_code(state, env, code))
+        target = env.unseal(state.contact)
+        failed = _checked(state, env, _check_code(state, env, self.kind, code, target))
         if failed is not None:
             return failed
-        return _enrolled(state, env, self.kind, env.unseal(state.contact), None)
+        return _enrolled(state, env, self.kind, target, None)
 
 
 class EnrollSmsStep(EnrollContactStep):

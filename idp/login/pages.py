@@ -12,7 +12,7 @@ from typing import Any
 import segno
 from sqlalchemy.orm import Session
 
-from factors import contact, totp
+from factors import codes, totp
 from flows.plan import choices, chosen
 from flows.policy import kind_of
 from flows.state import FlowState
@@ -61,21 +61,13 @@ def page_data(
         data["current"] = current
         data["options"] = [o for o in choice_labels(s, user, choices(facts)) if o[0] != current]
         if kind_of(current) in ("sms", "email"):
-            target = env.contact(user.id, current)
-            data["target"] = (
-                contact.mask_phone(target)
-                if kind_of(current) == "sms"
-                else contact.mask_email(target)
-            )
+            data["target"] = codes.BY_KIND[kind_of(current)].mask(env.contact(user.id, current))
     elif step == "enroll_totp":
         secret = env.unseal(state.secret)
         uri = totp.provisioning_uri(secret, user.username, tenant.name)
         data.update(secret=secret, uri=uri, qr=qr_data_uri(uri), two_codes=policy.totp_two_codes)
     elif step in ("enroll_sms", "enroll_email") and state.contact:
-        target = env.unseal(state.contact)
-        data["target"] = (
-            contact.mask_phone(target) if step == "enroll_sms" else contact.mask_email(target)
-        )
+        data["target"] = codes.BY_KIND[state.enrolling].mask(env.unseal(state.contact))
     elif step == "backup_codes":
         data["codes"] = json.loads(env.unseal(state.codes))
     return data

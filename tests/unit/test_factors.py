@@ -57,6 +57,7 @@ def test_totp_two_consecutive_codes_activate_and_one_pair_out_of_order_does_not(
 def test_sent_code_expires_after_five_minutes_and_after_five_attempts() -> None:
     code, challenge = codes.issue("+15555550100", NOW)
     assert len(code) == 6 and code.isdigit() and code not in str(challenge.to_json())
+    assert "5555550100" not in str(challenge.to_json())  # nor the number, in the clear
     codes.verify(challenge, code, NOW + 299, attempt=1)
     with pytest.raises(codes.CodeExpired):
         codes.verify(challenge, code, NOW + 300, attempt=1)
@@ -65,6 +66,16 @@ def test_sent_code_expires_after_five_minutes_and_after_five_attempts() -> None:
     wrong = "000000" if code != "000000" else "111111"
     with pytest.raises(InvalidCode):
         codes.verify(challenge, wrong, NOW, attempt=2)
+
+
+def test_enrolment_code_must_have_gone_to_the_target_being_added() -> None:
+    target, code, challenge = codes.SMS.enroll_begin("+1 650 253 0000", NOW)
+    assert target == "+16502530000"
+    codes.SMS.enroll_finish(challenge, target, code, NOW + 1, attempt=1)
+    with pytest.raises(InvalidCode):
+        codes.SMS.enroll_finish(challenge, "+442079460018", code, NOW + 1, attempt=1)
+    with pytest.raises(contact.InvalidContact):
+        codes.EMAIL.enroll_begin("nobody", NOW)
 
 
 def test_resend_has_a_cool_down_per_target() -> None:
