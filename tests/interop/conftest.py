@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -16,6 +17,7 @@ import requests
 
 from tests import servers
 from tests.conftest import PASSWORD
+from tests.mfa_helpers import SECRET, oathtool
 
 CALLBACK = "http://127.0.0.1:9/cb"  # never contacted: the test reads the redirect itself
 LOGGED_OUT = "http://127.0.0.1:9/bye"
@@ -35,6 +37,12 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = servers.idp_env(tmp_path_factory.mktemp("interop") / "instance")
     servers.seed(env, "acme", "alice", PASSWORD)
+    for args, stdin in (
+        (["user", "create", "acme", "bob", "--email", "bob@acme.test", "--password-stdin"],
+         PASSWORD + "\n"),
+        (["user", "require-mfa", "acme", "bob"], None),
+    ):  # fmt: skip
+        assert servers.idp(env, *args, stdin=stdin).returncode == 0
     with servers.live_idp(env) as base:
         out = servers.idp(
             {**env, "IDP_BASE_URL": base}, "client", "create", "acme", "--name", "Interop RP",
@@ -45,12 +53,32 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(base, f"{base}/t/acme", creds["client_id"], creds["client_secret"])
 
 
+@dataclass
+class TotpUser:
+    """Answers the second-factor steps with an authenticator app (codes from oathtool)."""
+
+    secret: str = ""
+
+    def answer(self, step: str, html: str) -> dict[str, str]:
+        if step == "enroll":
+            return {"factor": "totp"}
+        if step == "enroll_totp":
+            found = SECRET.search(html)
+            assert found, html[:300]
+            self.secret = found.group(1)
+            return {"code": oathtool(self.secret), "action": "verify"}
+        if step == "verify_totp":  # the next step's code: the current one may be spent
+            return {"code": oathtool(self.secret, time.time() + 30), "action": "verify"}
+        return {"action": "continue"}  # backup_codes (its "confirm" field is hidden)
+
+
 def sign_in(
     browser: requests.Session,
     url: str,
     stop_at: str,
     username: str = "alice",
     password: str = PASSWORD,
+    totp: TotpUser | None = None,
 ) -> str:
     """Act as the user's browser: follow the IdP's redirects and answer its HTML login forms
     (DESIGN.md "Login pages") until it redirects to ``stop_at``; return that URL."""
@@ -67,8 +95,13 @@ def sign_in(
         form = FORM.search(resp.text)
         assert form, resp.text[:500]
         fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
-        fields.setdefault("username", username)
-        fields.update(password=password)
+        step = fields.get("step", "")
+        if step in ("identify", "password"):
+            fields.setdefault("username", username)
+            fields.update(password=password)
+        else:
+            assert totp is not None, f"unexpected step {step!r}"
+            fields.update(totp.answer(step, resp.text))
         method, url, data = "POST", urljoin(url, unescape(form.group(1))), fields
     raise AssertionError("too many steps")
 

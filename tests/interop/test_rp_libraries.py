@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR, Live, sign_in
+from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR, Live, TotpUser, sign_in
 
 
 def assert_logged_out(browser: requests.Session, logout_url: str) -> None:
@@ -29,8 +29,10 @@ def check_claims(live: Live, claims: dict[str, Any], userinfo: dict[str, Any]) -
     assert userinfo["preferred_username"] == "alice"
 
 
-@pytest.mark.parametrize("library", ["openid-client", "oauth4webapi"])
-def test_node_relying_party(live: Live, library: str) -> None:
+def run_node_rp(
+    live: Live, library: str, username: str = "alice", totp: TotpUser | None = None
+) -> tuple[dict[str, Any], requests.Session]:
+    """The node relying party's whole round trip, signing in as ``username``."""
     node = shutil.which("node")
     assert node, "node is required (scripts/test installs it)"
     assert (NODE_DIR / "node_modules" / library).is_dir(), "run npm ci in tests/interop/node"
@@ -45,13 +47,20 @@ def test_node_relying_party(live: Live, library: str) -> None:
         first = json.loads(proc.stdout.readline() or '{"error": "no output"}')
         assert "authorize" in first, first
         browser = requests.Session()
-        proc.stdin.write(sign_in(browser, first["authorize"], CALLBACK) + "\n")
+        landed = sign_in(browser, first["authorize"], CALLBACK, username, totp=totp)
+        proc.stdin.write(landed + "\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline() or '{"error": "no output"}')
         assert "error" not in result, result
     finally:
         proc.kill()
         proc.wait()
+    return result, browser
+
+
+@pytest.mark.parametrize("library", ["openid-client", "oauth4webapi"])
+def test_node_relying_party(live: Live, library: str) -> None:
+    result, browser = run_node_rp(live, library)
     check_claims(live, result["claims"], result["userinfo"])
     assert result["rotated"] and result["refreshed"]["auth_time"] == result["claims"]["auth_time"]
     assert_logged_out(browser, result["logout"])
@@ -145,3 +154,13 @@ def test_pyoidc_client(live: Live) -> None:
     logout = rp.construct_EndSessionRequest(state=state, request_args={
         "post_logout_redirect_uri": LOGGED_OUT, "state": "bye-1"})  # fmt: skip
     assert_logged_out(browser, logout.request(rp.end_session_endpoint))
+
+
+def test_openid_client_sees_the_second_factor_in_acr_and_amr(live: Live) -> None:
+    """A user with MFA required enrols TOTP (codes from oathtool) during the login; the
+    id_token that openid-client verifies says so, and the refreshed one keeps it."""
+    result, _ = run_node_rp(live, "openid-client", "bob", TotpUser())
+    claims = result["claims"]
+    assert claims["acr"] == "urn:stepwise:loa:2" and claims["amr"] == ["pwd", "otp", "mfa"]
+    assert result["refreshed"]["amr"] == ["pwd", "otp", "mfa"]
+    assert result["userinfo"]["preferred_username"] == "bob"
