@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from factors.password import PasswordFactor
+from factors.webauthn_rp import Assertion, NewCredential, RelyingParty
 from flows.policy import UserFacts
 from flows.throttle import Throttle
 
@@ -28,6 +29,17 @@ class Subject:
     def throttle_key(self, tenant: str) -> str:
         """Counters start afresh after an admin unlock, whichever process keeps them."""
         return f"{tenant}:{self.username.casefold()}@{self.unlocked_at or 0}"
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A registered WebAuthn credential as the steps see it."""
+
+    user_id: int
+    choice: str
+    credential_id: str
+    public_key: bytes
+    sign_count: int
 
 
 class Env(Protocol):
@@ -57,3 +69,12 @@ class Env(Protocol):
     def skip_offer(self, user_id: int) -> None: ...
     def send_code(self, kind: str, target: str, code: str) -> None: ...
     def count(self, key: str, ttl: int) -> int: ...
+
+    # WebAuthn (flows.webauthn_steps)
+    def relying_party(self) -> RelyingParty: ...
+    def webauthn_keys(self, user_id: int) -> list[StoredKey]: ...
+    def webauthn_key(self, credential_id: str) -> StoredKey | None: ...
+    def webauthn_handle(self, user_id: int) -> bytes: ...
+    def add_webauthn(self, user_id: int, new: NewCredential, passkey: bool, label: str) -> str: ...
+    def webauthn_used(self, key: StoredKey, assertion: Assertion) -> bool: ...
+    def webauthn_rejected(self, user_id: int | None, reason: str) -> None: ...

@@ -54,8 +54,10 @@ def plan(
     if have >= need:
         due = user is not None and offer_due(policy, user, now) and not pending.offer_skipped
         return ["offer"] if due else []
-    if user is None or need >= LEVEL_PHISHING_RESISTANT:
-        raise UnmetAuthenticationRequirements()  # level 3 needs WebAuthn (issue 5)
+    if user is None:
+        raise UnmetAuthenticationRequirements()
+    if need >= LEVEL_PHISHING_RESISTANT:
+        return _phishing_resistant(policy, user)
     choice = chosen(user, pending.choice)
     if choice:
         return [f"verify_{kind_of(choice)}"]
@@ -63,6 +65,15 @@ def plan(
         return ["choose"]
     if policy.enrollable:
         return ["enroll"]
+    raise UnmetAuthenticationRequirements()
+
+
+def _phishing_resistant(policy: TenantPolicy, user: UserFacts) -> list[str]:
+    """Level 3: only WebAuthn will do (DESIGN.md "Assurance levels")."""
+    if any(kind_of(c) == "webauthn" for c in user.enrolled):
+        return ["verify_webauthn"]
+    if "webauthn" in policy.enrollable:
+        return ["enroll_phishing_resistant"]
     raise UnmetAuthenticationRequirements()
 
 

@@ -58,9 +58,10 @@ class TenantPolicy:
     enrollable: tuple[str, ...] = ("totp",)
     reoffer_days: int = 7
     totp_two_codes: bool = False
+    admins_phishing_resistant: bool = False  # admins and owners need level 3 (WebAuthn)
 
     def covers(self, role: Role) -> bool:
-        return self.scope is MfaScope.ALL or role in (Role.ADMIN, Role.OWNER)
+        return self.scope is MfaScope.ALL or is_admin(role)
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,16 @@ def offer_due(policy: TenantPolicy, user: UserFacts, now: int) -> bool:
     return user.skipped_offer_at is None or now - user.skipped_offer_at >= policy.reoffer_days * DAY
 
 
+def is_admin(role: Role) -> bool:
+    return role in (Role.ADMIN, Role.OWNER)
+
+
 def mfa_required(policy: TenantPolicy, user: UserFacts) -> bool:
-    """The tenant's Required mode covers the user, or an admin turned MFA on for them."""
+    """The tenant's Required mode covers the user, or an admin turned MFA on for them, or the
+    tenant asks phishing-resistant MFA of its admins."""
     by_tenant = policy.mode is MfaMode.REQUIRED and policy.covers(user.role)
-    return by_tenant or user.mfa_required_by_admin
+    phishing_resistant = policy.admins_phishing_resistant and is_admin(user.role)
+    return by_tenant or user.mfa_required_by_admin or phishing_resistant
 
 
 def mfa_on(policy: TenantPolicy, user: UserFacts) -> bool:
@@ -162,6 +169,8 @@ class Request:
 
 def policy_level(policy: TenantPolicy, user: UserFacts) -> int:
     """The level the tenant policy alone asks of this user."""
+    if policy.admins_phishing_resistant and is_admin(user.role):
+        return LEVEL_PHISHING_RESISTANT
     return LEVEL_MULTI_FACTOR if mfa_on(policy, user) else LEVEL_ONE_FACTOR
 
 

@@ -20,7 +20,7 @@ from flows.errors import AccountLocked, Throttled
 from flows.plan import choices, chosen
 from flows.policy import TenantPolicy
 from flows.state import FlowState
-from flows.steps import FIRST_FACTOR_STEPS, Step, StepResult
+from flows.steps import StepResult
 
 WRONG_CODE = "That code is not correct. Try again."
 EXPIRED_CODE = "That code has expired or was tried too often. Send a new one."
@@ -30,15 +30,15 @@ AMR = {"totp": totp.AMR, "sms": codes.SMS.amr, "email": codes.EMAIL.amr, "backup
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 
 
-def _user_id(state: FlowState) -> int:
+def user_id_of(state: FlowState) -> int:
     assert state.user_id is not None  # second-factor steps come after the password
     return state.user_id
 
 
-def _choose(state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
+def choose(state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
     """Take ``factor`` if it is one of the user's; clear anything the last choice left."""
     wanted = answer.get("factor", "")
-    if wanted not in choices(env.facts(_user_id(state))):
+    if wanted not in choices(env.facts(user_id_of(state))):
         return StepResult.again("Choose one of the listed methods.")
     state.choice, state.challenge = wanted, None
     return StepResult.again()
@@ -64,7 +64,14 @@ def _checked(state: FlowState, env: Env, check: Callable[[], None]) -> StepResul
     return None
 
 
-def _verified(kind: str, env: Env) -> VerifiedFactor:
+def sent_code(state: FlowState) -> codes.Challenge | None:
+    """The SMS or email code this flow sent last, if any."""
+    if not state.challenge or "d" not in state.challenge:
+        return None
+    return codes.Challenge.from_json(state.challenge)
+
+
+def verified(kind: str, env: Env) -> VerifiedFactor:
     return VerifiedFactor(kind, AMR[kind], env.now)
 
 
@@ -72,7 +79,7 @@ def _send(state: FlowState, env: Env, kind: str, typed: str, enrolling: bool = F
     """Send a fresh code (cool-down and an hourly cap per account and per IP); ``typed`` is
     the target as the user entered it when ``enrolling``, else the stored target."""
     factor = codes.BY_KIND[kind]
-    previous = codes.Challenge.from_json(state.challenge) if state.challenge else None
+    previous = sent_code(state)
     try:
         if enrolling:
             target, code, challenge = factor.enroll_begin(typed, env.now, previous)
@@ -83,7 +90,7 @@ def _send(state: FlowState, env: Env, kind: str, typed: str, enrolling: bool = F
         return StepResult.retry(str(exc))
     except codes.ResendTooSoon as exc:
         return StepResult.retry(f"A code was just sent. You can ask again in {exc.wait} seconds.")
-    sent_by_user = env.count(f"otp-sends:user:{_user_id(state)}", 3600)
+    sent_by_user = env.count(f"otp-sends:user:{user_id_of(state)}", 3600)
     sent_by_ip = env.count(f"otp-sends:ip:{env.client_ip}", 3600)
     if max(sent_by_user, sent_by_ip // 5) > MAX_SENDS_PER_HOUR:
         return StepResult.retry("Too many codes were sent. Try again later.")
@@ -103,9 +110,9 @@ def _check_code(
     """The check of a sent code; ``enrolling``: the target being added, which it must match."""
 
     def check() -> None:
-        if state.challenge is None:
+        challenge = sent_code(state)
+        if challenge is None:
             raise codes.CodeExpired()
-        challenge = codes.Challenge.from_json(state.challenge)
         attempt = env.count(f"otp-attempts:{challenge.key}", codes.LIFETIME)
         factor = codes.BY_KIND[kind]
         if enrolling:
@@ -123,7 +130,7 @@ class ChooseStep:
     fields: ClassVar[tuple[str, ...]] = ("factor",)
 
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
-        return _choose(state, answer, env)
+        return choose(state, answer, env)
 
 
 class VerifyStep:
@@ -134,7 +141,7 @@ class VerifyStep:
 
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         if answer.get("action") == "switch":
-            return _choose(state, answer, env)
+            return choose(state, answer, env)
         return self.verify(state, answer, env)
 
     def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
@@ -142,20 +149,20 @@ class VerifyStep:
 
     def _done(self, state: FlowState, env: Env, kind: str) -> StepResult:
         if kind != "backup":  # a backup code is a fallback, never the method offered first
-            env.factor_used(_user_id(state), state.choice)
+            env.factor_used(user_id_of(state), state.choice)
         state.challenge = None
-        return StepResult.ok(_verified(kind, env))
+        return StepResult.ok(verified(kind, env))
 
 
 def _current_choice(state: FlowState, env: Env) -> str:
-    return chosen(env.facts(_user_id(state)), state.choice)
+    return chosen(env.facts(user_id_of(state)), state.choice)
 
 
 class VerifyTotpStep(VerifyStep):
     name: ClassVar[str] = "verify_totp"
 
     def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
-        code, uid = answer.get("code", ""), _user_id(state)
+        code, uid = answer.get("code", ""), user_id_of(state)
         if not code.strip():
             return StepResult.retry("Enter the code from your authenticator app.")
         state.choice = _current_choice(state, env)
@@ -177,7 +184,7 @@ class VerifyCodeStep(VerifyStep):
     def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         state.choice = _current_choice(state, env)
         if answer.get("action") == "resend":
-            return _send(state, env, self.kind, env.contact(_user_id(state), state.choice))
+            return _send(state, env, self.kind, env.contact(user_id_of(state), state.choice))
         code = answer.get("code", "")
         if not code.strip():
             return StepResult.retry("Enter the code we sent you.")
@@ -199,7 +206,7 @@ class VerifyBackupStep(VerifyStep):
     name: ClassVar[str] = "verify_backup"
 
     def verify(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
-        code, uid = answer.get("code", ""), _user_id(state)
+        code, uid = answer.get("code", ""), user_id_of(state)
         if not code.strip():
             return StepResult.retry("Enter one of your backup codes.")
         state.choice = "backup"
@@ -210,12 +217,31 @@ class VerifyBackupStep(VerifyStep):
         return _checked(state, env, check) or self._done(state, env, "backup")
 
 
-def start_enrolment(state: FlowState, env: Env, kind: str, policy: TenantPolicy) -> StepResult:
-    """Begin setting up ``kind``; a TOTP secret is made now and kept sealed in the flow."""
-    if kind not in policy.enrollable:
+def enrolment_kinds(policy: TenantPolicy, phishing_resistant: bool = False) -> tuple[str, ...]:
+    """What the user may choose to set up: the tenant's methods, WebAuthn as two choices
+    (a security key, or a passkey that also signs in without a password)."""
+    out: list[str] = []
+    for kind in policy.enrollable:
+        out.extend(["webauthn", "passkey"] if kind == "webauthn" else [kind])
+    return tuple(k for k in out if k in ("webauthn", "passkey") or not phishing_resistant)
+
+
+def begin_enrolment(state: FlowState, kind: str, seal: Callable[[str], str]) -> None:
+    """Set the flow up to enrol ``kind`` (one of :func:`enrolment_kinds`)."""
+    state.contact, state.secret, state.challenge = "", "", None
+    state.enrolling = "webauthn" if kind == "passkey" else kind
+    if kind == "totp":  # made now, kept sealed in the flow until activated
+        state.secret = seal(totp.new_secret())
+    elif state.enrolling == "webauthn":  # the page adds the challenge when it shows options
+        state.challenge = {"passkey": kind == "passkey"}
+
+
+def start_enrolment(
+    state: FlowState, env: Env, kind: str, policy: TenantPolicy, phishing_resistant: bool = False
+) -> StepResult:
+    if kind not in enrolment_kinds(policy, phishing_resistant):
         return StepResult.again("Choose one of the listed methods.")
-    state.enrolling, state.challenge, state.contact = kind, None, ""
-    state.secret = env.seal(totp.new_secret()) if kind == "totp" else ""
+    begin_enrolment(state, kind, env.seal)
     return StepResult.ok()
 
 
@@ -225,16 +251,18 @@ class EnrollStep:
     name: ClassVar[str] = "enroll"
     fields: ClassVar[tuple[str, ...]] = ("factor",)
     skippable: ClassVar[bool] = False
+    phishing_resistant: ClassVar[bool] = False
 
     def __init__(self, policy: Callable[[FlowState], TenantPolicy]) -> None:
         self.policy = policy
 
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         if self.skippable and answer.get("action") == "skip":
-            env.skip_offer(_user_id(state))
+            env.skip_offer(user_id_of(state))
             state.offer_skipped = True
             return StepResult.ok()
-        return start_enrolment(state, env, answer.get("factor", ""), self.policy(state))
+        kind = answer.get("factor", "")
+        return start_enrolment(state, env, kind, self.policy(state), self.phishing_resistant)
 
 
 class OfferStep(EnrollStep):
@@ -244,16 +272,30 @@ class OfferStep(EnrollStep):
     skippable: ClassVar[bool] = True
 
 
+class EnrollPhishingResistantStep(EnrollStep):
+    """Level 3 is needed and the user has no WebAuthn credential: a key or a passkey only."""
+
+    name: ClassVar[str] = "enroll_phishing_resistant"
+    phishing_resistant: ClassVar[bool] = True
+
+
 def _enrolled(state: FlowState, env: Env, kind: str, value: str, counter: int | None) -> StepResult:
-    """Store the new factor; the first one also brings backup codes, shown once next."""
-    uid = _user_id(state)
+    """Store the new factor (TOTP, SMS or email) and finish its enrolment."""
+    uid = user_id_of(state)
     first = not env.facts(uid).has_backup_codes
     choice = env.add_factor(uid, kind, value, counter)
+    return finish_enrolment(state, env, choice, verified(kind, env), first)
+
+
+def finish_enrolment(
+    state: FlowState, env: Env, choice: str, factor: VerifiedFactor, first: bool
+) -> StepResult:
+    """The new factor counts as verified; the first one also brings backup codes, shown next."""
     if first:
-        state.codes = env.seal(json.dumps(env.new_backup_codes(uid)))
+        state.codes = env.seal(json.dumps(env.new_backup_codes(user_id_of(state))))
     state.enrolling = state.secret = state.contact = ""
     state.choice, state.challenge = choice, None
-    return StepResult.ok(_verified(kind, env))
+    return StepResult.ok(factor)
 
 
 class EnrollTotpStep:
@@ -290,7 +332,7 @@ class EnrollContactStep:
     fields: ClassVar[tuple[str, ...]] = ("code",)
 
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
-        action, uid = answer.get("action"), _user_id(state)
+        action, uid = answer.get("action"), user_id_of(state)
         if action == "back":
             state.enrolling, state.contact, state.challenge = "", "", None
             return StepResult.again()
@@ -335,22 +377,3 @@ class BackupCodesStep:
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         state.codes = ""
         return StepResult.ok()
-
-
-def registry(policy: Callable[[FlowState], TenantPolicy]) -> dict[str, Step]:
-    """Every step by name; ``policy`` gives the tenant policy of a flow."""
-    steps: list[Step] = [
-        *FIRST_FACTOR_STEPS,
-        ChooseStep(),
-        VerifyTotpStep(),
-        VerifySmsStep(),
-        VerifyEmailStep(),
-        VerifyBackupStep(),
-        EnrollStep(policy),
-        OfferStep(policy),
-        EnrollTotpStep(policy),
-        EnrollSmsStep(),
-        EnrollEmailStep(),
-        BackupCodesStep(),
-    ]
-    return {s.name: s for s in steps}

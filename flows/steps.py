@@ -120,5 +120,4 @@ class PasswordStep:
         return StepResult.retry(message)
 
 
-FIRST_FACTOR_STEPS: tuple[Step, ...] = (IdentifyStep(), PasswordStep())
 __all__ = ["Env", "Outcome", "Step", "StepResult", "Subject"]

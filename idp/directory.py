@@ -191,6 +191,7 @@ def policy_of(tenant: Tenant, deliverable: tuple[str, ...] = ("totp",)) -> Tenan
         enrollable=tuple(k for k in tenant.mfa_factors if k in deliverable),
         reoffer_days=tenant.mfa_reoffer_days,
         totp_two_codes=tenant.totp_two_codes,
+        admins_phishing_resistant=tenant.admins_phishing_resistant,
     )
 
 

@@ -77,14 +77,17 @@ def install_form_check(app: Flask) -> None:
                 g.form_not_text = True
 
 
-def form_fields(names: tuple[str, ...]) -> dict[str, str]:
-    """Read ``names`` from the posted form, refusing overlong values and text that is not text."""
+def form_fields(names: tuple[str, ...], limits: dict[str, int] | None = None) -> dict[str, str]:
+    """Read ``names`` from the posted form, refusing overlong values and text that is not text.
+
+    Fields are at most ``MAX_FIELD`` characters unless ``limits`` allows a field more.
+    """
     if g.get("form_not_text"):
         raise HttpError("The input contains characters that are not allowed.")
     out: dict[str, str] = {}
     for name in names:
         value = request.form.get(name, "")
-        if len(value) > MAX_FIELD:
+        if len(value) > (limits or {}).get(name, MAX_FIELD):
             raise HttpError("That input is too long.")
         if "\x00" in value:
             raise HttpError("The input contains characters that are not allowed.")

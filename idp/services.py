@@ -31,7 +31,8 @@ class Services:
     @property
     def deliverable(self) -> tuple[str, ...]:
         """Second factors this deployment can offer (SMS and email need a sender)."""
-        return ("totp", *(["sms"] if self.sms else []), *(["email"] if self.mail else []))
+        return ("totp", "webauthn", *(["sms"] if self.sms else []),
+                *(["email"] if self.mail else []))  # fmt: skip
 
     @property
     def backup_key(self) -> bytes:

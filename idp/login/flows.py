@@ -17,23 +17,26 @@ from urllib.parse import urlsplit
 from flask import session
 from sqlalchemy.orm import Session
 
-from factors import backup, totp
+from factors import backup
 from factors.errors import DeliveryFailed
 from factors.password import PasswordFactor
+from factors.webauthn_rp import Assertion, NewCredential, RelyingParty
 from flows.context import AuthContext, VerifiedFactor, merge
 from flows.engine import Engine
-from flows.env import Subject
+from flows.env import StoredKey, Subject
 from flows.errors import FlowNotFound, UnmetAuthenticationRequirements
 from flows.plan import Pending, plan
 from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
-from flows.second_factor import registry
+from flows.registry import registry
+from flows.second_factor import begin_enrolment
 from flows.state import FlowState
 from flows.throttle import Throttle
+from flows.webauthn_steps import b64, unb64
 from idp.directory import audit, facts_of, find_user, policy_of, set_status, subject_of
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import services
-from idp.store.models import Tenant, User
+from idp.store.models import Credential, Tenant, User
 
 MAX_FLOWS_PER_SESSION = 5
 SEAL = "flow-state"  # associated data of secrets kept in a flow (idp.crypto)
@@ -76,9 +79,9 @@ def start(
         created_at=int(time.time()),
         return_to=safe_return_to(tenant, return_to),
         continue_to=continue_to,
-        enrolling=enrolling,
-        secret=seal(totp.new_secret()) if enrolling == "totp" else "",
     )
+    if enrolling:
+        begin_enrolment(state, enrolling, seal)
     ctx = session_context()
     if ctx is not None:
         with services().db.session() as s:
@@ -110,6 +113,13 @@ def save(state: FlowState) -> None:
 def finish(state: FlowState) -> None:
     services().store.delete(f"flow:{state.id}")
     session["flows"] = [f for f in session.get("flows", []) if f != state.id]
+
+
+def relying_party(tenant: Tenant) -> RelyingParty:
+    """WebAuthn's view of this site: rp.id is the base URL's host (WebAuthn L3 5.1.1)."""
+    parts = urlsplit(services().settings.base_url)
+    return RelyingParty(id=parts.hostname or "", name=tenant.name,
+                        origin=f"{parts.scheme}://{parts.netloc}")  # fmt: skip
 
 
 def tenant_policy(tenant: Tenant) -> TenantPolicy:
@@ -295,3 +305,56 @@ class WebEnv:
 
     def count(self, key: str, ttl: int) -> int:
         return services().store.incr(f"count:{key}", ttl)
+
+    # --- WebAuthn (flows.webauthn_steps) -----------------------------------------------------
+    def relying_party(self) -> RelyingParty:
+        return relying_party(self.tenant)
+
+    def _stored(self, cred: Credential) -> StoredKey:
+        assert cred.external_id is not None and cred.public_key is not None
+        return StoredKey(cred.user_id, credentials.choice_of(cred), cred.external_id,
+                         cred.public_key, cred.counter or 0)  # fmt: skip
+
+    def webauthn_keys(self, user_id: int) -> list[StoredKey]:
+        return [self._stored(c) for c in credentials.enrolled(self._user(user_id), ("webauthn",))]
+
+    def webauthn_key(self, credential_id: str) -> StoredKey | None:
+        cred = credentials.find_webauthn(self.s, self.tenant.id, credential_id)
+        return self._stored(cred) if cred is not None else None
+
+    def webauthn_handle(self, user_id: int) -> bytes:
+        user = self._user(user_id)
+        if user.webauthn_handle is None:
+            user.webauthn_handle = b64(secrets.token_bytes(32))
+        return unb64(user.webauthn_handle)
+
+    def add_webauthn(self, user_id: int, new: NewCredential, passkey: bool, label: str) -> str:
+        user = self._user(user_id)
+        first = not credentials.enrolled(user)
+        cred = credentials.add_webauthn(self.s, self.tenant.id, user, new, passkey, label,
+                                        self.now)  # fmt: skip
+        credentials.touch(self.s, user, cred, self.now)
+        user.mfa_enabled, user.mfa_skipped_at = True, None
+        self._event(user, "mfa.factor_added", kind="webauthn", label=label, aaguid=new.aaguid,
+                    passkey=passkey)  # fmt: skip
+        if first:
+            self._event(user, "mfa.enabled")
+        return credentials.choice_of(cred)
+
+    def webauthn_used(self, key: StoredKey, assertion: Assertion) -> bool:
+        user = self._user(key.user_id)
+        cred = credentials.find(self.s, user.id, key.choice)
+        if assertion.cloned:
+            cred.data = {**cred.data, "cloned_at": self.now}
+            blocked = self.tenant.webauthn_block_cloned
+            self._event(user, "webauthn.clone_suspected", label=cred.label, blocked=blocked,
+                        stored=key.sign_count, presented=assertion.sign_count)  # fmt: skip
+            if blocked:
+                return False
+        cred.counter = max(assertion.sign_count, key.sign_count)
+        credentials.touch(self.s, user, cred, self.now)
+        return True
+
+    def webauthn_rejected(self, user_id: int | None, reason: str) -> None:
+        audit(self.s, self.tenant, "webauthn.rejected", subject=user_id, ip=self.client_ip,
+              reason=reason)  # fmt: skip

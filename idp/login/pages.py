@@ -13,10 +13,13 @@ import segno
 from sqlalchemy.orm import Session
 
 from factors import codes, totp
+from factors import webauthn_rp as wa
 from flows.plan import choices, chosen
 from flows.policy import kind_of
+from flows.second_factor import enrolment_kinds, sent_code
 from flows.state import FlowState
-from idp.login.flows import WebEnv, tenant_policy
+from flows.webauthn_steps import b64, unb64
+from idp.login.flows import WebEnv, save, tenant_policy
 from idp.mfa import credentials
 from idp.store.models import Tenant, User
 
@@ -24,7 +27,8 @@ KIND_LABELS = {
     "totp": "Authenticator app",
     "sms": "Text message (SMS)",
     "email": "Email to another address",
-    "webauthn": "Security key or passkey",
+    "webauthn": "Security key",
+    "passkey": "Passkey",
 }
 
 
@@ -43,19 +47,52 @@ def choice_labels(s: Session, user: User, options: tuple[str, ...]) -> list[tupl
     return out
 
 
+def json_block(text: str) -> str:
+    """JSON made safe inside ``<script type="application/json">``: no ``</script>`` can end it
+    early (a tenant or user name is echoed in WebAuthn options)."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _nonce(state: FlowState) -> bytes:
+    """This flow's WebAuthn challenge, made (and saved with the flow) when first shown."""
+    challenge = dict(state.challenge or {})
+    if "wa" not in challenge:
+        challenge["wa"] = b64(wa.new_challenge())
+        state.challenge = challenge
+        save(state)
+    return unb64(str(challenge["wa"]))
+
+
 def page_data(
     s: Session, tenant: Tenant, state: FlowState, step: str, env: WebEnv
 ) -> dict[str, Any]:
-    """Template values for ``step`` (first-factor steps need none)."""
-    if state.user_id is None or step in ("identify", "password"):
+    """Template values for ``step``."""
+    policy = tenant_policy(tenant)
+    if step == "identify":  # "Sign in with a passkey": a discoverable credential, UV required
+        if "webauthn" not in policy.enrollable:
+            return {}
+        return {"webauthn": json_block(wa.challenge(env.relying_party(), [], True, _nonce(state)))}
+    if state.user_id is None or step == "password":
         return {}
     user = s.get(User, state.user_id)
     assert user is not None
-    policy = tenant_policy(tenant)
     facts = env.facts(user.id)
-    data: dict[str, Any] = {"code_sent": state.challenge is not None}
-    if step in ("enroll", "offer"):
-        data["kinds"] = [(k, KIND_LABELS[k]) for k in policy.enrollable]
+    data: dict[str, Any] = {"code_sent": sent_code(state) is not None}
+    if step in ("enroll", "offer", "enroll_phishing_resistant"):
+        kinds = enrolment_kinds(policy, step == "enroll_phishing_resistant")
+        data["kinds"] = [(k, KIND_LABELS[k]) for k in kinds]
+    elif step == "verify_webauthn":
+        keys = [k.credential_id for k in env.webauthn_keys(user.id)]
+        data["webauthn"] = json_block(wa.challenge(env.relying_party(), keys, False, _nonce(state)))
+        data["options"] = [o for o in choice_labels(s, user, choices(facts))
+                           if kind_of(o[0]) != "webauthn"]  # fmt: skip
+    elif step == "enroll_webauthn":
+        passkey = bool((state.challenge or {}).get("passkey"))
+        keys = [k.credential_id for k in env.webauthn_keys(user.id)]
+        data["passkey"] = passkey
+        options = wa.enroll_begin(env.relying_party(), env.webauthn_handle(user.id),
+                                  user.username, keys, passkey, _nonce(state))  # fmt: skip
+        data["webauthn"] = json_block(options)
     elif step == "choose" or step.startswith("verify_"):
         current = chosen(facts, state.choice)
         data["current"] = current

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 from sqlalchemy.orm import Session
 
+from factors.webauthn_rp import MAX_RESPONSE
 from flows.context import AuthContext
 from flows.errors import FlowNotFound
 from flows.policy import Request, policy_level
@@ -28,7 +29,8 @@ from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("login", __name__)
 ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action", "phone", "email",
-                 "confirm")  # fmt: skip
+                 "confirm", "credential", "label")  # fmt: skip
+LIMITS = {"credential": MAX_RESPONSE}  # a WebAuthn response (JSON) from the browser
 
 
 @bp.errorhandler(FlowNotFound)
@@ -57,7 +59,7 @@ def answer() -> ResponseReturnValue:
     tenant = current_tenant()
     state = flows.load(request.args.get("flow", ""))
     try:
-        answer = form_fields(ANSWER_FIELDS)
+        answer = form_fields(ANSWER_FIELDS, LIMITS)
     except HttpError as exc:
         return _show(state, exc.message, 400)
     with services().db.session() as s:

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 
 from factors import backup, contact
 from factors.errors import InvalidCode
+from factors.webauthn_rp import NewCredential
 from idp.crypto import DataCipher
 from idp.store.models import BackupCode, Credential, User
 
-KINDS = ("totp", "sms", "email")  # second factors stored here (WebAuthn: issue 5)
+VALUE_KINDS = ("totp", "sms", "email")  # a secret or a target, encrypted at rest
+KINDS = (*VALUE_KINDS, "webauthn")
 LABELS = {"totp": "Authenticator app", "sms": "Text message", "email": "Email"}
 
 
@@ -55,7 +57,7 @@ def add(
     s: Session, cipher: DataCipher, user: User, kind: str, value: str, counter: int | None, now: int
 ) -> Credential:
     """Store a verified factor; ``value`` is the TOTP secret, phone number or address."""
-    if kind not in KINDS:
+    if kind not in VALUE_KINDS:
         raise ValueError(f"unknown factor kind {kind!r}")
     cred = Credential(
         user_id=user.id,
@@ -70,6 +72,41 @@ def add(
     s.flush()
     user.credentials.append(cred)
     return cred
+
+
+def add_webauthn(
+    s: Session,
+    tenant_id: int,
+    user: User,
+    new: NewCredential,
+    passkey: bool,
+    label: str,
+    now: int,
+) -> Credential:
+    """Store a registered WebAuthn credential (public key only; its id unique per tenant)."""
+    cred = Credential(
+        user_id=user.id,
+        tenant_id=tenant_id,
+        type="webauthn",
+        external_id=new.credential_id,
+        label=label,
+        public_key=new.public_key,
+        data={"aaguid": new.aaguid, "passkey": passkey, "synced": new.synced},
+        counter=new.sign_count,
+        created_at=now,
+    )
+    s.add(cred)
+    s.flush()
+    user.credentials.append(cred)
+    return cred
+
+
+def find_webauthn(s: Session, tenant_id: int, credential_id: str) -> Credential | None:
+    return s.scalar(
+        select(Credential).where(
+            Credential.tenant_id == tenant_id, Credential.external_id == credential_id
+        )
+    )
 
 
 def secret_of(cipher: DataCipher, cred: Credential) -> str:
@@ -136,7 +173,7 @@ def use_backup_code(s: Session, key: bytes, user_id: int, code: str, now: int) -
 
 def remove_all(s: Session, user: User) -> int:
     """Delete every second factor and backup code of ``user``; return how many factors."""
-    doomed = enrolled(user, (*KINDS, "webauthn"))
+    doomed = enrolled(user)
     for cred in doomed:
         user.credentials.remove(cred)
         s.delete(cred)

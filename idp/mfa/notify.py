@@ -33,6 +33,11 @@ MESSAGES = {
         "A backup code was used",
         "A backup code was used to sign in. {remaining} remain.{warning}",
     ),
+    "webauthn.clone_suspected": (
+        "A security key may have been copied",
+        'Your security key or passkey "{label}" answered as if it had been copied. '
+        "If you did not expect this, remove it from your account and register it again.",
+    ),
     "mfa.disabled": (
         "Two-step sign-in is off",
         "Two-step sign-in was turned off for your account.",

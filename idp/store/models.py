@@ -30,6 +30,8 @@ class Tenant(Base):
     )
     mfa_reoffer_days: Mapped[int] = mapped_column(default=7)  # Optional mode: offer again after
     totp_two_codes: Mapped[bool] = mapped_column(default=False)  # activate TOTP with two codes
+    webauthn_block_cloned: Mapped[bool] = mapped_column(default=False)  # refuse, not just flag
+    admins_phishing_resistant: Mapped[bool] = mapped_column(default=False)  # level 3 for admins
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -57,6 +59,8 @@ class User(Base):
     # An admin reset: second factors verified before it no longer count ("immediate" policy).
     mfa_reset_at: Mapped[int | None] = mapped_column(BigInteger)
     mfa_last_factor: Mapped[str] = mapped_column(String(32), default="")  # offered first
+    # WebAuthn user handle: random, stable, never the username (WebAuthn L3 14.6.1).
+    webauthn_handle: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Set by an admin unlock; part of the throttle key, so unlocking needs no access to the
     # ephemeral store of the serving processes (works with the in-process store too).
     unlocked_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -73,9 +77,15 @@ class Credential(Base):
     """One enrolled factor of a user: a TOTP secret, a WebAuthn key, a phone, an email..."""
 
     __tablename__ = "credentials"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id", name="uq_credentials_tenant_external"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # WebAuthn: the credential id (base64url), unique per tenant, to find a passkey's owner.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(1400))
     type: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(100), default="")
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted at rest

@@ -9,7 +9,7 @@ from flows.env import Subject
 from flows.errors import UnmetAuthenticationRequirements
 from flows.plan import Pending, plan
 from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
-from flows.second_factor import registry
+from flows.registry import registry
 from flows.state import FlowState
 from flows.throttle import Throttle
 from idp.ephemeral.memory import MemoryStore
