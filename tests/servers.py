@@ -187,10 +187,11 @@ def idp(
 
 
 @contextmanager
-def live_idp(env: dict[str, str], workers: int = 1) -> Iterator[str]:
-    """``idp serve`` on a free port; yields the base URL."""
+def live_idp(env: dict[str, str], workers: int = 1, host: str = "127.0.0.1") -> Iterator[str]:
+    """``idp serve`` on a free port; yields the base URL, named with ``host`` (WebAuthn needs
+    a domain such as ``localhost``: an IP address is no valid rp.id)."""
     port = free_port()
-    env = {**env, "IDP_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "IDP_BASE_URL": f"http://{host}:{port}"}
     exe = str(Path(sys.executable).parent / "idp")
     log = open(Path(env["IDP_INSTANCE_PATH"]) / f"serve-{port}.log", "wb")
     proc = subprocess.Popen(
@@ -201,7 +202,7 @@ def live_idp(env: dict[str, str], workers: int = 1) -> Iterator[str]:
     )
     try:
         wait_for_port(port, proc)
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{host}:{port}"
         for _ in range(100):
             if requests.get(base + "/healthz", timeout=5).ok:
                 break

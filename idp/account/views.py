@@ -20,6 +20,8 @@ from werkzeug.wrappers import Response
 from factors import backup
 from factors.errors import InvalidCode
 from flows.policy import Request, mfa_on, mfa_required
+from flows.second_factor import enrolment_kinds
+from flows.webauthn_steps import LABEL_MAX
 from idp.directory import audit, facts_of
 from idp.errors import HttpError
 from idp.login import flows
@@ -29,7 +31,7 @@ from idp.mfa.notify import security_event
 from idp.oidc.provider import end_session_grants
 from idp.services import services
 from idp.sessions import ServerSession
-from idp.store.models import User
+from idp.store.models import Credential, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("account", __name__)
@@ -95,7 +97,7 @@ def security() -> ResponseReturnValue:
             ],
             backup_left=credentials.remaining_backup_codes(s, user.id),
             low_backup=backup.LOW_WARNING,
-            enrollable=policy.enrollable,
+            enrollable=enrolment_kinds(policy),
             mfa_on=mfa_on(policy, facts),
             required=mfa_required(policy, facts),
             confirmed=_confirmed(),
@@ -105,7 +107,7 @@ def security() -> ResponseReturnValue:
 @bp.post("/account/add")
 def add_factor() -> ResponseReturnValue:
     kind = request.form.get("factor", "")
-    if kind not in flows.tenant_policy(current_tenant()).enrollable:
+    if kind not in enrolment_kinds(flows.tenant_policy(current_tenant())):
         raise HttpError("That method is not available here.")
     state = flows.start(current_tenant(), _sudo_request(), url_for(".security"), enrolling=kind)
     return redirect(url_for("login.login", flow=state.id))
@@ -118,10 +120,7 @@ def remove_factor() -> ResponseReturnValue:
     tenant = current_tenant()
     with services().db.session() as s:
         user = _user(s)
-        try:
-            cred = credentials.find(s, user.id, request.form.get("factor", ""))
-        except InvalidCode:  # not one of this user's factors
-            raise HttpError("There is no such sign-in method.", 404) from None
+        cred = _own_factor(s, user)
         if len(credentials.enrolled(user)) == 1:
             return _mfa_off_page(s, user)  # removing the last one turns MFA off
         label = cred.label
@@ -130,6 +129,29 @@ def remove_factor() -> ResponseReturnValue:
         security_event(s, services(), tenant, user, "mfa.factor_removed", ip=request.remote_addr,
                        actor=user.id, kind=cred.type, label=label)  # fmt: skip
     return redirect(url_for(".security"))
+
+
+@bp.post("/account/factors/rename")
+def rename_factor() -> ResponseReturnValue:
+    if not _confirmed():
+        return _confirm_first()
+    label = " ".join(request.form.get("label", "").split())[:LABEL_MAX]
+    if not label:
+        raise HttpError("Give the key a name.")
+    with services().db.session() as s:
+        user = _user(s)
+        cred = _own_factor(s, user)
+        old, cred.label = cred.label, label
+        security_event(s, services(), current_tenant(), user, "mfa.factor_renamed",
+                       ip=request.remote_addr, actor=user.id, old=old, label=label)  # fmt: skip
+    return redirect(url_for(".security"))
+
+
+def _own_factor(s: Session, user: User) -> Credential:
+    try:
+        return credentials.find(s, user.id, request.form.get("factor", ""))
+    except InvalidCode:  # not one of this user's factors
+        raise HttpError("There is no such sign-in method.", 404) from None
 
 
 @bp.post("/account/backup-codes")

@@ -21,6 +21,10 @@ log = logging.getLogger("idp.notify")
 MESSAGES = {
     "mfa.enabled": ("Two-step sign-in is on", "Two-step sign-in is now set up for your account."),
     "mfa.factor_added": ("A sign-in method was added", "A sign-in method was added: {label}."),
+    "mfa.factor_renamed": (
+        "A sign-in method was renamed",
+        "A sign-in method was renamed from {old} to {label}.",
+    ),
     "mfa.factor_removed": (
         "A sign-in method was removed",
         "A sign-in method was removed: {label}.",
