@@ -117,6 +117,16 @@ def tenant_list() -> None:
 @click.option("--factors", help="comma-separated: totp,webauthn,sms,email")
 @click.option("--reoffer-days", type=int, help="Optional mode: offer enrolment again after")
 @click.option("--totp-two-codes/--totp-one-code", default=None, help="codes to activate TOTP")
+@click.option(
+    "--admins-phishing-resistant/--admins-any-mfa",
+    default=None,
+    help="admins and owners need a security key or passkey (level 3)",
+)
+@click.option(
+    "--block-cloned-keys/--flag-cloned-keys",
+    default=None,
+    help="refuse a WebAuthn key whose sign count went back (default: flag and notify)",
+)
 def tenant_set_mfa(
     tenant_slug: str,
     mode: str | None,
@@ -125,6 +135,8 @@ def tenant_set_mfa(
     factors: str | None,
     reoffer_days: int | None,
     totp_two_codes: bool | None,
+    admins_phishing_resistant: bool | None,
+    block_cloned_keys: bool | None,
 ) -> None:
     """Set TENANT's MFA policy; with no options, print it."""
     changes: dict[str, Any] = {
@@ -134,6 +146,8 @@ def tenant_set_mfa(
         "factors": [f.strip() for f in factors.split(",") if f.strip()] if factors else None,
         "reoffer_days": reoffer_days,
         "totp_two_codes": totp_two_codes,
+        "admins_phishing_resistant": admins_phishing_resistant,
+        "webauthn_block_cloned": block_cloned_keys,
     }
     with _services().db.session() as s:
         t = directory.require_tenant(s, tenant_slug)

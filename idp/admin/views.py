@@ -60,7 +60,7 @@ def policy() -> ResponseReturnValue:
         "scope": form.get("scope", ""),
         "apply": form.get("apply", ""),
         "factors": form.getlist("factors"),
-        "totp_two_codes": form.get("totp_two_codes") == "on",
+        **{flag: form.get(flag) == "on" for flag in mfa_admin.FLAGS},
     }
     raw_days = form.get("reoffer_days", "").strip()
     with services().db.session() as s:

@@ -22,6 +22,7 @@ from idp.services import Services
 from idp.store.models import Grant, Tenant, User
 
 MAX_REOFFER_DAYS = 365
+FLAGS = ("totp_two_codes", "admins_phishing_resistant", "webauthn_block_cloned")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def policy_json(tenant: Tenant) -> dict[str, Any]:
         "factors": list(tenant.mfa_factors),
         "reoffer_days": tenant.mfa_reoffer_days,
         "totp_two_codes": tenant.totp_two_codes,
+        "admins_phishing_resistant": tenant.admins_phishing_resistant,
+        "webauthn_block_cloned": tenant.webauthn_block_cloned,
     }
 
 
@@ -81,10 +84,11 @@ def set_policy(s: Session, tenant: Tenant, changes: dict[str, Any], actor: Actor
                 f"reoffer_days must be a whole number from 0 to {MAX_REOFFER_DAYS}"
             )
         tenant.mfa_reoffer_days = days
-    if "totp_two_codes" in changes:
-        if not isinstance(changes["totp_two_codes"], bool):
-            raise DirectoryError("totp_two_codes must be true or false")
-        tenant.totp_two_codes = changes["totp_two_codes"]
+    for flag in FLAGS:
+        if flag in changes:
+            if not isinstance(changes[flag], bool):
+                raise DirectoryError(f"{flag} must be true or false")
+            setattr(tenant, flag, changes[flag])
     after = policy_json(tenant)
     diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     if diff:

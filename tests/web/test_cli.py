@@ -131,13 +131,29 @@ def test_mfa_policy_and_per_user_commands(env: dict[str, str]) -> None:
     assert idp(env, "user", "create", "acme", "bob", "--email", "bob@acme.test").returncode == 0
     shown = idp(env, "tenant", "set-mfa", "acme")
     assert shown.returncode == 0 and "mode=off scope=all apply=next_login" in shown.stdout
-    changed = idp(env, "tenant", "set-mfa", "acme", "--mode", "required", "--scope", "admins",
-                  "--apply", "immediate", "--factors", "sms,totp", "--reoffer-days", "3",
-                  "--totp-two-codes")  # fmt: skip
+    changed = idp(
+        env,
+        "tenant",
+        "set-mfa",
+        "acme",
+        "--mode",
+        "required",
+        "--scope",
+        "admins",
+        "--apply",
+        "immediate",
+        "--factors",
+        "sms,totp",
+        "--reoffer-days",
+        "3",
+        "--totp-two-codes",
+    )
+    assert "webauthn_block_cloned=True" in idp(env, "tenant", "set-mfa", "acme",
+                                               "--block-cloned-keys").stdout  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip() == (
         "mode=required scope=admins apply=immediate factors=totp,sms reoffer_days=3 "
-        "totp_two_codes=True"
+        "totp_two_codes=True admins_phishing_resistant=False webauthn_block_cloned=False"
     )
     required = idp(env, "user", "require-mfa", "acme", "bob")
     assert required.returncode == 0 and "MFA required" in required.stdout

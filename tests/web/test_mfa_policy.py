@@ -243,6 +243,7 @@ def test_console_sets_every_policy_option_and_rejects_bad_input(
         "factors": ["totp", "email"],
         "reoffer_days": "3",
         "totp_two_codes": "on",
+        "webauthn_block_cloned": "on",
     }
     client.post("/t/acme/admin/policy", data=form)
     with svc(app).db.session() as s:
@@ -255,7 +256,9 @@ def test_console_sets_every_policy_option_and_rejects_bad_input(
             t.mfa_factors,
             t.mfa_reoffer_days,
             t.totp_two_codes,
-        ) == ("optional", "admins", "immediate", ["totp", "email"], 3, True)
+            t.webauthn_block_cloned,
+            t.admins_phishing_resistant,
+        ) == ("optional", "admins", "immediate", ["totp", "email"], 3, True, True, False)
     bad = client.post(
         "/t/acme/admin/policy",
         data={**form, "mode": "sometimes", "reoffer_days": "3"},
