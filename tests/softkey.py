@@ -45,30 +45,43 @@ class SoftKey:
 
     def _cose(self) -> bytes:
         nums = self.key.public_key().public_numbers()
-        return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: nums.x.to_bytes(32, "big"),
-                            -3: nums.y.to_bytes(32, "big")})  # fmt: skip
+        return cbor2.dumps(
+            {1: 2, 3: -7, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")}
+        )
 
     @staticmethod
     def _client_data(kind: str, challenge: str, origin: str) -> bytes:
-        return json.dumps({"type": kind, "challenge": challenge, "origin": origin,
-                           "crossOrigin": False}).encode()  # fmt: skip
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": False}
+        ).encode()
 
     def register(self, options: dict[str, Any], origin: str, uv: bool = True) -> str:
         """The JSON a browser posts after ``navigator.credentials.create()``."""
         self.user_handle = unb64(options["user"]["id"])
         rp_hash = hashlib.sha256(options["rp"]["id"].encode()).digest()
-        attested = (b"\0" * 16 + struct.pack(">H", len(self.credential_id))
-                    + self.credential_id + self._cose())  # fmt: skip
+        attested = (
+            b"\0" * 16
+            + struct.pack(">H", len(self.credential_id))
+            + self.credential_id
+            + self._cose()
+        )
         flags = UP | AT | (UV if uv else 0)
         auth_data = rp_hash + bytes([flags]) + struct.pack(">I", self.sign_count) + attested
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         client = self._client_data("webauthn.create", options["challenge"], origin)
-        return json.dumps({
-            "id": b64(self.credential_id), "rawId": b64(self.credential_id), "type": "public-key",
-            "response": {"clientDataJSON": b64(client), "attestationObject": b64(attestation),
-                         "transports": ["usb"]},
-            "clientExtensionResults": {},
-        })  # fmt: skip
+        return json.dumps(
+            {
+                "id": b64(self.credential_id),
+                "rawId": b64(self.credential_id),
+                "type": "public-key",
+                "response": {
+                    "clientDataJSON": b64(client),
+                    "attestationObject": b64(attestation),
+                    "transports": ["usb"],
+                },
+                "clientExtensionResults": {},
+            }
+        )
 
     def sign(
         self,
@@ -86,11 +99,19 @@ class SoftKey:
         signature = self.key.sign(
             auth_data + hashlib.sha256(client).digest(), ec.ECDSA(hashes.SHA256())
         )
-        response: dict[str, Any] = {"clientDataJSON": b64(client),
-                                    "authenticatorData": b64(auth_data),
-                                    "signature": b64(signature)}  # fmt: skip
+        response: dict[str, Any] = {
+            "clientDataJSON": b64(client),
+            "authenticatorData": b64(auth_data),
+            "signature": b64(signature),
+        }
         if self.user_handle is not None:
             response["userHandle"] = b64(self.user_handle)
-        return json.dumps({"id": b64(self.credential_id), "rawId": b64(self.credential_id),
-                           "type": "public-key", "response": response,
-                           "clientExtensionResults": {}})  # fmt: skip
+        return json.dumps(
+            {
+                "id": b64(self.credential_id),
+                "rawId": b64(self.credential_id),
+                "type": "public-key",
+                "response": response,
+                "clientExtensionResults": {},
+            }
+        )

@@ -30,7 +30,8 @@ class Tenant(Base):
     )
     mfa_reoffer_days: Mapped[int] = mapped_column(default=7)  # Optional mode: offer again after
     totp_two_codes: Mapped[bool] = mapped_column(default=False)  # activate TOTP with two codes
-    webauthn_block_cloned: Mapped[bool] = mapped_column(default=False)  # refuse, not just flag
+    # A WebAuthn key whose sign count went back is refused (False: flagged and notified only).
+    webauthn_block_cloned: Mapped[bool] = mapped_column(default=True)
     admins_phishing_resistant: Mapped[bool] = mapped_column(default=False)  # level 3 for admins
     created_at: Mapped[int] = mapped_column(BigInteger)
 

@@ -27,11 +27,19 @@ def base(tmp_path: Path) -> Iterator[str]:
 def authenticator(page: Page) -> dict[str, object]:
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    found = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-        "hasUserVerification": True, "isUserVerified": True,
-        "automaticPresenceSimulation": True,
-    }})  # fmt: skip
+    found = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
     return {"cdp": cdp, "id": found["authenticatorId"]}
 
 

@@ -148,13 +148,14 @@ def test_mfa_policy_and_per_user_commands(env: dict[str, str]) -> None:
         "3",
         "--totp-two-codes",
     )
-    assert "webauthn_block_cloned=True" in idp(env, "tenant", "set-mfa", "acme",
-                                               "--block-cloned-keys").stdout  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip() == (
         "mode=required scope=admins apply=immediate factors=totp,sms reoffer_days=3 "
-        "totp_two_codes=True admins_phishing_resistant=False webauthn_block_cloned=False"
+        "totp_two_codes=True admins_phishing_resistant=False webauthn_block_cloned=True"
     )
+    relaxed = idp(env, "tenant", "set-mfa", "acme", "--flag-cloned-keys",
+                  "--admins-phishing-resistant")  # fmt: skip
+    assert "admins_phishing_resistant=True webauthn_block_cloned=False" in relaxed.stdout
     required = idp(env, "user", "require-mfa", "acme", "bob")
     assert required.returncode == 0 and "MFA required" in required.stdout
     reset = idp(env, "user", "reset-mfa", "acme", "bob")

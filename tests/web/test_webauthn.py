@@ -19,6 +19,7 @@ from tests.softkey import SoftKey, b64, options_in
 
 ORIGIN = "http://localhost:8000"
 REJECTED = "That security key or passkey could not be verified. Try again."
+CLONED = "This security key may have been copied, so it was blocked. Use another method."
 pytestmark = pytest.mark.delivery
 
 
@@ -98,8 +99,9 @@ def test_a_replayed_response_is_refused_and_audited(
     mb.submit(credential=key.sign(options, ORIGIN))
     assert mb.finished
     # The same (valid) response posted again to the finished flow's page does not sign in.
-    resp = client.post(url, data={"csrf_token": csrf_of(html), "step": "verify_webauthn",
-                                  "credential": response})  # fmt: skip
+    resp = client.post(
+        url, data={"csrf_token": csrf_of(html), "step": "verify_webauthn", "credential": response}
+    )
     assert resp.status_code in (200, 400) and "Your account" not in resp.get_data(as_text=True)
     assert any("challenge" in str(r["reason"]) for r in audited(app, "webauthn.rejected"))
 
@@ -119,30 +121,28 @@ def test_wrong_origin_or_rp_id_is_refused_and_audited(
     assert any(reason.lower() in r.lower() for r in reasons), reasons
 
 
-def test_sign_count_regression_flags_the_key_and_can_block_it(
+def test_sign_count_regression_is_refused_or_only_flagged_per_tenant(
     app: Flask, mb: MfaBrowser, client: FlaskClient, key: SoftKey, outboxes: Outboxes
 ) -> None:
     mb.submit(credential=key.sign(at_second_factor(mb), ORIGIN, count=10))
     assert mb.finished
     logout(client)
     mb.submit(credential=key.sign(at_second_factor(mb), ORIGIN, count=5))  # a copy answers
-    assert mb.finished  # flagged, not blocked: the tenant did not ask for that
-    flagged = audited(app, "webauthn.clone_suspected")
-    assert flagged and flagged[0]["blocked"] is False
-    assert "may have been copied" in client.get("/t/acme/account").get_data(as_text=True)
+    assert mb.step == "verify_webauthn"
+    assert mb.alert == CLONED
+    blocked = audited(app, "webauthn.clone_suspected")
+    assert blocked and blocked[0]["blocked"] is True
     mail = [m["subject"] for m in outboxes.mail.to("alice@acme.test")]
     assert "Acme Inc: A security key may have been copied" in mail
-    logout(client)
-
-    set_policy(app, webauthn_block_cloned=True)
-    mb.submit(credential=key.sign(at_second_factor(mb), ORIGIN, count=3))
-    assert mb.step == "verify_webauthn"
-    assert (
-        mb.alert == "This security key may have been copied, so it was blocked. Use another method."
-    )
     with svc(app).db.session() as s:
         stored = s.scalar(select(Credential).where(Credential.type == "webauthn"))
         assert stored is not None and stored.counter == 10  # a regression never lowers it
+
+    set_policy(app, webauthn_block_cloned=False)  # this tenant only wants to know
+    mb.submit(credential=key.sign(options_in(mb.html), ORIGIN, count=7))
+    assert mb.finished
+    assert audited(app, "webauthn.clone_suspected")[1]["blocked"] is False
+    assert "may have been copied" in client.get("/t/acme/account").get_data(as_text=True)
 
 
 def test_passkey_signs_in_without_password_only_with_user_verification(
@@ -182,8 +182,9 @@ def test_the_same_key_cannot_be_registered_twice(
 ) -> None:
     mb.submit(credential=key.sign(at_second_factor(mb), ORIGIN))
     page = client.get("/t/acme/account").get_data(as_text=True)
-    resp = client.post("/t/acme/account/add", data={"csrf_token": csrf_of(page),
-                                                    "factor": "webauthn"})  # fmt: skip
+    resp = client.post(
+        "/t/acme/account/add", data={"csrf_token": csrf_of(page), "factor": "webauthn"}
+    )
     mb.url = resp.headers["Location"]
     mb._page(client.get(mb.url))
     options = options_in(mb.html)
@@ -214,3 +215,44 @@ def test_garbage_credentials_get_a_form_error(mb: MfaBrowser, app: Flask, key: S
         resp = mb.submit(credential=junk)
         assert resp.status_code in (200, 400), junk[:20]
         assert mb.alert in (REJECTED, "That input is too long."), junk[:20]
+
+
+def test_keys_are_renamed_on_the_security_page_with_a_notification(
+    app: Flask, mb: MfaBrowser, client: FlaskClient, key: SoftKey, outboxes: Outboxes
+) -> None:
+    mb.submit(credential=key.sign(at_second_factor(mb), ORIGIN))
+    page = client.get("/t/acme/account").get_data(as_text=True)
+    assert (
+        "Soft key" in page and "security key, AAGUID 00000000-0000-0000-0000-000000000000" in page
+    )
+    choice = page.split('name="factor" value="')[1].split('"')[0]
+    client.post(
+        "/t/acme/account/factors/rename",
+        data={"csrf_token": csrf_of(page), "factor": choice, "label": "  Desk   key "},
+    )
+    assert "<td>Desk key<br>" in client.get("/t/acme/account").get_data(as_text=True)
+    mail = [m["text"] for m in outboxes.mail.to("alice@acme.test")]
+    assert any("renamed from Soft key to Desk key" in m for m in mail)
+    bogus = client.post(
+        "/t/acme/account/factors/rename",
+        data={"csrf_token": csrf_of(page), "factor": "webauthn:999", "label": "x"},
+    )
+    assert bogus.status_code == 404
+
+
+def test_a_tenant_without_webauthn_offers_no_passkey_and_refuses_one(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    passkey = SoftKey()
+    set_policy(app, mfa_mode="required")
+    enrol(mb, passkey, kind="passkey")
+    logout(client)
+    mb.start()
+    options = options_in(mb.html)
+    set_policy(app, mfa_factors=["totp"])
+    mb.submit(credential=passkey.sign(options, ORIGIN))
+    assert mb.alert == REJECTED
+    assert "Sign in with a passkey" not in mb.html
+    assert any("not allowed" in str(r["reason"]) for r in audited(app, "webauthn.rejected"))
+    # Nor does the key count as a second factor any more: the user enrols an allowed one.
+    assert mb.password("alice", PASSWORD) == "enroll" and 'value="passkey"' not in mb.html

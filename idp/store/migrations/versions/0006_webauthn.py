@@ -18,7 +18,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tenants") as batch_op:
         batch_op.add_column(
             sa.Column(
-                "webauthn_block_cloned", sa.Boolean(), nullable=False, server_default=sa.false()
+                "webauthn_block_cloned", sa.Boolean(), nullable=False, server_default=sa.true()
             )
         )
         batch_op.add_column(
