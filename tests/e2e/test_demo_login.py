@@ -25,12 +25,12 @@ def test_demo_admin_logs_in_with_a_password(page: Page, tmp_path: Path) -> None:
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill("not the password")
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign in", exact=True).click()
         expect(page.get_by_role("alert")).to_have_text("Incorrect username or password.")
         expect(page.get_by_label("Username")).to_have_value("admin")
 
         page.get_by_label("Password").fill(password.group(1))
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign in", exact=True).click()
         # The demo tenant's MFA is optional: the offer comes with a Skip button.
         expect(page.get_by_role("heading", name="Protect your account")).to_be_visible()
         page.get_by_role("button", name="Skip for now").click()

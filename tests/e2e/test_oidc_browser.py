@@ -70,7 +70,7 @@ def test_browser_sign_in_returns_a_code_to_the_application(
         page.goto(f"{base}/t/acme/authorize?{query}")
         page.get_by_label("Username").fill("alice")
         page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign in", exact=True).click()
         expect(page.locator("#got")).to_contain_text("code=")
         assert page.url.startswith(rp_server)
         got = dict(p.split("=", 1) for p in page.locator("#got").inner_text().split("&"))
