@@ -8,7 +8,7 @@ about an account's policy to someone who does not know its password.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flows.context import LEVEL_ONE_FACTOR, LEVEL_PHISHING_RESISTANT, VerifiedFactor, level_of
 from flows.errors import UnmetAuthenticationRequirements
@@ -37,8 +37,30 @@ def plan(
 ) -> list[str]:
     """Return the steps still missing, in order; ``[]`` when the login is complete.
 
-    ``achieved`` holds the session's factors and this flow's, newest per kind.
+    ``achieved`` holds the session's factors and this flow's, newest per kind. A voluntary
+    request (``acr_values``) that this user cannot reach is dropped: the login aims for what
+    policy and application require, and the token says what was achieved. An essential one
+    raises :class:`UnmetAuthenticationRequirements`.
     """
+    args = (policy, user, identified, achieved, pending, now, policy_cap)
+    try:
+        return _plan(request, *args)
+    except UnmetAuthenticationRequirements:
+        if request.essential or not request.requested_level:
+            raise
+        return _plan(replace(request, requested_level=0), *args)
+
+
+def _plan(
+    request: Request,
+    policy: TenantPolicy,
+    user: UserFacts | None,
+    identified: bool,
+    achieved: Sequence[VerifiedFactor],
+    pending: Pending | None = None,
+    now: int = 0,
+    policy_cap: int | None = None,
+) -> list[str]:
     pending = pending or Pending()
     if not identified:
         return ["identify", "password"]

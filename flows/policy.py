@@ -114,6 +114,7 @@ class Request:
     """What the relying party asked for, already mapped to levels by the protocol layer."""
 
     requested_level: int = 0
+    essential: bool = False  # the requested level must be met (else unmet, not lower)
     app_min_level: int = 0
     max_age: int | None = None
     force_fresh: bool = False
@@ -147,6 +148,7 @@ class Request:
     def to_json(self) -> dict[str, Any]:
         return {
             "requested_level": self.requested_level,
+            "essential": self.essential,
             "app_min_level": self.app_min_level,
             "max_age": self.max_age,
             "force_fresh": self.force_fresh,
@@ -159,6 +161,7 @@ class Request:
         max_age, password_max_age = data.get("max_age"), data.get("password_max_age")
         return cls(
             requested_level=int(data.get("requested_level", 0)),
+            essential=bool(data.get("essential", False)),
             app_min_level=int(data.get("app_min_level", 0)),
             max_age=None if max_age is None else int(max_age),
             force_fresh=bool(data.get("force_fresh", False)),

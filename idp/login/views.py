@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from factors.webauthn_rp import MAX_RESPONSE
 from flows.context import AuthContext
-from flows.errors import FlowNotFound
+from flows.errors import FlowNotFound, UnmetAuthenticationRequirements
 from flows.policy import Request, policy_level
 from flows.state import FlowState
 from idp.audit_web import audit_event
@@ -65,7 +65,10 @@ def answer() -> ResponseReturnValue:
     with services().db.session() as s:
         env = _env(s)
         engine = flows.engine_for(s, tenant)
-        progress = engine.submit(state, request.form.get("step", ""), answer, env)
+        try:
+            progress = engine.submit(state, request.form.get("step", ""), answer, env)
+        except UnmetAuthenticationRequirements as exc:
+            return _unmet(state, exc)
         if progress.failed:
             flows.finish(state)
             assert progress.result is not None
@@ -84,6 +87,16 @@ def answer() -> ResponseReturnValue:
         )
     flows.finish(state)
     return redirect(state.return_to)
+
+
+def _unmet(state: FlowState, exc: UnmetAuthenticationRequirements) -> ResponseReturnValue:
+    """The level asked for cannot be reached. An application's request returns to it with
+    ``unmet_authentication_requirements``; a sign-in of our own shows why."""
+    flows.finish(state)
+    if state.continue_to:
+        return redirect(state.return_to + ("&" if "?" in state.return_to else "?") + "unmet=1")
+    page = render_template("errors/error.html", title="Cannot sign in", message=exc.message)
+    return page, 403
 
 
 def _env(s: Session) -> flows.WebEnv:
@@ -127,7 +140,10 @@ def _show(
             return _show(state, message, status, remaining, s)
     tenant = current_tenant()
     if remaining is None:
-        remaining = flows.engine_for(s, tenant).remaining(state)
+        try:
+            remaining = flows.engine_for(s, tenant).remaining(state)
+        except UnmetAuthenticationRequirements as exc:
+            return _unmet(state, exc)
     if not remaining:
         return redirect(state.return_to)
     page = render_template(

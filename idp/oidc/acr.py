@@ -1,12 +1,18 @@
 """OIDC ``acr`` values and assurance levels (DESIGN.md "Assurance levels" table).
 
-``acr_values`` is voluntary (OpenID Connect Core 1.0 section 3.1.2.1): the login aims for the
-requested level and the id_token states what was achieved. The first requested value (in the
-client's order of preference) that the achieved level satisfies is returned; otherwise the
-default value of the achieved level.
+Each tenant's table is the defaults below plus the entries its admins add
+(``idp tenant acr-add``). ``acr_values`` is voluntary (OpenID Connect Core 1.0 section
+3.1.2.1): the login aims for the requested level and the id_token states what was achieved.
+An *essential* ``acr`` claim (Core 5.5.1.1) must be met, or the request fails with
+``unmet_authentication_requirements`` (OpenID Connect Core Unmet Authentication Requirements
+1.0). The first requested value (in the client's order) that the achieved level satisfies is
+returned; otherwise the default value of the achieved level.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
 
 DEFAULT_ACR = {1: "urn:stepwise:loa:1", 2: "urn:stepwise:loa:2", 3: "urn:stepwise:loa:3"}
 LEVELS = {
@@ -16,22 +22,29 @@ LEVELS = {
     "urn:stepwise:loa:3": 3,
     "phr": 3,
 }
-SUPPORTED = list(LEVELS)
 MAX_VALUES = 10
+VALUE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$")  # printable, no space, " or \
 
 
-def parse(acr_values: str | None) -> list[str]:
-    """The known values of a space-separated ``acr_values`` parameter; unknown ones are ignored."""
-    return [v for v in (acr_values or "").split()[:MAX_VALUES] if v in LEVELS]
+def table(extra: Mapping[str, int] | None) -> dict[str, int]:
+    """A tenant's table: the defaults and the entries it added."""
+    return {**LEVELS, **(extra or {})}
 
 
-def requested_level(values: list[str]) -> int:
+def parse(levels: Mapping[str, int], acr_values: str | list[str] | None) -> list[str]:
+    """The known values of ``acr_values`` (a space-separated string or a list); unknown ones
+    are ignored (voluntary claims may be, Core 5.5.1.1)."""
+    values = acr_values.split() if isinstance(acr_values, str) else list(acr_values or [])
+    return [v for v in values[:MAX_VALUES] if isinstance(v, str) and v in levels]
+
+
+def requested_level(levels: Mapping[str, int], values: list[str]) -> int:
     """The level that satisfies the request: any listed value will do, so the lowest one."""
-    return min((LEVELS[v] for v in values), default=0)
+    return min((levels[v] for v in values if v in levels), default=0)
 
 
-def acr_for(achieved: int, requested: list[str]) -> str:
+def acr_for(levels: Mapping[str, int], achieved: int, requested: list[str]) -> str:
     for value in requested:
-        if LEVELS[value] <= achieved:
+        if levels.get(value, 99) <= achieved:
             return value
     return DEFAULT_ACR[max(1, min(achieved, 3))]

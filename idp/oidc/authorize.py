@@ -56,6 +56,7 @@ class AuthorizationRequest:
     prompt: list[str] = field(default_factory=list)
     max_age: int | None = None
     acr_values: list[str] = field(default_factory=list)
+    acr_essential: bool = False  # from the claims parameter: met, or the request fails
     login_hint: str | None = None
     started_at: int = 0
     id: str = field(default_factory=lambda: secrets.token_urlsafe(18))
@@ -183,16 +184,54 @@ def _check_max_age(ctx: Context, client: OAuthClient, areq: AuthorizationRequest
 
 def _check_acr(ctx: Context, client: OAuthClient, areq: AuthorizationRequest,
                params: dict[str, list[str]]) -> None:  # fmt: skip
-    areq.acr_values = acr.parse(_one(params, "acr_values"))
+    """``acr_values``, or the ``acr`` member of the ``claims`` parameter (Core 5.5.1.1), which
+    takes precedence; else the client's default acr values (Dynamic Registration 2)."""
+    levels = ctx.acr_levels()
+    areq.acr_values = acr.parse(levels, _one(params, "acr_values"))
+    raw = _one(params, "claims")
+    if raw is not None:
+        wanted = _acr_claim(areq, raw)
+        if wanted is not None:
+            values = wanted.get("values") or ([wanted["value"]] if "value" in wanted else [])
+            essential = wanted.get("essential") is True
+            known = acr.parse(levels, values)
+            if essential and values and not known:
+                raise AuthorizeError(areq, "unmet_authentication_requirements",
+                                     "None of the essential acr values is supported.")  # fmt: skip
+            if known:
+                areq.acr_values, areq.acr_essential = known, essential
+    if not areq.acr_values:
+        areq.acr_values = acr.parse(levels, client.row.default_acr_values)
+
+
+def _acr_claim(areq: AuthorizationRequest, raw: str) -> dict[str, Any] | None:
+    """The id_token's ``acr`` request in a ``claims`` parameter (Core 5.5), checked."""
+    try:
+        claims = json.loads(raw)
+    except ValueError:
+        raise AuthorizeError(areq, "invalid_request", "claims is not JSON.") from None
+    if not isinstance(claims, dict) or not all(
+        isinstance(claims.get(m, {}), dict) for m in ("id_token", "userinfo")
+    ):
+        raise AuthorizeError(areq, "invalid_request", "claims must be a JSON object of objects.")
+    wanted = claims.get("id_token", {}).get("acr")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, dict):
+        raise AuthorizeError(areq, "invalid_request", "claims.id_token.acr must be an object.")
+    values = wanted.get("values", [])
+    if not isinstance(values, list) or not isinstance(wanted.get("value", ""), str):
+        raise AuthorizeError(areq, "invalid_request", "acr values must be strings.")
+    return wanted
 
 
 def principal(areq: AuthorizationRequest, user: Any, auth: AuthContext, not_before: int | None,
-              sid: str) -> Principal:  # fmt: skip
+              sid: str, levels: dict[str, int]) -> Principal:  # fmt: skip
     """Who the code is for, with what the session's authentication achieved."""
     level = auth.level(not_before)
     return Principal(
         user=user,
-        acr=acr.acr_for(level, areq.acr_values),
+        acr=acr.acr_for(levels, level, areq.acr_values),
         amr=auth.amr(not_before),
         auth_time=auth.auth_time(not_before) or areq.started_at,
         sid=sid,

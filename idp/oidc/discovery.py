@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from idp.oidc import acr, claims, keys
+from idp.oidc import claims, keys
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
-def document(issuer: str) -> dict[str, Any]:
+def document(issuer: str, acr_levels: dict[str, int]) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -30,9 +30,9 @@ def document(issuer: str) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS[:2],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims.CLAIMS_SUPPORTED,
-        "acr_values_supported": acr.SUPPORTED,
+        "acr_values_supported": list(acr_levels),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "claims_parameter_supported": False,
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": False,

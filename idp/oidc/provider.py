@@ -75,6 +75,9 @@ class Context:
     def verifier(self) -> KeySet:
         return self.keys.verifier(self.s, self.tenant)
 
+    def acr_levels(self) -> dict[str, int]:
+        return acr.table(self.tenant.acr_levels)
+
 
 @dataclass
 class HttpRequest:
@@ -314,7 +317,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         if ctx.tenant.mfa_apply == MfaApply.IMMEDIATE.value:
             # A stricter policy that applies at once ends token families below it.
             needed = policy_level(policy_of(ctx.tenant), facts_of(user))
-            if acr.LEVELS.get(grant.acr, 1) < needed:
+            if ctx.acr_levels().get(grant.acr, 1) < needed:
                 revoke_grant(ctx, grant.gid, "below_mfa_policy")
                 raise InvalidGrantError("The sign-in policy changed: sign in again.")
         return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,

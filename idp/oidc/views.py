@@ -12,7 +12,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from idp.oidc import discovery, resources
+from idp.oidc import acr, discovery, resources
 from idp.oidc.provider import Context, HttpRequest, HttpResponse, OAuthClient, Provider
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.web import context, issuer_of, request_params
@@ -38,7 +38,8 @@ def _cors(resp: Response) -> Response:
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
     """OpenID Connect Discovery 1.0 section 4 (and RFC 8414 fields)."""
-    resp = jsonify(discovery.document(issuer_of(current_tenant())))
+    tenant = current_tenant()
+    resp = jsonify(discovery.document(issuer_of(tenant), acr.table(tenant.acr_levels)))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 

@@ -19,9 +19,9 @@ from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
 from idp.errors import HttpError
 from idp.login import flows
+from idp.oidc import acr, tokens
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
-from idp.oidc import tokens
 from idp.oidc.clients import find_client
 from idp.oidc.provider import Context, end_session_grants
 from idp.security import allow_form_target
@@ -33,6 +33,7 @@ from idp.tenancy import current_tenant, tenant_blueprint
 bp = tenant_blueprint("oidc", __name__)
 MAX_PENDING = 5
 MAX_PARAMS = 50
+UNMET = "unmet_authentication_requirements"
 
 
 def context(s: Session) -> Context:
@@ -135,6 +136,8 @@ def resume() -> ResponseReturnValue:
     with services().db.session() as s:
         ctx = context(s)
         try:
+            if request.args.get("unmet"):  # the login flow could not reach what was asked
+                raise authz.AuthorizeError(areq, UNMET, "The requested level cannot be met.")
             return _proceed(s, ctx, areq, after_login=True)
         except authz.AuthorizeError as exc:
             _drop_pending(areq)
@@ -159,8 +162,10 @@ def consent() -> ResponseReturnValue:
             return _deliver_error(ctx, exc)
 
 
-def _flow_request(client: Client, areq: authz.AuthorizationRequest) -> Request:
+def _flow_request(ctx: Context, client: Client, areq: authz.AuthorizationRequest) -> Request:
     return Request(
+        requested_level=acr.requested_level(ctx.acr_levels(), areq.acr_values),
+        essential=areq.acr_essential,
         app_min_level=client.min_level,
         max_age=areq.max_age,
         force_fresh="login" in areq.prompt or areq.max_age == 0,
@@ -181,9 +186,9 @@ def _checked(
     if auth is None or user is None or user.tenant_id != ctx.tenant.id or user.status != "active":
         return client, None, None
     try:
-        steps = flows.session_needs(s, ctx.tenant, user, _flow_request(client, areq))
+        steps = flows.session_needs(s, ctx.tenant, user, _flow_request(ctx, client, areq))
     except UnmetAuthenticationRequirements as exc:
-        raise authz.AuthorizeError(areq, "unmet_authentication_requirements", exc.message) from None
+        raise authz.AuthorizeError(areq, UNMET, exc.message) from None
     return (client, user, auth) if not steps else (client, None, None)
 
 
@@ -196,11 +201,14 @@ def _proceed(
     reauthenticate = not after_login and ("login" in areq.prompt or areq.max_age == 0)
     if user is None or auth is None or reauthenticate:
         if "none" in areq.prompt:
+            if flows.session_context() is not None:  # signed in, but not enough (Core 3.1.2.6)
+                raise authz.AuthorizeError(areq, "interaction_required",
+                                           "The session does not meet the request.")  # fmt: skip
             raise authz.AuthorizeError(areq, "login_required", "The user is not signed in.")
         _save_pending(areq)
         state = flows.start(
             ctx.tenant,
-            _flow_request(client, areq),
+            _flow_request(ctx, client, areq),
             url_for(".resume", req=areq.id),
             continue_to=areq.redirect_uri,
         )
@@ -254,8 +262,8 @@ def _issue(s: Session, ctx: Context, areq: authz.AuthorizationRequest, client: C
            user: User, auth: AuthContext) -> ResponseReturnValue:  # fmt: skip
     if not session.get("sid"):
         session["sid"] = secrets.token_urlsafe(16)
-    who = authz.principal(areq, user, auth, _flow_request(client, areq).not_before(),
-                          session["sid"])  # fmt: skip
+    who = authz.principal(areq, user, auth, _flow_request(ctx, client, areq).not_before(),
+                          session["sid"], ctx.acr_levels())  # fmt: skip
     params = authz.issue_code(ctx, areq, who)
     _drop_pending(areq)
     return _deliver(areq, params, client.name)

@@ -33,6 +33,8 @@ class Tenant(Base):
     # A WebAuthn key whose sign count went back is refused (False: flagged and notified only).
     webauthn_block_cloned: Mapped[bool] = mapped_column(default=True)
     admins_phishing_resistant: Mapped[bool] = mapped_column(default=False)  # level 3 for admins
+    # acr values this tenant adds to the default table (idp.oidc.acr), value -> level 1-3.
+    acr_levels: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -153,6 +155,8 @@ class Client(Base):
     id_token_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     # May obtain ``stepwise:admin`` client-credentials tokens for the JSON admin API.
     admin_api: Mapped[bool] = mapped_column(default=False)
+    # Used when a request asks for no acr (OpenID Connect Dynamic Registration 1.0 section 2).
+    default_acr_values: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
