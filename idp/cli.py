@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from idp import build_services, directory
 from idp.mfa import admin as mfa_admin
-from idp.oidc import clients, keys
+from idp.oidc import acr, clients, keys
 from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
@@ -156,6 +156,34 @@ def tenant_set_mfa(
         )
     click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
                         for k, v in policy.items()))  # fmt: skip
+
+
+@tenant.command("acr")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option("--add", "adds", multiple=True, metavar="VALUE=LEVEL", help="map an acr value")
+@click.option("--remove", "removes", multiple=True, metavar="VALUE", help="drop an added value")
+def tenant_acr(tenant_slug: str, adds: tuple[str, ...], removes: tuple[str, ...]) -> None:
+    """Show TENANT's acr table (defaults and additions); add or remove entries."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        table = dict(t.acr_levels)
+        for entry in adds:
+            value, _, level = entry.rpartition("=")
+            if not acr.VALUE_RE.match(value) or level not in ("1", "2", "3"):
+                raise CliError(f"--add {entry!r}: expected VALUE=1|2|3, VALUE without spaces")
+            if value in acr.LEVELS:
+                raise CliError(f"{value!r} is a default value with a fixed level")
+            table[value] = int(level)
+        for value in removes:
+            if table.pop(value, None) is None:
+                raise CliError(f"{value!r} was not added to tenant {tenant_slug!r}")
+        if adds or removes:
+            t.acr_levels = table
+            directory.audit(s, t, "tenant.acr_levels_changed", added=list(adds),
+                            removed=list(removes))  # fmt: skip
+        levels = acr.table(t.acr_levels)
+    for name, number in sorted(levels.items(), key=lambda kv: (kv[1], kv[0])):
+        click.echo(f"{number}\t{name}\t{'added' if name not in acr.LEVELS else 'default'}")
 
 
 @cli.group()
@@ -304,6 +332,12 @@ def _print_registered(reg: clients.Registered, as_json: bool) -> None:
     help="signature algorithm of this client's id_tokens",
 )
 @click.option(
+    "--default-acr",
+    "default_acr",
+    multiple=True,
+    help="acr values used when a request asks for none (repeat for several)",
+)
+@click.option(
     "--admin-api",
     is_flag=True,
     help="a service client that may call the JSON admin API (client_credentials, "
@@ -321,6 +355,7 @@ def client_create(
     third_party: bool,
     min_level: int,
     id_token_alg: str,
+    default_acr: tuple[str, ...],
     admin_api: bool,
     as_json: bool,
 ) -> None:
@@ -338,6 +373,7 @@ def client_create(
             min_level=min_level,
             id_token_alg=id_token_alg,
             admin_api=admin_api,
+            default_acr_values=list(default_acr),
         )
     _print_registered(reg, as_json)
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.directory import DirectoryError, audit, now
+from idp.oidc import acr
 from idp.store.models import Client, Tenant
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -82,6 +83,7 @@ def create_client(
     min_level: int = 0,
     id_token_alg: str = "RS256",  # noqa: S107 (an algorithm name)
     admin_api: bool = False,
+    default_acr_values: list[str] | None = None,
 ) -> Registered:
     name = name.strip()
     if not 0 < len(name) <= 200:
@@ -98,6 +100,10 @@ def create_client(
         raise DirectoryError("--id-token-alg must be RS256 or ES256")
     if not 0 <= min_level <= 3:
         raise DirectoryError("--min-level must be 0, 1, 2 or 3")
+    known = acr.table(tenant.acr_levels)
+    unknown = [v for v in default_acr_values or [] if v not in known]
+    if unknown:
+        raise DirectoryError(f"unknown acr value(s) for --default-acr: {', '.join(unknown)}")
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
         tenant_id=tenant.id,
@@ -112,6 +118,7 @@ def create_client(
         min_level=min_level,
         id_token_alg=id_token_alg,
         admin_api=admin_api,
+        default_acr_values=list(default_acr_values or []),
         created_at=now(),
     )
     s.add(client)
