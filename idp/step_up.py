@@ -25,6 +25,7 @@ Flask (:func:`requires`)::
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -40,6 +41,7 @@ from joserfc.jwk import KeySet
 from idp.oidc.acr import LEVELS
 from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
+CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -137,6 +139,15 @@ class TokenChecker:
         ):
             raise InsufficientUserAuthentication(need, "A more recent authentication is required")
         return c
+
+
+def parse_challenge(header: str) -> dict[str, str]:
+    """The parameters of a ``Bearer`` challenge (RFC 6750 3), for clients following one:
+    ``{"error": "insufficient_user_authentication", "acr_values": "...", "max_age": "300"}``."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return {}
+    return {k.lower(): v1 or v2 for k, v1, v2 in CHALLENGE_PARAM.findall(rest)}
 
 
 def bearer_token(authorization: str | None) -> str:

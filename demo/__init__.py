@@ -1,0 +1,1 @@
+"""The demo relying party: a separate small Flask app that signs in through Stepwise."""
