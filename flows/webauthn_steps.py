@@ -16,7 +16,7 @@ from factors import webauthn_rp as wa
 from flows.context import VerifiedFactor
 from flows.env import Env, StoredKey
 from flows.policy import TenantPolicy
-from flows.second_factor import VerifyStep, finish_enrolment, user_id_of
+from flows.second_factor import VerifyStep, finish_enrolment, turns_mfa_on, user_id_of
 from flows.state import FlowState
 from flows.steps import IdentifyStep, StepResult
 
@@ -146,7 +146,6 @@ class EnrollWebauthnStep:
             return StepResult.retry("That security key is already registered.")
         label = " ".join(answer.get("label", "").split())[:LABEL_MAX]
         first = not env.facts(uid).has_backup_codes
-        choice = env.add_webauthn(
-            uid, new, passkey, label or ("Passkey" if passkey else "Security key")
-        )
+        label = label or ("Passkey" if passkey else "Security key")
+        choice = env.add_webauthn(uid, new, passkey, label, turns_mfa_on(state))
         return finish_enrolment(state, env, choice, factor_of(new, env), first)

@@ -264,14 +264,18 @@ class WebEnv:
     def has_contact(self, user_id: int, kind: str, value: str) -> bool:
         return credentials.has_value(self.s, services().cipher, self._user(user_id), kind, value)
 
-    def add_factor(self, user_id: int, kind: str, value: str, counter: int | None) -> str:
+    def add_factor(
+        self, user_id: int, kind: str, value: str, counter: int | None, turn_on: bool
+    ) -> str:
         user = self._user(user_id)
-        first = not credentials.enrolled(user)
         cred = credentials.add(self.s, services().cipher, user, kind, value, counter, self.now)
+        return self._added(user, cred, turn_on, kind=kind, label=cred.label)
+
+    def _added(self, user: User, cred: Credential, turn_on: bool, **details: Any) -> str:
         credentials.touch(self.s, user, cred, self.now)
-        user.mfa_enabled, user.mfa_skipped_at = True, None
-        self._event(user, "mfa.factor_added", kind=kind, label=cred.label)
-        if first:
+        self._event(user, "mfa.factor_added", **details)
+        if turn_on and not user.mfa_enabled:
+            user.mfa_enabled, user.mfa_skipped_at = True, None
             self._event(user, "mfa.enabled")
         return credentials.choice_of(cred)
 
@@ -328,18 +332,14 @@ class WebEnv:
             user.webauthn_handle = b64(secrets.token_bytes(32))
         return unb64(user.webauthn_handle)
 
-    def add_webauthn(self, user_id: int, new: NewCredential, passkey: bool, label: str) -> str:
+    def add_webauthn(
+        self, user_id: int, new: NewCredential, passkey: bool, label: str, turn_on: bool
+    ) -> str:
         user = self._user(user_id)
-        first = not credentials.enrolled(user)
         cred = credentials.add_webauthn(self.s, self.tenant.id, user, new, passkey, label,
                                         self.now)  # fmt: skip
-        credentials.touch(self.s, user, cred, self.now)
-        user.mfa_enabled, user.mfa_skipped_at = True, None
-        self._event(user, "mfa.factor_added", kind="webauthn", label=label, aaguid=new.aaguid,
-                    passkey=passkey)  # fmt: skip
-        if first:
-            self._event(user, "mfa.enabled")
-        return credentials.choice_of(cred)
+        return self._added(user, cred, turn_on, kind="webauthn", label=label, aaguid=new.aaguid,
+                           passkey=passkey)  # fmt: skip
 
     def webauthn_used(self, key: StoredKey, assertion: Assertion) -> bool:
         user = self._user(key.user_id)
