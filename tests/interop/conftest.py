@@ -79,6 +79,7 @@ def sign_in(
     username: str = "alice",
     password: str = PASSWORD,
     totp: TotpUser | None = None,
+    seen: list[str] | None = None,
 ) -> str:
     """Act as the user's browser: follow the IdP's redirects and answer its HTML login forms
     (DESIGN.md "Login pages") until it redirects to ``stop_at``; return that URL."""
@@ -96,6 +97,8 @@ def sign_in(
         assert form, resp.text[:500]
         fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
         step = fields.get("step", "")
+        if seen is not None:
+            seen.append(step)
         if step in ("identify", "password"):
             fields.setdefault("username", username)
             fields.update(password=password)
