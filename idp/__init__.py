@@ -102,6 +102,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from idp.admin import views as admin_views
     from idp.oidc import views as oidc_api
     from idp.oidc import web as oidc_web
+    from idp.saml import web as saml_web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(login.bp)
@@ -110,9 +111,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(oidc_api.bp)
     app.register_blueprint(admin_views.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(saml_web.bp)
     # Relying parties post here from their own origin, without this site's CSRF token.
     csrf.exempt(oidc_api.bp)
     csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
+    csrf.exempt(saml_web.sso)  # SPs post AuthnRequests from their own origin
     csrf.exempt(oidc_web.authorize)
     csrf.exempt(oidc_web.end_session)
 

@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 from idp import build_services, directory
 from idp.mfa import admin as mfa_admin
 from idp.oidc import acr, clients, keys
+from idp.saml import keys as saml_keys
+from idp.saml import sps
 from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
@@ -184,6 +187,55 @@ def tenant_acr(tenant_slug: str, adds: tuple[str, ...], removes: tuple[str, ...]
         levels = acr.table(t.acr_levels)
     for name, number in sorted(levels.items(), key=lambda kv: (kv[1], kv[0])):
         click.echo(f"{number}\t{name}\t{'added' if name not in acr.LEVELS else 'default'}")
+
+
+@cli.group()
+def sp() -> None:
+    """Manage SAML service providers."""
+
+
+@sp.command("add")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option(
+    "--metadata",
+    "metadata",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="the SP's SAML metadata (XML file)",
+)
+@click.option("--name", help="display name [default: the entityID]")
+@click.option(
+    "--nameid",
+    type=click.Choice(["persistent", "email", "transient", "unspecified"]),
+    default="persistent",
+    show_default=True,
+)
+@click.option("--sign-response", is_flag=True, help="sign the Response too, not only the Assertion")
+@click.option("--min-level", type=click.IntRange(0, 3), default=0, show_default=True)
+def sp_add(
+    tenant_slug: str,
+    metadata: str,
+    name: str | None,
+    nameid: str,
+    sign_response: bool,
+    min_level: int,
+) -> None:
+    """Register a service provider of TENANT from its metadata."""
+    try:
+        data = Path(metadata).read_bytes()
+    except OSError as exc:
+        raise CliError(f"--metadata: {exc.strerror}: {metadata}") from None
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        saml_keys.ensure_key(s, svc.cipher, t)
+        added = sps.add_sp(
+            s, t, data, name=name, nameid=nameid, sign_response=sign_response, min_level=min_level
+        )
+    click.echo(
+        f"SP {added.entity_id} added to {tenant_slug}; IdP metadata: "
+        f"{svc.settings.base_url}/t/{tenant_slug}/saml/metadata"
+    )
 
 
 @cli.group()

@@ -114,9 +114,11 @@ def _complete(state: FlowState, user: User, policy_needs: int) -> None:
     ctx = flows.session_context()
     if ctx is None or ctx.user_id != user.id:
         pending = [f for f in session.get("flows", []) if f != state.id]
-        authorizations = session.get("authz", [])  # OIDC requests waiting for this login
+        # OIDC and SAML requests waiting for this login survive the new session.
+        waiting = {k: session[k] for k in ("authz", "saml") if k in session}
         session.clear()
-        session["flows"], session["authz"] = pending, authorizations
+        session["flows"] = pending
+        session.update(waiting)
         session["sid"] = secrets.token_urlsafe(16)  # OpenID Connect session id (``sid``)
         session["policy_level"] = policy_needs
         ctx = AuthContext(user.id)

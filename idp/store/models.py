@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -179,6 +188,43 @@ class SigningKey(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     publish_until: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SamlKey(Base):
+    """A tenant's SAML signing key and self-signed certificate (published in metadata)."""
+
+    __tablename__ = "saml_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted (idp.crypto)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServiceProvider(Base):
+    """A SAML 2.0 service provider of one tenant, from its metadata and per-SP settings."""
+
+    __tablename__ = "saml_sps"
+    __table_args__ = (UniqueConstraint("tenant_id", "entity_id", name="uq_saml_sps_entity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    entity_id: Mapped[str] = mapped_column(String(1024))
+    name: Mapped[str] = mapped_column(String(200))
+    acs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    slo: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    signing_certs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    encryption_cert: Mapped[str | None] = mapped_column(Text)
+    authn_requests_signed: Mapped[bool] = mapped_column(default=False)
+    want_assertions_signed: Mapped[bool] = mapped_column(default=True)
+    sign_response: Mapped[bool] = mapped_column(default=False)
+    encrypt_assertion: Mapped[bool] = mapped_column(default=False)
+    nameid_format: Mapped[str] = mapped_column(String(200))
+    attributes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    min_level: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class Grant(Base):

@@ -1,0 +1,168 @@
+"""The Response and its Assertion (SAML 2.0 core sections 2 and 3.2; Web Browser SSO profile,
+SAML 2.0 profiles section 4.1.4.2): bearer SubjectConfirmation, audience, short validity,
+AuthnStatement with the achieved context, attributes; signed with RSA-SHA256."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from idp.saml.metadata import sign
+from idp.saml.xml import NS, q
+
+STATUS = "urn:oasis:names:tc:SAML:2.0:status:"
+BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+URI_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+VALIDITY = 300
+
+
+def instant(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_id() -> str:
+    return "_" + secrets.token_hex(20)  # an NCName: never starts with a digit
+
+
+@dataclass
+class Signer:
+    key_pem: bytes
+    cert_pem: str
+
+
+@dataclass
+class Grant:
+    """Everything an assertion states."""
+
+    issuer: str
+    audience: str
+    recipient: str  # the ACS URL
+    in_response_to: str | None
+    name_id: str
+    name_id_format: str
+    session_index: str
+    authn_instant: int
+    class_ref: str
+    attributes: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+
+def _response(
+    issuer: str,
+    recipient: str,
+    in_response_to: str | None,
+    now: int,
+    status: str,
+    sub: str | None = None,
+    message: str | None = None,
+) -> etree._Element:
+    root = etree.Element(q("samlp", "Response"), nsmap={"samlp": NS["samlp"], "saml": NS["saml"]})
+    root.set("ID", new_id())
+    root.set("Version", "2.0")
+    root.set("IssueInstant", instant(now))
+    root.set("Destination", recipient)
+    if in_response_to:
+        root.set("InResponseTo", in_response_to)
+    etree.SubElement(root, q("saml", "Issuer")).text = issuer
+    status_el = etree.SubElement(root, q("samlp", "Status"))
+    code = etree.SubElement(status_el, q("samlp", "StatusCode"), Value=STATUS + status)
+    if sub:
+        etree.SubElement(code, q("samlp", "StatusCode"), Value=STATUS + sub)
+    if message:
+        etree.SubElement(status_el, q("samlp", "StatusMessage")).text = message
+    return root
+
+
+def assertion(grant: Grant, now: int, skew: int) -> etree._Element:
+    a = etree.Element(
+        q("saml", "Assertion"), nsmap={"saml": NS["saml"], "xs": NS["xs"], "xsi": NS["xsi"]}
+    )
+    a.set("ID", new_id())
+    a.set("Version", "2.0")
+    a.set("IssueInstant", instant(now))
+    etree.SubElement(a, q("saml", "Issuer")).text = grant.issuer
+    etree.SubElement(a, q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
+    subject = etree.SubElement(a, q("saml", "Subject"))
+    name_id = etree.SubElement(
+        subject,
+        q("saml", "NameID"),
+        Format=grant.name_id_format,
+        SPNameQualifier=grant.audience,
+        NameQualifier=grant.issuer,
+    )
+    name_id.text = grant.name_id
+    confirmation = etree.SubElement(subject, q("saml", "SubjectConfirmation"), Method=BEARER)
+    data = etree.SubElement(
+        confirmation,
+        q("saml", "SubjectConfirmationData"),
+        NotOnOrAfter=instant(now + VALIDITY),
+        Recipient=grant.recipient,
+    )
+    if grant.in_response_to:
+        data.set("InResponseTo", grant.in_response_to)
+    conditions = etree.SubElement(
+        a,
+        q("saml", "Conditions"),
+        NotBefore=instant(now - skew),
+        NotOnOrAfter=instant(now + VALIDITY),
+    )
+    restriction = etree.SubElement(conditions, q("saml", "AudienceRestriction"))
+    etree.SubElement(restriction, q("saml", "Audience")).text = grant.audience
+    statement = etree.SubElement(
+        a,
+        q("saml", "AuthnStatement"),
+        AuthnInstant=instant(grant.authn_instant),
+        SessionIndex=grant.session_index,
+    )
+    context = etree.SubElement(statement, q("saml", "AuthnContext"))
+    etree.SubElement(context, q("saml", "AuthnContextClassRef")).text = grant.class_ref
+    if grant.attributes:
+        attrs = etree.SubElement(a, q("saml", "AttributeStatement"))
+        for name, friendly, values in grant.attributes:
+            attr = etree.SubElement(
+                attrs,
+                q("saml", "Attribute"),
+                Name=name,
+                NameFormat=URI_FORMAT,
+                FriendlyName=friendly,
+            )
+            for value in values:
+                v = etree.SubElement(attr, q("saml", "AttributeValue"))
+                v.set(f"{{{NS['xsi']}}}type", "xs:string")
+                v.text = value
+    return a
+
+
+def success(grant: Grant, signer: Signer, now: int, skew: int, sign_response: bool) -> bytes:
+    """A Response with one signed Assertion (and a signed Response when asked)."""
+    signed = sign(assertion(grant, now, skew), signer.key_pem, signer.cert_pem)
+    root = _response(grant.issuer, grant.recipient, grant.in_response_to, now, "Success")
+    root.append(signed)
+    if sign_response:
+        root.insert(
+            1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
+        )
+        root = sign(root, signer.key_pem, signer.cert_pem)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def failure(
+    issuer: str,
+    recipient: str,
+    in_response_to: str | None,
+    signer: Signer,
+    now: int,
+    status: str,
+    sub: str | None,
+    message: str,
+) -> bytes:
+    """A signed Response carrying only a non-success Status (no assertion)."""
+    root = _response(issuer, recipient, in_response_to, now, status, sub, message)
+    root.insert(1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder"))
+    return bytes(
+        etree.tostring(
+            sign(root, signer.key_pem, signer.cert_pem), xml_declaration=True, encoding="UTF-8"
+        )
+    )

@@ -1,0 +1,294 @@
+"""SAML endpoints of a tenant: metadata, and SP-initiated single sign-on over HTTP-Redirect
+and HTTP-POST (SAML 2.0 bindings 3.4 and 3.5; Web Browser SSO profile, profiles 4.1).
+
+Until the SP and its ACS URL are known, errors are shown as a page (never sent anywhere);
+after that, a refusal is a signed Response with a SAML status, never an assertion.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+from flask import Response, make_response, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from flows.errors import UnmetAuthenticationRequirements
+from flows.policy import Request
+from idp.directory import DirectoryError
+from idp.errors import HttpError
+from idp.login import flows
+from idp.saml import keys, response
+from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
+from idp.saml.contexts import Unsatisfiable
+from idp.saml.metadata import NAMEID_FORMATS, idp_document
+from idp.saml.sps import acs_for, find_sp
+from idp.security import allow_form_target
+from idp.services import services
+from idp.store.models import ServiceProvider, Tenant, User
+from idp.tenancy import current_tenant, tenant_blueprint
+
+bp = tenant_blueprint("saml", __name__, "/saml")
+SKEW = 120
+REPLAY_TTL = 3600
+MAX_PENDING = 5
+ATTRIBUTES = {
+    "username": ("urn:oid:0.9.2342.19200300.100.1.1", "uid"),
+    "email": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
+    "role": ("urn:stepwise:attribute:role", "role"),
+}
+
+
+def entity_id(tenant: Tenant) -> str:
+    return f"{services().settings.base_url.rstrip('/')}/t/{tenant.slug}/saml/metadata"
+
+
+def _signer(s: Session, tenant: Tenant) -> response.Signer:
+    row = keys.ensure_key(s, services().cipher, tenant)
+    return response.Signer(keys.private_pem(services().cipher, tenant, row), row.cert_pem)
+
+
+@bp.get("/metadata")
+def metadata() -> ResponseReturnValue:
+    tenant = current_tenant()
+    base = services().settings.base_url.rstrip("/") + f"/t/{tenant.slug}/saml"
+    with services().db.session() as s:
+        signer = _signer(s, s.merge(tenant))
+        doc = idp_document(
+            entity_id(tenant), base + "/sso", base + "/slo", signer.cert_pem, signer.key_pem
+        )
+    return Response(doc, mimetype="application/samlmetadata+xml")
+
+
+def _error_page(message: str) -> ResponseReturnValue:
+    page = render_template(
+        "errors/error.html", tenant=current_tenant(), title="Cannot sign in", message=message
+    )
+    return page, 400
+
+
+@bp.route("/sso", methods=["GET", "POST"])
+def sso() -> ResponseReturnValue:
+    source = request.args if request.method == "GET" else request.form
+    raw = source.get("SAMLRequest", "")
+    if not raw:
+        return _error_page("The request has no SAMLRequest.")
+    tenant = current_tenant()
+    with services().db.session() as s:
+        try:
+            xml = decode(raw, deflated=request.method == "GET")
+            req = parse_authn_request(
+                xml, int(time.time()), SKEW, "redirect" if request.method == "GET" else "post"
+            )
+        except SamlError as exc:
+            return _error_page(exc.message)
+        sp = find_sp(s, tenant, req.issuer)
+        if sp is None:
+            return _error_page("This service provider is not registered here.")
+        try:
+            acs = acs_for(sp, req.acs_url, req.acs_index)
+        except DirectoryError as exc:
+            return _error_page(str(exc))
+        req.relay_state = source.get("RelayState")
+        if req.relay_state is not None and len(req.relay_state) > 80:
+            return _error_page("RelayState is longer than 80 bytes (SAML bindings 3.4.3).")
+        if sp.authn_requests_signed:  # not verified yet: refuse rather than pretend
+            return _refuse(
+                s,
+                sp,
+                req,
+                acs,
+                "Requester",
+                "RequestDenied",
+                "Signed AuthnRequests are not supported yet.",
+            )
+        if not services().store.add(f"saml:req:{sp.id}:{req.id}", b"1", REPLAY_TTL):
+            return _refuse(
+                s, sp, req, acs, "Requester", "RequestDenied", "This request was already used."
+            )
+        req.key = secrets.token_urlsafe(18)
+        _save(req)
+        return _proceed(s, tenant, sp, req, acs, after_login=False)
+
+
+@bp.get("/resume")
+def resume() -> ResponseReturnValue:
+    req = _load(request.args.get("req", ""))
+    tenant = current_tenant()
+    with services().db.session() as s:
+        sp = find_sp(s, tenant, req.issuer)
+        if sp is None:
+            return _error_page("This service provider is no longer registered.")
+        acs = acs_for(sp, req.acs_url, req.acs_index)
+        if request.args.get("unmet"):
+            return _refuse(
+                s,
+                sp,
+                req,
+                acs,
+                "Responder",
+                "NoAuthnContext",
+                "The requested authentication context cannot be met.",
+            )
+        return _proceed(s, tenant, sp, req, acs, after_login=True)
+
+
+def _save(req: AuthnRequest) -> None:
+    svc = services()
+    svc.store.set(f"saml:authn:{req.key}", req.to_json(), svc.settings.flow_ttl)
+    kept = [k for k in session.get("saml", []) if k != req.key][-(MAX_PENDING - 1) :]
+    session["saml"] = [*kept, req.key]
+
+
+def _load(key: str) -> AuthnRequest:
+    raw = services().store.get(f"saml:authn:{key}") if key in session.get("saml", []) else None
+    if raw is None:
+        raise HttpError(
+            "This sign-in request has expired or belongs to another browser. "
+            "Go back to the application and start again."
+        )
+    return AuthnRequest.from_json(raw)
+
+
+def _drop(req: AuthnRequest) -> None:
+    services().store.delete(f"saml:authn:{req.key}")
+    session["saml"] = [k for k in session.get("saml", []) if k != req.key]
+
+
+def _proceed(
+    s: Session, tenant: Tenant, sp: ServiceProvider, req: AuthnRequest, acs: str, after_login: bool
+) -> ResponseReturnValue:
+    try:
+        needed = req.requested.needed_level()
+    except Unsatisfiable:
+        return _refuse(
+            s,
+            sp,
+            req,
+            acs,
+            "Responder",
+            "NoAuthnContext",
+            "The requested authentication context is not supported.",
+        )
+    wanted = Request(
+        requested_level=min(needed, 3),
+        essential=True,
+        app_min_level=sp.min_level,
+        force_fresh=req.force_authn,
+        started_at=req.issue_instant,
+    )
+    ctx = flows.session_context()
+    user = s.get(User, ctx.user_id) if ctx is not None else None
+    ready = False
+    if ctx is not None and user is not None and user.tenant_id == tenant.id:
+        try:
+            ready = not flows.session_needs(s, tenant, user, wanted)
+        except UnmetAuthenticationRequirements:
+            return _refuse(
+                s,
+                sp,
+                req,
+                acs,
+                "Responder",
+                "NoAuthnContext",
+                "The requested authentication context cannot be met.",
+            )
+    if not ready or (req.force_authn and not after_login):
+        if req.is_passive:
+            return _refuse(
+                s, sp, req, acs, "Responder", "NoPassive", "The user would have to sign in."
+            )
+        state = flows.start(tenant, wanted, url_for(".resume", req=req.key), continue_to=acs)
+        return redirect(url_for("login.login", flow=state.id))
+    assert ctx is not None and user is not None
+    not_before = wanted.not_before()
+    try:
+        class_ref = req.requested.class_ref(ctx.level(not_before))
+    except Unsatisfiable:
+        return _refuse(
+            s,
+            sp,
+            req,
+            acs,
+            "Responder",
+            "NoAuthnContext",
+            "The requested authentication context cannot be met.",
+        )
+    grant = response.Grant(
+        issuer=entity_id(tenant),
+        audience=sp.entity_id,
+        recipient=acs,
+        in_response_to=req.id,
+        name_id=_name_id(sp, user),
+        name_id_format=sp.nameid_format,
+        session_index=session.setdefault("saml_index", "_" + secrets.token_hex(16)),
+        authn_instant=ctx.auth_time(not_before) or int(time.time()),
+        class_ref=class_ref,
+        attributes=_attributes(sp, user),
+    )
+    body = response.success(grant, _signer(s, tenant), int(time.time()), SKEW, sp.sign_response)
+    _drop(req)
+    return _post(acs, body, req.relay_state, sp.name)
+
+
+def _name_id(sp: ServiceProvider, user: User) -> str:
+    fmt = sp.nameid_format
+    if fmt == NAMEID_FORMATS["email"]:
+        return user.email
+    if fmt == NAMEID_FORMATS["transient"]:
+        return "_" + secrets.token_hex(16)
+    if fmt == NAMEID_FORMATS["unspecified"]:
+        return user.username
+    # persistent: pairwise per SP, stable, reveals nothing (SAML 2.0 core 8.3.7)
+    key = services().cipher.derive("saml persistent nameid")
+    digest = hmac.new(key, f"{sp.entity_id}\n{user.sub}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _attributes(sp: ServiceProvider, user: User) -> list[tuple[str, str, list[str]]]:
+    values = {"username": user.username, "email": user.email, "role": user.role}
+    return [(*ATTRIBUTES[a], [values[a]]) for a in sp.attributes if a in ATTRIBUTES]
+
+
+def _refuse(
+    s: Session,
+    sp: ServiceProvider,
+    req: AuthnRequest,
+    acs: str,
+    status: str,
+    sub: str | None,
+    message: str,
+) -> ResponseReturnValue:
+    tenant = current_tenant()
+    body = response.failure(
+        entity_id(tenant),
+        acs,
+        req.id,
+        _signer(s, s.merge(tenant)),
+        int(time.time()),
+        status,
+        sub,
+        message,
+    )
+    if req.key:
+        _drop(req)
+    return _post(acs, body, req.relay_state, sp.name)
+
+
+def _post(acs: str, body: bytes, relay_state: str | None, sp_name: str) -> ResponseReturnValue:
+    """HTTP-POST binding: an auto-submitting form to the ACS (SAML bindings 3.5.4)."""
+    params = [("SAMLResponse", base64.b64encode(body).decode())]
+    if relay_state is not None:
+        params.append(("RelayState", relay_state))
+    page = render_template(
+        "oidc/form_post.html",
+        tenant=current_tenant(),
+        redirect_uri=acs,
+        params=params,
+        client_name=sp_name,
+    )
+    return allow_form_target(make_response(page), acs)

@@ -1,0 +1,51 @@
+"""Driving the SAML login in a requests.Session as a browser would, up to the auto-submitting
+form that carries the SAMLResponse to the SP's ACS."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from urllib.parse import urljoin
+
+import requests
+
+from tests.conftest import PASSWORD
+from tests.interop.conftest import FORM, HIDDEN, TotpUser
+
+FORM_POST = re.compile(r'<form method="post" action="([^"]+)" id="form-post">')
+
+
+def saml_login(
+    browser: requests.Session,
+    url: str,
+    username: str = "alice",
+    data: dict[str, str] | None = None,
+    totp: TotpUser | None = None,
+    seen: list[str] | None = None,
+) -> tuple[str, dict[str, str]]:
+    """GET ``url`` (or POST ``data`` to it), answer the login forms; return the ACS URL and
+    the fields (SAMLResponse, RelayState) of the form posted to it."""
+    method = "POST" if data is not None else "GET"
+    for _ in range(20):
+        resp = browser.request(method, url, data=data, allow_redirects=False, timeout=10)
+        if resp.is_redirect:
+            url, method, data = urljoin(url, resp.headers["Location"]), "GET", None
+            continue
+        assert resp.status_code == 200, (resp.status_code, resp.text[:500])
+        posted = FORM_POST.search(resp.text)
+        if posted:
+            return unescape(posted.group(1)), {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
+        form = FORM.search(resp.text)
+        assert form, resp.text[:500]
+        fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
+        step = fields.get("step", "")
+        if seen is not None:
+            seen.append(step)
+        if step in ("identify", "password"):
+            fields.setdefault("username", username)
+            fields.update(password=PASSWORD)
+        else:
+            assert totp is not None, f"unexpected step {step!r}"
+            fields.update(totp.answer(step, resp.text))
+        method, url, data = "POST", urljoin(url, unescape(form.group(1))), fields
+    raise AssertionError("too many steps")

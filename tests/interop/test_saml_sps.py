@@ -1,0 +1,148 @@
+"""Real SAML service providers against a live Stepwise: pysaml2 and python3-saml (OneLogin)
+send AuthnRequests (HTTP-Redirect and HTTP-POST) and validate our signed Responses with their
+own checks; ``xmlsec1`` verifies the signatures independently."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests import servers
+from tests.conftest import PASSWORD
+from tests.interop.saml_helpers import saml_login
+
+ACS = "http://127.0.0.1:9/acs"
+
+
+@dataclass
+class Idp:
+    base: str
+    entity_id: str
+    metadata: str
+    env: dict[str, str]
+    tmp: Path
+
+
+def pysaml2_config(idp: Idp, entity: str = "http://sp.example/pysaml2") -> Any:
+    from saml2 import BINDING_HTTP_POST
+    from saml2.config import SPConfig
+
+    conf = SPConfig()
+    conf.load(
+        {
+            "entityid": entity,
+            "service": {
+                "sp": {
+                    "endpoints": {"assertion_consumer_service": [(ACS, BINDING_HTTP_POST)]},
+                    "want_assertions_signed": True,
+                    "want_response_signed": False,
+                    "authn_requests_signed": False,
+                    "allow_unsolicited": False,
+                    "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+                }
+            },
+            "metadata": {"inline": [idp.metadata]},
+            "xmlsec_binary": "/usr/bin/xmlsec1",
+            "accepted_time_diff": 60,
+        }
+    )
+    return conf
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
+    tmp = tmp_path_factory.mktemp("saml")
+    env = servers.idp_env(tmp / "instance")
+    servers.seed(env, "acme", "alice", PASSWORD)
+    with servers.live_idp(env) as base:
+        env = {**env, "IDP_BASE_URL": base}
+        meta = requests.get(f"{base}/t/acme/saml/metadata", timeout=10)
+        assert meta.status_code == 200
+        found = Idp(base, f"{base}/t/acme/saml/metadata", meta.text, env, tmp)
+        from saml2.metadata import create_metadata_string
+
+        sp_meta = tmp / "pysaml2.xml"
+        sp_meta.write_bytes(create_metadata_string(None, config=pysaml2_config(found)))
+        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(sp_meta))
+        assert added.returncode == 0, added.stderr
+        yield found
+
+
+def xmlsec_verifies(idp: Idp, xml: bytes) -> bool:
+    """The Response's signatures, checked by the xmlsec1 command with the metadata's cert."""
+    from lxml import etree
+
+    cert = (
+        etree.fromstring(idp.metadata.encode())
+        .find(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate")
+        .text
+    )
+    pem = idp.tmp / "idp.pem"
+    body = "\n".join(textwrap.wrap("".join(cert.split()), 64))
+    pem.write_text("-----BEGIN CERTIFICATE-----\n" + body + "\n-----END CERTIFICATE-----\n")
+    doc = idp.tmp / "response.xml"
+    doc.write_bytes(xml)
+    result = subprocess.run(
+        [
+            "xmlsec1",
+            "--verify",
+            "--pubkey-cert-pem",
+            str(pem),
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            str(doc),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize("binding", ["redirect", "post"])
+def test_pysaml2_sp_accepts_our_signed_assertion(idp: Idp, binding: str) -> None:
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.client import Saml2Client
+
+    client = Saml2Client(config=pysaml2_config(idp))
+    browser = requests.Session()
+    if binding == "redirect":
+        req_id, info = client.prepare_for_authenticate(
+            entityid=idp.entity_id, binding=BINDING_HTTP_REDIRECT, relay_state="rs-1"
+        )
+        location = dict(info["headers"])["Location"]
+        acs, fields = saml_login(browser, location)
+    else:
+        req_id, info = client.prepare_for_authenticate(
+            entityid=idp.entity_id, binding=BINDING_HTTP_POST, relay_state="rs-1"
+        )
+        from tests.interop.conftest import HIDDEN
+
+        form = dict(HIDDEN.findall(info["data"])) if isinstance(info["data"], str) else {}
+        if not form:
+            import re
+
+            form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', info["data"]))
+        acs, fields = saml_login(browser, f"{idp.base}/t/acme/saml/sso", data=form)
+    assert acs == ACS and fields["RelayState"] == "rs-1"
+    xml = base64.b64decode(fields["SAMLResponse"])
+    assert xmlsec_verifies(idp, xml)
+    assert not xmlsec_verifies(idp, xml.replace(b">alice<", b">mallory<"))  # the check bites
+    parsed = client.parse_authn_request_response(
+        fields["SAMLResponse"], BINDING_HTTP_POST, outstanding={req_id: "/"}
+    )
+    assert parsed is not None and parsed.in_response_to == req_id
+    identity = parsed.get_identity()
+    assert identity["uid"] == ["alice"] and identity["mail"] == ["alice@acme.test"]
+    ((context, _authorities, _instant),) = [tuple(a[:3]) for a in parsed.authn_info()]
+    assert context == "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+    assert parsed.name_id.format.endswith(":persistent") and len(parsed.name_id.text) > 20
+    assert urlsplit(acs).path == "/acs"
