@@ -21,6 +21,10 @@ from tests.conftest import PASSWORD
 from tests.interop.saml_helpers import saml_login
 
 ACS = "http://127.0.0.1:9/acs"
+SIGNED_NODE = {
+    False: "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+    True: "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+}
 
 
 @dataclass
@@ -74,11 +78,30 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         sp_meta.write_bytes(create_metadata_string(None, config=pysaml2_config(found)))
         added = servers.idp(env, "sp", "add", "acme", "--metadata", str(sp_meta))
         assert added.returncode == 0, added.stderr
+        ol_meta = tmp / "onelogin.xml"
+        ol_meta.write_text(onelogin_metadata(found))
+        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(ol_meta), "--sign-response")
+        assert added.returncode == 0, added.stderr
+        assert (
+            servers.idp(
+                env,
+                "user",
+                "create",
+                "acme",
+                "bob",
+                "--email",
+                "bob@acme.test",
+                "--password-stdin",
+                stdin=PASSWORD + "\n",
+            ).returncode
+            == 0
+        )
         yield found
 
 
-def xmlsec_verifies(idp: Idp, xml: bytes) -> bool:
-    """The Response's signatures, checked by the xmlsec1 command with the metadata's cert."""
+def xmlsec_verifies(idp: Idp, xml: bytes, response: bool = False) -> bool:
+    """The Assertion's signature (or the Response's), checked by the xmlsec1 command with the
+    certificate from our metadata."""
     from lxml import etree
 
     cert = (
@@ -98,7 +121,7 @@ def xmlsec_verifies(idp: Idp, xml: bytes) -> bool:
             "--pubkey-cert-pem",
             str(pem),
             "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            SIGNED_NODE[response],
             str(doc),
         ],
         capture_output=True,
@@ -146,3 +169,115 @@ def test_pysaml2_sp_accepts_our_signed_assertion(idp: Idp, binding: str) -> None
     assert context == "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
     assert parsed.name_id.format.endswith(":persistent") and len(parsed.name_id.text) > 20
     assert urlsplit(acs).path == "/acs"
+
+
+ACS2 = "http://127.0.0.1:9/acs2"
+REFEDS_MFA = "https://refeds.org/profile/mfa"
+
+
+def idp_cert(idp: Idp) -> str:
+    from lxml import etree
+
+    found = etree.fromstring(idp.metadata.encode()).find(
+        ".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate"
+    )
+    assert found is not None and found.text
+    return "".join(found.text.split())
+
+
+def onelogin_settings(idp: Idp, contexts: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "strict": True,
+        "sp": {
+            "entityId": "http://sp.example/onelogin",
+            "assertionConsumerService": {
+                "url": ACS2,
+                "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+            },
+            "NameIDFormat": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        },
+        "idp": {
+            "entityId": idp.entity_id,
+            "singleSignOnService": {
+                "url": f"{idp.base}/t/acme/saml/sso",
+                "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+            },
+            "x509cert": idp_cert(idp),
+        },
+        "security": {
+            "wantAssertionsSigned": True,
+            "wantMessagesSigned": True,
+            "requestedAuthnContext": contexts or False,
+            "requestedAuthnContextComparison": "exact",
+        },
+    }
+
+
+def onelogin_metadata(idp: Idp) -> str:
+    from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+    meta: str = OneLogin_Saml2_Settings(
+        onelogin_settings(idp), sp_validation_only=True
+    ).get_sp_metadata()
+    return meta
+
+
+def onelogin_request(post: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "https": "off",
+        "http_host": "127.0.0.1:9",
+        "script_name": "/acs2",
+        "get_data": {},
+        "post_data": post or {},
+    }
+
+
+def test_python3_saml_sp_accepts_signed_response_and_steps_up_to_refeds_mfa(idp: Idp) -> None:
+    from onelogin.saml2.auth import OneLogin_Saml2_Auth
+
+    from tests.interop.conftest import TotpUser
+
+    browser, totp = requests.Session(), TotpUser()
+    plain = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp))
+    _, fields = saml_login(browser, plain.login(return_to="rs-2"), "bob")
+    sp = OneLogin_Saml2_Auth(onelogin_request(fields), onelogin_settings(idp))
+    sp.process_response(request_id=plain.get_last_request_id())
+    assert sp.get_errors() == [], sp.get_last_error_reason()
+    assert sp.get_attributes()["urn:oid:0.9.2342.19200300.100.1.1"] == ["bob"]
+    assert sp.get_last_authn_contexts() == [
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+    ]
+
+    # REFEDS MFA in the same browser: only the missing second factor runs (here its
+    # enrolment, bob has none), never the password again.
+    strong = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp, [REFEDS_MFA]))
+    seen: list[str] = []
+    _, fields = saml_login(browser, strong.login(), "bob", totp=totp, seen=seen)
+    assert seen == ["enroll", "enroll_totp", "backup_codes"]
+    sp = OneLogin_Saml2_Auth(onelogin_request(fields), onelogin_settings(idp, [REFEDS_MFA]))
+    sp.process_response(request_id=strong.get_last_request_id())
+    assert sp.get_errors() == [], sp.get_last_error_reason()
+    assert sp.get_last_authn_contexts() == [REFEDS_MFA]
+
+
+def status_of(fields: dict[str, str]) -> list[str]:
+    from lxml import etree
+
+    root = etree.fromstring(base64.b64decode(fields["SAMLResponse"]))
+    codes = root.findall(".//{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode")
+    assert root.find(".//{urn:oasis:names:tc:SAML:2.0:assertion}Assertion") is None
+    return [c.get("Value", "").rsplit(":", 1)[1] for c in codes]
+
+
+def test_unmet_context_and_passive_requests_get_statuses_never_assertions(idp: Idp) -> None:
+    from onelogin.saml2.auth import OneLogin_Saml2_Auth
+
+    unknown = OneLogin_Saml2_Auth(
+        onelogin_request(), onelogin_settings(idp, ["urn:example:unknown"])
+    )
+    _, fields = saml_login(requests.Session(), unknown.login())
+    assert status_of(fields) == ["Responder", "NoAuthnContext"]
+    assert xmlsec_verifies(idp, base64.b64decode(fields["SAMLResponse"]), response=True)
+    passive = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp))
+    _, fields = saml_login(requests.Session(), passive.login(is_passive=True))
+    assert status_of(fields) == ["Responder", "NoPassive"]
