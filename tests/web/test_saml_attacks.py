@@ -1,0 +1,125 @@
+"""Bad and hostile SAML requests get an error page or a SAML status, never a 500 and never an
+assertion: XXE, entity expansion, unlisted ACS URLs, replayed IDs, junk encodings."""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from idp import directory
+from idp.saml import sps
+from tests.conftest import PASSWORD, svc
+from tests.html import csrf_of
+
+SP = "https://sp.example/saml"
+ACS = "https://sp.example/acs"
+METADATA = f"""<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+  entityID="{SP}"><md:SPSSODescriptor
+  protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+  <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+    Location="{ACS}" index="0" isDefault="true"/></md:SPSSODescriptor></md:EntityDescriptor>"""
+
+
+def authn_request(
+    req_id: str = "_r1", acs: str | None = ACS, prefix: str = "", extra: str = ""
+) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    acs_attr = f' AssertionConsumerServiceURL="{acs}"' if acs else ""
+    return (
+        f'{prefix}<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        f'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{req_id}" Version="2.0" '
+        f'IssueInstant="{now}"{acs_attr}{extra}><saml:Issuer>{SP}</saml:Issuer>'
+        f"</samlp:AuthnRequest>"
+    )
+
+
+def redirect_value(xml: str) -> str:
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return base64.b64encode(raw.compress(xml.encode()) + raw.flush()).decode()
+
+
+@pytest.fixture
+def sp_app(app: Flask, tenant: str) -> Flask:
+    with svc(app).db.session() as s:
+        sps.add_sp(s, directory.require_tenant(s, "acme"), METADATA.encode())
+    return app
+
+
+def get_sso(client: FlaskClient, xml: str) -> object:
+    return client.get("/t/acme/saml/sso", query_string={"SAMLRequest": redirect_value(xml)})
+
+
+XXE = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+)
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        (authn_request(prefix=XXE, extra=' ProviderName="&x;"'), "DOCTYPE are not accepted"),
+        (authn_request(prefix=LAUGHS, extra=' ProviderName="&b;"'), "DOCTYPE are not accepted"),
+        (authn_request(acs="https://evil.example/acs"), "is not in the SP&#39;s metadata"),
+        (authn_request().replace(SP, "https://unknown.example"), "not registered here"),
+        ("<not-xml", "not well-formed"),
+        (authn_request().replace('Version="2.0"', 'Version="1.1"'), "Only SAML 2.0"),
+        (authn_request().replace("AuthnRequest", "LogoutRequest"), "Not a samlp:AuthnRequest"),
+    ],
+)
+def test_hostile_requests_get_an_error_page(
+    sp_app: Flask, client: FlaskClient, xml: str, message: str
+) -> None:
+    resp = get_sso(client, xml)
+    assert resp.status_code == 400  # type: ignore[attr-defined]
+    text = resp.get_data(as_text=True)  # type: ignore[attr-defined]
+    assert message in text and "SAMLResponse" not in text
+
+
+@pytest.mark.parametrize(
+    "value", ["%%%", "AAAA", base64.b64encode(b"x" * 10).decode(), "A" * 70000]
+)
+def test_junk_encodings_get_an_error_page(sp_app: Flask, client: FlaskClient, value: str) -> None:
+    resp = client.get("/t/acme/saml/sso", query_string={"SAMLRequest": value})
+    assert resp.status_code == 400
+
+
+def test_a_replayed_request_id_gets_a_status_not_an_assertion(
+    sp_app: Flask, client: FlaskClient
+) -> None:
+    first = get_sso(client, authn_request("_same"))
+    assert first.status_code == 302  # type: ignore[attr-defined]
+    again = get_sso(client, authn_request("_same"))
+    page = again.get_data(as_text=True)  # type: ignore[attr-defined]
+    value = page.split('name="SAMLResponse" value="')[1].split('"')[0]
+    xml = base64.b64decode(value)
+    assert b"RequestDenied" in xml and b"Assertion" not in xml
+    assert f'action="{ACS}"' in page
+
+
+def test_force_authn_asks_for_the_password_again(sp_app: Flask, client: FlaskClient) -> None:
+    resp = get_sso(client, authn_request("_a1"))
+    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
+    done = client.post(
+        login.request.url,
+        data={
+            "csrf_token": csrf_of(login.get_data(as_text=True)),
+            "step": "identify",
+            "username": "alice",
+            "password": PASSWORD,
+        },
+    )
+    final = client.get(done.headers["Location"])
+    assert "SAMLResponse" in final.get_data(as_text=True)
+    forced = get_sso(client, authn_request("_a2", extra=' ForceAuthn="true"'))
+    assert "/login?flow=" in forced.headers["Location"]  # type: ignore[attr-defined]
+    page = client.get(forced.headers["Location"]).get_data(as_text=True)  # type: ignore[attr-defined]
+    assert 'name="step" value="password"' in page
+    plain = get_sso(client, authn_request("_a3"))
+    assert "SAMLResponse" in plain.get_data(as_text=True)  # type: ignore[attr-defined]
