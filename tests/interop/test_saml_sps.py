@@ -5,6 +5,7 @@ own checks; ``xmlsec1`` verifies the signatures independently."""
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -36,29 +37,69 @@ class Idp:
     tmp: Path
 
 
+SIGNED_SP = "http://sp.example/signed"
+
+
+def sp_key_pair(tmp: Path) -> tuple[str, str]:
+    """A key and self-signed certificate for an SP that signs its requests (PEM files)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key_file, cert_file = tmp / "sp.key", tmp / "sp.crt"
+    if not key_file.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test SP")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_file), str(cert_file)
+
+
 def pysaml2_config(idp: Idp, entity: str = "http://sp.example/pysaml2") -> Any:
     from saml2 import BINDING_HTTP_POST
     from saml2.config import SPConfig
 
+    signs = entity == SIGNED_SP
+    settings: dict[str, Any] = {
+        "entityid": entity,
+        "service": {
+            "sp": {
+                "endpoints": {"assertion_consumer_service": [(ACS, BINDING_HTTP_POST)]},
+                "want_assertions_signed": True,
+                "want_response_signed": False,
+                "authn_requests_signed": signs,
+                "allow_unsolicited": False,
+                "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            }
+        },
+        "metadata": {"inline": [idp.metadata]},
+        "xmlsec_binary": "/usr/bin/xmlsec1",
+        "accepted_time_diff": 60,
+    }
+    if signs:
+        settings["key_file"], settings["cert_file"] = sp_key_pair(idp.tmp)
     conf = SPConfig()
-    conf.load(
-        {
-            "entityid": entity,
-            "service": {
-                "sp": {
-                    "endpoints": {"assertion_consumer_service": [(ACS, BINDING_HTTP_POST)]},
-                    "want_assertions_signed": True,
-                    "want_response_signed": False,
-                    "authn_requests_signed": False,
-                    "allow_unsolicited": False,
-                    "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-                }
-            },
-            "metadata": {"inline": [idp.metadata]},
-            "xmlsec_binary": "/usr/bin/xmlsec1",
-            "accepted_time_diff": 60,
-        }
-    )
+    conf.load(settings)
     return conf
 
 
@@ -77,6 +118,12 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         sp_meta = tmp / "pysaml2.xml"
         sp_meta.write_bytes(create_metadata_string(None, config=pysaml2_config(found)))
         added = servers.idp(env, "sp", "add", "acme", "--metadata", str(sp_meta))
+        assert added.returncode == 0, added.stderr
+        signed_meta = tmp / "signed.xml"
+        signed_meta.write_bytes(
+            create_metadata_string(None, config=pysaml2_config(found, SIGNED_SP))
+        )
+        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(signed_meta))
         assert added.returncode == 0, added.stderr
         ol_meta = tmp / "onelogin.xml"
         ol_meta.write_text(onelogin_metadata(found))
@@ -97,6 +144,11 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
             == 0
         )
         yield found
+
+
+def post_form(html: str) -> dict[str, str]:
+    """The hidden fields of pysaml2's HTTP-POST binding page."""
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', html))
 
 
 def xmlsec_verifies(idp: Idp, xml: bytes, response: bool = False) -> bool:
@@ -147,13 +199,7 @@ def test_pysaml2_sp_accepts_our_signed_assertion(idp: Idp, binding: str) -> None
         req_id, info = client.prepare_for_authenticate(
             entityid=idp.entity_id, binding=BINDING_HTTP_POST, relay_state="rs-1"
         )
-        from tests.interop.conftest import HIDDEN
-
-        form = dict(HIDDEN.findall(info["data"])) if isinstance(info["data"], str) else {}
-        if not form:
-            import re
-
-            form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', info["data"]))
+        form = post_form(info["data"])
         acs, fields = saml_login(browser, f"{idp.base}/t/acme/saml/sso", data=form)
     assert acs == ACS and fields["RelayState"] == "rs-1"
     xml = base64.b64decode(fields["SAMLResponse"])
@@ -281,3 +327,63 @@ def test_unmet_context_and_passive_requests_get_statuses_never_assertions(idp: I
     passive = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp))
     _, fields = saml_login(requests.Session(), passive.login(is_passive=True))
     assert status_of(fields) == ["Responder", "NoPassive"]
+
+
+def test_signed_requests_are_verified_and_tampering_or_wrapping_refused(idp: Idp) -> None:
+
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.client import Saml2Client
+    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+    client = Saml2Client(config=pysaml2_config(idp, SIGNED_SP))
+
+    def redirect_url() -> str:
+        _, info = client.prepare_for_authenticate(
+            entityid=idp.entity_id, binding=BINDING_HTTP_REDIRECT, sign=True, sigalg=SIG_RSA_SHA256
+        )
+        return str(dict(info["headers"])["Location"])
+
+    # HTTP-Redirect with a detached signature: accepted.
+    _, fields = saml_login(requests.Session(), redirect_url())
+    assert b"status:Success" in base64.b64decode(fields["SAMLResponse"])
+    # Another request with its signature changed: RequestDenied, no assertion.
+    head, _, sig = redirect_url().partition("Signature=")
+    tampered = head + "Signature=" + ("A" if sig[0] != "A" else "B") + sig[1:]
+    _, fields = saml_login(requests.Session(), tampered)
+    assert status_of(fields) == ["Requester", "RequestDenied"]
+    # Unsigned, from an SP whose metadata says it signs: refused too.
+    _, fields = saml_login(requests.Session(), redirect_url().split("&SigAlg=")[0])
+    assert status_of(fields) == ["Requester", "RequestDenied"]
+
+    # HTTP-POST with an enveloped signature: accepted; a wrapped copy whose root is
+    # unsigned (the signed request hidden in Extensions) is refused.
+    _, info = client.prepare_for_authenticate(
+        entityid=idp.entity_id,
+        binding=BINDING_HTTP_POST,
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,  # a SHA-1 digest would be refused (and rightly so)
+    )
+    form = post_form(info["data"])
+    sso = f"{idp.base}/t/acme/saml/sso"
+    signed_xml = base64.b64decode(form["SAMLRequest"])
+    _, fields = saml_login(requests.Session(), sso, data=form)
+    assert b"status:Success" in base64.b64decode(fields["SAMLResponse"])
+    inner = signed_xml.split(b"?>", 1)[-1]
+    instant = re.search(rb'IssueInstant="([^"]+)"', inner)
+    assert instant
+    wrapped = (
+        b'<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        b'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_evil" Version="2.0" '
+        b'IssueInstant="'
+        + instant.group(1)
+        + b'"><saml:Issuer>'
+        + SIGNED_SP.encode()
+        + b"</saml:Issuer><samlp:Extensions>"
+        + inner
+        + b"</samlp:Extensions>"
+        b"</samlp:AuthnRequest>"
+    )
+    evil = {"SAMLRequest": base64.b64encode(wrapped).decode()}
+    _, fields = saml_login(requests.Session(), sso, data=evil)
+    assert status_of(fields) == ["Requester", "RequestDenied"]
