@@ -5,7 +5,9 @@ own checks; ``xmlsec1`` verifies the signatures independently."""
 from __future__ import annotations
 
 import base64
+import json
 import re
+import shutil
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import requests
 
 from tests import servers
 from tests.conftest import PASSWORD
+from tests.interop.conftest import NODE_DIR
 from tests.interop.saml_helpers import saml_login
 
 ACS = "http://127.0.0.1:9/acs"
@@ -35,6 +38,37 @@ class Idp:
     metadata: str
     env: dict[str, str]
     tmp: Path
+    node: NodeSp | None = None
+
+
+NODE_SP = "http://sp.example/node-saml"
+ACS3 = "http://127.0.0.1:9/acs3"
+
+
+class NodeSp:
+    """``saml-sp.mjs``: @node-saml/node-saml answering one JSON command per line."""
+
+    def __init__(self, idp: Idp) -> None:
+        node = shutil.which("node")
+        assert node and (NODE_DIR / "node_modules" / "@node-saml" / "node-saml").is_dir()
+        self.proc = subprocess.Popen(
+            [node, "saml-sp.mjs", f"{idp.base}/t/acme/saml/sso", NODE_SP, ACS3, idp_cert(idp)],
+            cwd=NODE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline() or '{"error": "eof"}')
+        return answer
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 SIGNED_SP = "http://sp.example/signed"
@@ -129,21 +163,20 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         ol_meta.write_text(onelogin_metadata(found))
         added = servers.idp(env, "sp", "add", "acme", "--metadata", str(ol_meta), "--sign-response")
         assert added.returncode == 0, added.stderr
-        assert (
-            servers.idp(
-                env,
-                "user",
-                "create",
-                "acme",
-                "bob",
-                "--email",
-                "bob@acme.test",
-                "--password-stdin",
-                stdin=PASSWORD + "\n",
-            ).returncode
-            == 0
+        bob = ["user", "create", "acme", "bob", "--email", "bob@acme.test", "--password-stdin"]
+        assert servers.idp(env, *bob, stdin=PASSWORD + "\n").returncode == 0
+        node = NodeSp(found)
+        node_meta = tmp / "node.xml"
+        node_meta.write_text(node.ask(cmd="metadata")["xml"])
+        added = servers.idp(
+            env, "sp", "add", "acme", "--metadata", str(node_meta), "--sign-response"
         )
-        yield found
+        assert added.returncode == 0, added.stderr
+        found.node = node
+        try:
+            yield found
+        finally:
+            node.close()
 
 
 def post_form(html: str) -> dict[str, str]:
@@ -387,3 +420,20 @@ def test_signed_requests_are_verified_and_tampering_or_wrapping_refused(idp: Idp
     evil = {"SAMLRequest": base64.b64encode(wrapped).decode()}
     _, fields = saml_login(requests.Session(), sso, data=evil)
     assert status_of(fields) == ["Requester", "RequestDenied"]
+
+
+def test_node_saml_sp_accepts_a_signed_response_and_assertion(idp: Idp) -> None:
+    assert idp.node is not None
+    url = idp.node.ask(cmd="login", relay="rs-3")["url"]
+    acs, fields = saml_login(requests.Session(), url)
+    assert acs == ACS3 and fields["RelayState"] == "rs-3"
+    assert xmlsec_verifies(idp, base64.b64decode(fields["SAMLResponse"]), response=True)
+    result = idp.node.ask(cmd="validate", SAMLResponse=fields["SAMLResponse"])
+    assert "error" not in result, result
+    profile = result["profile"]
+    assert profile["issuer"] == idp.entity_id
+    assert profile["urn:oid:0.9.2342.19200300.100.1.1"] == "alice"
+    assert profile["nameIDFormat"].endswith(":persistent")
+    # The same response again: node-saml's InResponseTo check refuses a replay.
+    again = idp.node.ask(cmd="validate", SAMLResponse=fields["SAMLResponse"])
+    assert "error" in again
