@@ -29,6 +29,7 @@ from idp.login.guard import require_signed_in
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.oidc.provider import end_session_grants
+from idp.saml.sps import list_sps
 from idp.services import services
 from idp.sessions import ServerSession
 from idp.store.models import Credential, User
@@ -101,6 +102,7 @@ def security() -> ResponseReturnValue:
             mfa_on=mfa_on(policy, facts),
             required=mfa_required(policy, facts),
             confirmed=_confirmed(),
+            apps=list_sps(s, current_tenant()),
         )
 
 

@@ -61,6 +61,16 @@ def add_sp(
     return sp
 
 
+def list_sps(s: Session, tenant: Tenant) -> list[ServiceProvider]:
+    return list(
+        s.scalars(
+            select(ServiceProvider)
+            .where(ServiceProvider.tenant_id == tenant.id)
+            .order_by(ServiceProvider.name)
+        )
+    )
+
+
 def find_sp(s: Session, tenant: Tenant, entity_id: str) -> ServiceProvider | None:
     return s.scalar(
         select(ServiceProvider).where(

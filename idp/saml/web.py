@@ -110,6 +110,31 @@ def sso() -> ResponseReturnValue:
         return _proceed(s, tenant, sp, req, acs, after_login=False)
 
 
+@bp.get("/idp-init")
+def idp_initiated() -> ResponseReturnValue:
+    """IdP-initiated SSO (SAML 2.0 profiles 4.1.5): an unsolicited Response to the SP's
+    default ACS, after whatever sign-in the SP's minimum level needs."""
+    tenant = current_tenant()
+    relay = request.args.get("RelayState")
+    if relay is not None and len(relay) > 80:
+        return _error_page("RelayState is longer than 80 bytes (SAML bindings 3.4.3).")
+    with services().db.session() as s:
+        sp = find_sp(s, tenant, request.args.get("sp", ""))
+        if sp is None:
+            return _error_page("This service provider is not registered here.")
+        now = int(time.time())
+        req = AuthnRequest(
+            id="",
+            issuer=sp.entity_id,
+            issue_instant=now,
+            relay_state=relay,
+            binding="idp",
+            key=secrets.token_urlsafe(18),
+        )
+        _save(req)
+        return _proceed(s, tenant, sp, req, acs_for(sp, None, None), after_login=False)
+
+
 @bp.get("/resume")
 def resume() -> ResponseReturnValue:
     req = _load(request.args.get("req", ""))
@@ -232,7 +257,7 @@ def _proceed(
         issuer=entity_id(tenant),
         audience=sp.entity_id,
         recipient=acs,
-        in_response_to=req.id,
+        in_response_to=req.id or None,  # None: unsolicited (IdP-initiated)
         name_id=_name_id(sp, user),
         name_id_format=sp.nameid_format,
         session_index=session.setdefault("saml_index", "_" + secrets.token_hex(16)),
@@ -277,7 +302,7 @@ def _refuse(
     body = response.failure(
         entity_id(tenant),
         acs,
-        req.id,
+        req.id or None,
         _signer(s, s.merge(tenant)),
         int(time.time()),
         status,

@@ -109,7 +109,9 @@ def sp_key_pair(tmp: Path) -> tuple[str, str]:
     return str(key_file), str(cert_file)
 
 
-def pysaml2_config(idp: Idp, entity: str = "http://sp.example/pysaml2") -> Any:
+def pysaml2_config(
+    idp: Idp, entity: str = "http://sp.example/pysaml2", unsolicited: bool = False
+) -> Any:
     from saml2 import BINDING_HTTP_POST
     from saml2.config import SPConfig
 
@@ -122,7 +124,7 @@ def pysaml2_config(idp: Idp, entity: str = "http://sp.example/pysaml2") -> Any:
                 "want_assertions_signed": True,
                 "want_response_signed": False,
                 "authn_requests_signed": signs,
-                "allow_unsolicited": False,
+                "allow_unsolicited": unsolicited,
                 "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
             }
         },
@@ -437,3 +439,21 @@ def test_node_saml_sp_accepts_a_signed_response_and_assertion(idp: Idp) -> None:
     # The same response again: node-saml's InResponseTo check refuses a replay.
     again = idp.node.ask(cmd="validate", SAMLResponse=fields["SAMLResponse"])
     assert "error" in again
+
+
+def test_idp_initiated_sso_from_the_account_page(idp: Idp) -> None:
+    from saml2 import BINDING_HTTP_POST
+    from saml2.client import Saml2Client
+
+    browser = requests.Session()
+    start = f"{idp.base}/t/acme/saml/idp-init?sp=http://sp.example/pysaml2&RelayState=home"
+    acs, fields = saml_login(browser, start)
+    assert acs == ACS and fields["RelayState"] == "home"
+    xml = base64.b64decode(fields["SAMLResponse"])
+    assert b"InResponseTo" not in xml and xmlsec_verifies(idp, xml)
+    client = Saml2Client(config=pysaml2_config(idp, unsolicited=True))
+    parsed = client.parse_authn_request_response(fields["SAMLResponse"], BINDING_HTTP_POST)
+    assert parsed is not None and parsed.get_identity()["uid"] == ["alice"]
+    page = browser.get(f"{idp.base}/t/acme/account", timeout=10).text
+    assert "idp-init?sp=http" in page  # the user's application list links to it
+    assert saml_login(browser, start)[0] == ACS  # signed in already: straight to the SP
