@@ -115,7 +115,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Relying parties post here from their own origin, without this site's CSRF token.
     csrf.exempt(oidc_api.bp)
     csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
-    csrf.exempt(saml_web.sso)  # SPs post AuthnRequests from their own origin
+    csrf.exempt(saml_web.sso)  # SPs post AuthnRequests and LogoutRequests from their origin
+    csrf.exempt(saml_web.slo)
     csrf.exempt(oidc_web.authorize)
     csrf.exempt(oidc_web.end_session)
 

@@ -113,6 +113,12 @@ def parse_sp(data: bytes) -> SpDescriptor:
     if not out.acs:
         raise XmlError("The metadata has no AssertionConsumerService.")
     for slo in sp.findall("md:SingleLogoutService", NS):
-        out.slo.append({"binding": slo.get("Binding", ""), "location": slo.get("Location", "")})
+        out.slo.append(
+            {
+                "binding": slo.get("Binding", ""),
+                "location": slo.get("Location", ""),
+                "response_location": slo.get("ResponseLocation", ""),
+            }
+        )
     out.nameid_formats = [n.text.strip() for n in sp.findall("md:NameIDFormat", NS) if n.text]
     return out

@@ -15,21 +15,24 @@ import time
 
 from flask import Response, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import logout_user
 from sqlalchemy.orm import Session
 
 from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
-from idp.directory import DirectoryError
+from idp.directory import DirectoryError, audit
 from idp.errors import HttpError
 from idp.login import flows
-from idp.saml import keys, response
+from idp.oidc.provider import end_session_grants
+from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
-from idp.saml.metadata import NAMEID_FORMATS, idp_document
+from idp.saml.metadata import NAMEID_FORMATS, REDIRECT, idp_document
 from idp.saml.signatures import verify_post, verify_redirect
 from idp.saml.sps import acs_for, find_sp
 from idp.security import allow_form_target
 from idp.services import services
+from idp.sessions import ServerSession
 from idp.store.models import ServiceProvider, Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
@@ -267,6 +270,12 @@ def _proceed(
     )
     body = response.success(grant, _signer(s, tenant), int(time.time()), SKEW, sp.sign_response)
     _drop(req)
+    # Remember who got an assertion in this session, for Single Logout.
+    known = [e for e in session.get("saml_sps", []) if e["sp"] != sp.entity_id]
+    session["saml_sps"] = [
+        *known,
+        {"sp": sp.entity_id, "name_id": grant.name_id, "format": grant.name_id_format},
+    ]
     return _post(acs, body, req.relay_state, sp.name)
 
 
@@ -327,3 +336,120 @@ def _post(acs: str, body: bytes, relay_state: str | None, sp_name: str) -> Respo
         client_name=sp_name,
     )
     return allow_form_target(make_response(page), acs)
+
+
+# --- Single Logout (SAML 2.0 profiles 4.4) ------------------------------------------------
+def _slo_location(sp: ServiceProvider, response: bool) -> str | None:
+    """The SP's HTTP-Redirect SingleLogoutService (ResponseLocation for responses)."""
+    for endpoint in sp.slo:
+        if endpoint.get("binding") == REDIRECT:
+            return str(
+                endpoint.get("response_location")
+                if response and endpoint.get("response_location")
+                else endpoint["location"]
+            )
+    return None
+
+
+@bp.route("/slo", methods=["GET", "POST"])
+def slo() -> ResponseReturnValue:
+    """A LogoutRequest from an SP (start), or a LogoutResponse from one we asked (continue)."""
+    source = request.args if request.method == "GET" else request.form
+    tenant = current_tenant()
+    with services().db.session() as s:
+        try:
+            if "SAMLRequest" in source:
+                xml = decode(source["SAMLRequest"], deflated=request.method == "GET")
+                req = logout.parse_request(xml)
+                sp = find_sp(s, tenant, req.issuer)
+                if sp is None:
+                    return _error_page("This service provider is not registered here.")
+                if (
+                    sp.authn_requests_signed
+                    or "Signature" in request.args
+                    or b"SignatureValue" in xml
+                ):
+                    if request.method == "GET":
+                        verify_redirect(request.query_string, sp.signing_certs)
+                    else:
+                        logout.parse_request(verify_post(xml, sp.signing_certs))
+                mine = next(
+                    (e for e in session.get("saml_sps", []) if e["sp"] == sp.entity_id), None
+                )
+                if mine is not None and req.name_id not in (None, mine["name_id"]):
+                    return _error_page("This logout request is for someone else.")
+                session["slo"] = {
+                    "initiator": {
+                        "sp": sp.entity_id,
+                        "id": req.id,
+                        "relay": source.get("RelayState"),
+                    },
+                    "pending": [
+                        e["sp"] for e in session.get("saml_sps", []) if e["sp"] != sp.entity_id
+                    ],
+                }
+                return _continue_logout(s, tenant)
+            if "SAMLResponse" in source:
+                answer = logout.parse_response(
+                    decode(source["SAMLResponse"], deflated=request.method == "GET")
+                )
+                state = session.get("slo")
+                if state is None or answer.in_response_to != state.get("waiting"):
+                    return _error_page("This logout response does not belong to a logout.")
+                return _continue_logout(s, tenant)
+        except SamlError as exc:
+            return _error_page(exc.message)
+    return _error_page("The request has no SAMLRequest or SAMLResponse.")
+
+
+@bp.post("/logout")
+def idp_logout() -> ResponseReturnValue:
+    """IdP-initiated Single Logout from the account page: every SP of the session, then us."""
+    session["slo"] = {"initiator": None, "pending": [e["sp"] for e in session.get("saml_sps", [])]}
+    with services().db.session() as s:
+        return _continue_logout(s, current_tenant())
+
+
+def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
+    """Ask the next SP of the session to log out, or finish: end the session and answer."""
+    state = dict(session.get("slo") or {})
+    pending = list(state.get("pending", []))
+    signer = _signer(s, s.merge(tenant))
+    entries = {e["sp"]: e for e in session.get("saml_sps", [])}
+    while pending:
+        sp = find_sp(s, tenant, pending.pop(0))
+        location = _slo_location(sp, response=False) if sp is not None else None
+        if sp is None or location is None or sp.entity_id not in entries:
+            continue  # no front-channel logout endpoint: nothing to ask
+        entry = entries[sp.entity_id]
+        request_id, xml = logout.build_request(
+            entity_id(tenant),
+            location,
+            entry["name_id"],
+            entry["format"],
+            sp.entity_id,
+            session.get("saml_index", ""),
+            int(time.time()),
+        )
+        session["slo"] = {**state, "pending": pending, "waiting": request_id}
+        return redirect(logout.redirect_url(location, "SAMLRequest", xml, None, signer.key_pem))
+    initiator = state.get("initiator")
+    sid = session.get("sid")
+    if sid:
+        end_session_grants(s, tenant, sid, int(time.time()))
+    ctx = flows.session_context()
+    subject = ctx.user_id if ctx else None
+    audit(s, tenant, "logout", subject=subject, ip=request.remote_addr, reason="saml_slo")
+    logout_user()
+    assert isinstance(session, ServerSession)
+    session.destroy()
+    if initiator is None:
+        return render_template("login/signed_out.html", tenant=tenant)
+    sp = find_sp(s, tenant, initiator["sp"])
+    location = _slo_location(sp, response=True) if sp is not None else None
+    if sp is None or location is None:
+        return render_template("login/signed_out.html", tenant=tenant)
+    xml = logout.build_response(entity_id(tenant), location, initiator["id"], int(time.time()))
+    return redirect(
+        logout.redirect_url(location, "SAMLResponse", xml, initiator.get("relay"), signer.key_pem)
+    )

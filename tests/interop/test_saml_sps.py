@@ -25,6 +25,8 @@ from tests.interop.conftest import NODE_DIR
 from tests.interop.saml_helpers import saml_login
 
 ACS = "http://127.0.0.1:9/acs"
+SLO1, SLO2 = "http://127.0.0.1:9/slo", "http://127.0.0.1:9/slo2"
+REDIRECT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 SIGNED_NODE = {
     False: "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
     True: "urn:oasis:names:tc:SAML:2.0:protocol:Response",
@@ -112,7 +114,7 @@ def sp_key_pair(tmp: Path) -> tuple[str, str]:
 def pysaml2_config(
     idp: Idp, entity: str = "http://sp.example/pysaml2", unsolicited: bool = False
 ) -> Any:
-    from saml2 import BINDING_HTTP_POST
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
     from saml2.config import SPConfig
 
     signs = entity == SIGNED_SP
@@ -120,7 +122,10 @@ def pysaml2_config(
         "entityid": entity,
         "service": {
             "sp": {
-                "endpoints": {"assertion_consumer_service": [(ACS, BINDING_HTTP_POST)]},
+                "endpoints": {
+                    "assertion_consumer_service": [(ACS, BINDING_HTTP_POST)],
+                    "single_logout_service": [(SLO1, BINDING_HTTP_REDIRECT)],
+                },
                 "want_assertions_signed": True,
                 "want_response_signed": False,
                 "authn_requests_signed": signs,
@@ -276,12 +281,17 @@ def onelogin_settings(idp: Idp, contexts: list[str] | None = None) -> dict[str, 
                 "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
             },
             "NameIDFormat": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "singleLogoutService": {"url": SLO2, "binding": REDIRECT_BINDING},
         },
         "idp": {
             "entityId": idp.entity_id,
             "singleSignOnService": {
                 "url": f"{idp.base}/t/acme/saml/sso",
                 "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+            },
+            "singleLogoutService": {
+                "url": f"{idp.base}/t/acme/saml/slo",
+                "binding": REDIRECT_BINDING,
             },
             "x509cert": idp_cert(idp),
         },
@@ -457,3 +467,73 @@ def test_idp_initiated_sso_from_the_account_page(idp: Idp) -> None:
     page = browser.get(f"{idp.base}/t/acme/account", timeout=10).text
     assert "idp-init?sp=http" in page  # the user's application list links to it
     assert saml_login(browser, start)[0] == ACS  # signed in already: straight to the SP
+
+
+def query(url: str) -> dict[str, str]:
+    from urllib.parse import parse_qs
+
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_single_logout_started_by_one_sp_reaches_the_other_and_ends_the_session(
+    idp: Idp,
+) -> None:
+    from onelogin.saml2.auth import OneLogin_Saml2_Auth
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.client import Saml2Client
+
+    browser = requests.Session()
+    # Signed in to pysaml2's SP and to python3-saml's, in one browser session.
+    sp_a = Saml2Client(config=pysaml2_config(idp))
+    req_id, info = sp_a.prepare_for_authenticate(
+        entityid=idp.entity_id, binding=BINDING_HTTP_REDIRECT
+    )
+    _, fields = saml_login(browser, dict(info["headers"])["Location"], "bob")
+    assert (
+        sp_a.parse_authn_request_response(
+            fields["SAMLResponse"], BINDING_HTTP_POST, outstanding={req_id: "/"}
+        )
+        is not None
+    )
+    start = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp))
+    _, fields = saml_login(browser, start.login(), "bob")
+    sp_b = OneLogin_Saml2_Auth(onelogin_request(fields), onelogin_settings(idp))
+    sp_b.process_response(request_id=start.get_last_request_id())
+    assert sp_b.get_errors() == []
+
+    # python3-saml starts the logout; Stepwise asks pysaml2's SP first (front channel).
+    logout_url = sp_b.logout(
+        name_id=sp_b.get_nameid(),
+        session_index=sp_b.get_session_index(),
+        name_id_format=sp_b.get_nameid_format(),
+        spnq=sp_b.get_nameid_spnq(),
+        return_to="bye",
+    )
+    to_a = browser.get(logout_url, allow_redirects=False, timeout=10)
+    assert to_a.status_code == 302 and to_a.headers["Location"].startswith(SLO1 + "?")
+    params = query(to_a.headers["Location"])
+    parsed = sp_a.parse_logout_request(
+        params["SAMLRequest"],
+        BINDING_HTTP_REDIRECT,
+        sigalg=params["SigAlg"],
+        signature=params["Signature"],
+    )
+    assert parsed.message.issuer.text == idp.entity_id
+    answer = sp_a.create_logout_response(parsed.message, [BINDING_HTTP_REDIRECT])
+    back = sp_a.apply_binding(
+        BINDING_HTTP_REDIRECT, str(answer), destination=f"{idp.base}/t/acme/saml/slo", response=True
+    )
+    to_b = browser.get(dict(back["headers"])["Location"], allow_redirects=False, timeout=10)
+
+    # ... then answers python3-saml, which validates the signed LogoutResponse.
+    assert to_b.status_code == 302 and to_b.headers["Location"].startswith(SLO2 + "?")
+    params = query(to_b.headers["Location"])
+    assert params["RelayState"] == "bye"
+    done = OneLogin_Saml2_Auth(
+        {**onelogin_request(), "script_name": "/slo2", "get_data": params}, onelogin_settings(idp)
+    )
+    done.process_slo(keep_local_session=True, request_id=sp_b.get_last_request_id())
+    assert done.get_errors() == [], done.get_last_error_reason()
+    # Stepwise's own session is over.
+    account = browser.get(f"{idp.base}/t/acme/account", allow_redirects=False, timeout=10)
+    assert account.status_code == 302 and "/login" in account.headers["Location"]

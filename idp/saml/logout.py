@@ -1,0 +1,120 @@
+"""Single Logout (SAML 2.0 core section 3.7; profiles section 4.4): LogoutRequest and
+LogoutResponse, sent over HTTP-Redirect with the binding's query-string signature."""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from lxml import etree
+
+from idp.saml.authn import SamlError
+from idp.saml.response import STATUS, instant, new_id
+from idp.saml.xml import NS, XmlError, parse, q, text_of
+
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    id: str
+    issuer: str
+    name_id: str | None
+
+
+@dataclass(frozen=True)
+class LogoutResponse:
+    in_response_to: str | None
+    issuer: str
+    success: bool
+
+
+def _root(xml: bytes, tag: str) -> etree._Element:
+    try:
+        root = parse(xml)
+    except XmlError as exc:
+        raise SamlError(str(exc)) from None
+    if root.tag != q("samlp", tag) or root.get("Version") != "2.0":
+        raise SamlError(f"Not a SAML 2.0 samlp:{tag}.")
+    return root
+
+
+def parse_request(xml: bytes) -> LogoutRequest:
+    root = _root(xml, "LogoutRequest")
+    request_id, issuer = root.get("ID", ""), text_of(root, "saml:Issuer")
+    if not request_id or not issuer:
+        raise SamlError("The logout request needs an ID and an Issuer.")
+    return LogoutRequest(request_id, issuer, text_of(root, "saml:NameID"))
+
+
+def parse_response(xml: bytes) -> LogoutResponse:
+    root = _root(xml, "LogoutResponse")
+    issuer = text_of(root, "saml:Issuer")
+    if not issuer:
+        raise SamlError("The logout response has no Issuer.")
+    code = root.find("samlp:Status/samlp:StatusCode", NS)
+    ok = code is not None and code.get("Value") == STATUS + "Success"
+    return LogoutResponse(root.get("InResponseTo"), issuer, ok)
+
+
+def _message(tag: str, issuer: str, destination: str, now: int) -> etree._Element:
+    root = etree.Element(q("samlp", tag), nsmap={"samlp": NS["samlp"], "saml": NS["saml"]})
+    root.set("ID", new_id())
+    root.set("Version", "2.0")
+    root.set("IssueInstant", instant(now))
+    root.set("Destination", destination)
+    etree.SubElement(root, q("saml", "Issuer")).text = issuer
+    return root
+
+
+def build_request(
+    issuer: str,
+    destination: str,
+    name_id: str,
+    name_id_format: str,
+    sp_entity: str,
+    session_index: str,
+    now: int,
+) -> tuple[str, bytes]:
+    root = _message("LogoutRequest", issuer, destination, now)
+    nid = etree.SubElement(
+        root,
+        q("saml", "NameID"),
+        Format=name_id_format,
+        SPNameQualifier=sp_entity,
+        NameQualifier=issuer,
+    )
+    nid.text = name_id
+    etree.SubElement(root, q("samlp", "SessionIndex")).text = session_index
+    return root.get("ID", ""), bytes(etree.tostring(root))
+
+
+def build_response(
+    issuer: str, destination: str, in_response_to: str, now: int, status: str = "Success"
+) -> bytes:
+    root = _message("LogoutResponse", issuer, destination, now)
+    root.set("InResponseTo", in_response_to)
+    status_el = etree.SubElement(root, q("samlp", "Status"))
+    etree.SubElement(status_el, q("samlp", "StatusCode"), Value=STATUS + status)
+    return bytes(etree.tostring(root))
+
+
+def redirect_url(
+    location: str, param: str, xml: bytes, relay_state: str | None, key_pem: bytes
+) -> str:
+    """HTTP-Redirect binding (SAML bindings 3.4.4.1): DEFLATE, base64, signed query."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    encoded = base64.b64encode(deflater.compress(xml) + deflater.flush()).decode()
+    query = f"{param}={quote_plus(encoded)}"
+    if relay_state is not None:
+        query += f"&RelayState={quote_plus(relay_state)}"
+    query += f"&SigAlg={quote_plus(RSA_SHA256)}"
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(query.encode(), padding.PKCS1v15(), hashes.SHA256())
+    query += f"&Signature={quote_plus(base64.b64encode(signature).decode())}"
+    return location + ("&" if "?" in location else "?") + query
