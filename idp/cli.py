@@ -211,6 +211,7 @@ def sp() -> None:
     show_default=True,
 )
 @click.option("--sign-response", is_flag=True, help="sign the Response too, not only the Assertion")
+@click.option("--encrypt", is_flag=True, help="encrypt assertions for the SP (AES-256-GCM)")
 @click.option("--min-level", type=click.IntRange(0, 3), default=0, show_default=True)
 def sp_add(
     tenant_slug: str,
@@ -218,6 +219,7 @@ def sp_add(
     name: str | None,
     nameid: str,
     sign_response: bool,
+    encrypt: bool,
     min_level: int,
 ) -> None:
     """Register a service provider of TENANT from its metadata."""
@@ -230,7 +232,14 @@ def sp_add(
         t = directory.require_tenant(s, tenant_slug)
         saml_keys.ensure_key(s, svc.cipher, t)
         added = sps.add_sp(
-            s, t, data, name=name, nameid=nameid, sign_response=sign_response, min_level=min_level
+            s,
+            t,
+            data,
+            name=name,
+            nameid=nameid,
+            sign_response=sign_response,
+            encrypt=encrypt,
+            min_level=min_level,
         )
     click.echo(
         f"SP {added.entity_id} added to {tenant_slug}; IdP metadata: "

@@ -135,17 +135,56 @@ def assertion(grant: Grant, now: int, skew: int) -> etree._Element:
     return a
 
 
-def success(grant: Grant, signer: Signer, now: int, skew: int, sign_response: bool) -> bytes:
-    """A Response with one signed Assertion (and a signed Response when asked)."""
+def success(
+    grant: Grant,
+    signer: Signer,
+    now: int,
+    skew: int,
+    sign_response: bool,
+    encrypt_for: str | None = None,
+) -> bytes:
+    """A Response with one signed Assertion (and a signed Response when asked); the assertion
+    is encrypted for the SP's certificate ``encrypt_for`` when given."""
     signed = sign(assertion(grant, now, skew), signer.key_pem, signer.cert_pem)
     root = _response(grant.issuer, grant.recipient, grant.in_response_to, now, "Success")
-    root.append(signed)
+    if encrypt_for:
+        holder = etree.SubElement(root, q("saml", "EncryptedAssertion"))
+        holder.append(signed)
+        encrypt(signed, encrypt_for)
+    else:
+        root.append(signed)
     if sign_response:
         root.insert(
             1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
         )
         root = sign(root, signer.key_pem, signer.cert_pem)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def encrypt(element: etree._Element, cert_pem: str) -> None:
+    """Replace ``element`` (in its tree) by its XML Encryption: AES-256-GCM content key,
+    wrapped with RSA-OAEP for the SP's certificate (XML Encryption 1.1)."""
+    import xmlsec
+
+    template = xmlsec.template.encrypted_data_create(
+        element,
+        xmlsec.constants.TransformAes256Gcm,
+        type=xmlsec.constants.TypeEncElement,
+        ns="xenc",
+    )
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
+    wrapped = xmlsec.template.add_encrypted_key(info, xmlsec.constants.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(wrapped)
+    manager = xmlsec.KeysManager()
+    manager.add_key(
+        xmlsec.Key.from_memory(cert_pem.encode(), xmlsec.constants.KeyDataFormatCertPem, None)
+    )
+    ctx = xmlsec.EncryptionContext(manager)
+    ctx.key = xmlsec.Key.generate(
+        xmlsec.constants.KeyDataAes, 256, xmlsec.constants.KeyDataTypeSession
+    )
+    ctx.encrypt_xml(template, element)
 
 
 def failure(

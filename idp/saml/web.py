@@ -268,7 +268,14 @@ def _proceed(
         class_ref=class_ref,
         attributes=_attributes(sp, user),
     )
-    body = response.success(grant, _signer(s, tenant), int(time.time()), SKEW, sp.sign_response)
+    body = response.success(
+        grant,
+        _signer(s, tenant),
+        int(time.time()),
+        SKEW,
+        sp.sign_response,
+        sp.encryption_cert if sp.encrypt_assertion else None,
+    )
     _drop(req)
     # Remember who got an assertion in this session, for Single Logout.
     known = [e for e in session.get("saml_sps", []) if e["sp"] != sp.entity_id]

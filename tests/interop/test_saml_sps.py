@@ -170,6 +170,12 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         ol_meta.write_text(onelogin_metadata(found))
         added = servers.idp(env, "sp", "add", "acme", "--metadata", str(ol_meta), "--sign-response")
         assert added.returncode == 0, added.stderr
+        enc_meta = tmp / "encrypted.xml"
+        enc_meta.write_text(onelogin_metadata(found, encrypted=True))
+        added = servers.idp(
+            env, "sp", "add", "acme", "--metadata", str(enc_meta), "--encrypt", "--sign-response"
+        )
+        assert added.returncode == 0, added.stderr
         bob = ["user", "create", "acme", "bob", "--email", "bob@acme.test", "--password-stdin"]
         assert servers.idp(env, *bob, stdin=PASSWORD + "\n").returncode == 0
         node = NodeSp(found)
@@ -258,6 +264,7 @@ def test_pysaml2_sp_accepts_our_signed_assertion(idp: Idp, binding: str) -> None
 
 
 ACS2 = "http://127.0.0.1:9/acs2"
+ENCRYPTED_SP = "http://sp.example/encrypted"
 REFEDS_MFA = "https://refeds.org/profile/mfa"
 
 
@@ -271,11 +278,18 @@ def idp_cert(idp: Idp) -> str:
     return "".join(found.text.split())
 
 
-def onelogin_settings(idp: Idp, contexts: list[str] | None = None) -> dict[str, Any]:
+def onelogin_settings(
+    idp: Idp, contexts: list[str] | None = None, encrypted: bool = False
+) -> dict[str, Any]:
+    keys: dict[str, str] = {}
+    if encrypted:
+        key_file, cert_file = sp_key_pair(idp.tmp)
+        keys = {"x509cert": Path(cert_file).read_text(), "privateKey": Path(key_file).read_text()}
     return {
         "strict": True,
         "sp": {
-            "entityId": "http://sp.example/onelogin",
+            **keys,
+            "entityId": ENCRYPTED_SP if encrypted else "http://sp.example/onelogin",
             "assertionConsumerService": {
                 "url": ACS2,
                 "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
@@ -300,17 +314,18 @@ def onelogin_settings(idp: Idp, contexts: list[str] | None = None) -> dict[str, 
             "wantMessagesSigned": True,
             "requestedAuthnContext": contexts or False,
             "requestedAuthnContextComparison": "exact",
+            "wantAssertionsEncrypted": encrypted,
         },
     }
 
 
-def onelogin_metadata(idp: Idp) -> str:
+def onelogin_metadata(idp: Idp, encrypted: bool = False) -> str:
     from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-    meta: str = OneLogin_Saml2_Settings(
-        onelogin_settings(idp), sp_validation_only=True
+    meta: str | bytes = OneLogin_Saml2_Settings(
+        onelogin_settings(idp, encrypted=encrypted), sp_validation_only=True
     ).get_sp_metadata()
-    return meta
+    return meta.decode() if isinstance(meta, bytes) else meta
 
 
 def onelogin_request(post: dict[str, str] | None = None) -> dict[str, Any]:
@@ -537,3 +552,17 @@ def test_single_logout_started_by_one_sp_reaches_the_other_and_ends_the_session(
     # Stepwise's own session is over.
     account = browser.get(f"{idp.base}/t/acme/account", allow_redirects=False, timeout=10)
     assert account.status_code == 302 and "/login" in account.headers["Location"]
+
+
+def test_python3_saml_decrypts_an_encrypted_assertion(idp: Idp) -> None:
+    from onelogin.saml2.auth import OneLogin_Saml2_Auth
+
+    settings = onelogin_settings(idp, encrypted=True)
+    start = OneLogin_Saml2_Auth(onelogin_request(), settings)
+    _, fields = saml_login(requests.Session(), start.login())
+    xml = base64.b64decode(fields["SAMLResponse"])
+    assert b"EncryptedAssertion" in xml and b"aes256-gcm" in xml and b">alice<" not in xml
+    sp = OneLogin_Saml2_Auth(onelogin_request(fields), settings)
+    sp.process_response(request_id=start.get_last_request_id())
+    assert sp.get_errors() == [], sp.get_last_error_reason()
+    assert sp.get_attributes()["urn:oid:0.9.2342.19200300.100.1.1"] == ["alice"]
