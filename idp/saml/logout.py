@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from idp.saml.authn import SamlError
+from idp.saml.metadata import sign
 from idp.saml.response import STATUS, instant, new_id
 from idp.saml.xml import NS, XmlError, parse, q, text_of
 
@@ -101,6 +102,13 @@ def build_response(
     status_el = etree.SubElement(root, q("samlp", "Status"))
     etree.SubElement(status_el, q("samlp", "StatusCode"), Value=STATUS + status)
     return bytes(etree.tostring(root))
+
+
+def signed(xml: bytes, key_pem: bytes, cert_pem: str) -> bytes:
+    """Our own message with an enveloped signature after its Issuer (for HTTP-POST)."""
+    root = etree.fromstring(xml)
+    root.insert(1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder"))
+    return bytes(etree.tostring(sign(root, key_pem, cert_pem)))
 
 
 def redirect_url(

@@ -27,7 +27,7 @@ from idp.oidc.provider import end_session_grants
 from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
-from idp.saml.metadata import NAMEID_FORMATS, REDIRECT, idp_document
+from idp.saml.metadata import NAMEID_FORMATS, POST, REDIRECT, idp_document
 from idp.saml.signatures import verify_post, verify_redirect
 from idp.saml.sps import acs_for, find_sp
 from idp.security import allow_form_target
@@ -346,16 +346,40 @@ def _post(acs: str, body: bytes, relay_state: str | None, sp_name: str) -> Respo
 
 
 # --- Single Logout (SAML 2.0 profiles 4.4) ------------------------------------------------
-def _slo_location(sp: ServiceProvider, response: bool) -> str | None:
-    """The SP's HTTP-Redirect SingleLogoutService (ResponseLocation for responses)."""
-    for endpoint in sp.slo:
-        if endpoint.get("binding") == REDIRECT:
-            return str(
-                endpoint.get("response_location")
-                if response and endpoint.get("response_location")
-                else endpoint["location"]
-            )
+def _slo_endpoint(sp: ServiceProvider, response: bool) -> tuple[str, str] | None:
+    """The SP's SingleLogoutService (binding, location), HTTP-Redirect preferred; for a
+    response its ResponseLocation when it has one."""
+    endpoints = sorted(sp.slo, key=lambda e: e.get("binding") != REDIRECT)
+    for endpoint in endpoints:
+        if endpoint.get("binding") in (REDIRECT, POST):
+            location = endpoint.get("response_location") if response else None
+            return str(endpoint["binding"]), str(location or endpoint["location"])
     return None
+
+
+def _send_logout(
+    endpoint: tuple[str, str],
+    param: str,
+    xml: bytes,
+    relay: str | None,
+    signer: response.Signer,
+    sp_name: str,
+) -> ResponseReturnValue:
+    binding, location = endpoint
+    if binding == REDIRECT:
+        return redirect(logout.redirect_url(location, param, xml, relay, signer.key_pem))
+    body = logout.signed(xml, signer.key_pem, signer.cert_pem)
+    params = [(param, base64.b64encode(body).decode())]
+    if relay is not None:
+        params.append(("RelayState", relay))
+    page = render_template(
+        "oidc/form_post.html",
+        tenant=current_tenant(),
+        redirect_uri=location,
+        params=params,
+        client_name=sp_name,
+    )
+    return allow_form_target(make_response(page), location)
 
 
 @bp.route("/slo", methods=["GET", "POST"])
@@ -425,13 +449,13 @@ def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
     entries = {e["sp"]: e for e in session.get("saml_sps", [])}
     while pending:
         sp = find_sp(s, tenant, pending.pop(0))
-        location = _slo_location(sp, response=False) if sp is not None else None
-        if sp is None or location is None or sp.entity_id not in entries:
+        endpoint = _slo_endpoint(sp, response=False) if sp is not None else None
+        if sp is None or endpoint is None or sp.entity_id not in entries:
             continue  # no front-channel logout endpoint: nothing to ask
         entry = entries[sp.entity_id]
         request_id, xml = logout.build_request(
             entity_id(tenant),
-            location,
+            endpoint[1],
             entry["name_id"],
             entry["format"],
             sp.entity_id,
@@ -439,7 +463,7 @@ def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
             int(time.time()),
         )
         session["slo"] = {**state, "pending": pending, "waiting": request_id}
-        return redirect(logout.redirect_url(location, "SAMLRequest", xml, None, signer.key_pem))
+        return _send_logout(endpoint, "SAMLRequest", xml, None, signer, sp.name)
     initiator = state.get("initiator")
     sid = session.get("sid")
     if sid:
@@ -453,10 +477,8 @@ def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
     if initiator is None:
         return render_template("login/signed_out.html", tenant=tenant)
     sp = find_sp(s, tenant, initiator["sp"])
-    location = _slo_location(sp, response=True) if sp is not None else None
-    if sp is None or location is None:
+    endpoint = _slo_endpoint(sp, response=True) if sp is not None else None
+    if sp is None or endpoint is None:
         return render_template("login/signed_out.html", tenant=tenant)
-    xml = logout.build_response(entity_id(tenant), location, initiator["id"], int(time.time()))
-    return redirect(
-        logout.redirect_url(location, "SAMLResponse", xml, initiator.get("relay"), signer.key_pem)
-    )
+    xml = logout.build_response(entity_id(tenant), endpoint[1], initiator["id"], int(time.time()))
+    return _send_logout(endpoint, "SAMLResponse", xml, initiator.get("relay"), signer, sp.name)
