@@ -212,6 +212,12 @@ def sp() -> None:
 )
 @click.option("--sign-response", is_flag=True, help="sign the Response too, not only the Assertion")
 @click.option("--encrypt", is_flag=True, help="encrypt assertions for the SP (AES-256-GCM)")
+@click.option(
+    "--attributes",
+    default="username,email,role",
+    show_default=True,
+    help="attributes to release: username, email, role (comma-separated)",
+)
 @click.option("--min-level", type=click.IntRange(0, 3), default=0, show_default=True)
 def sp_add(
     tenant_slug: str,
@@ -220,6 +226,7 @@ def sp_add(
     nameid: str,
     sign_response: bool,
     encrypt: bool,
+    attributes: str,
     min_level: int,
 ) -> None:
     """Register a service provider of TENANT from its metadata."""
@@ -240,11 +247,34 @@ def sp_add(
             sign_response=sign_response,
             encrypt=encrypt,
             min_level=min_level,
+            attributes=[a.strip() for a in attributes.split(",") if a.strip()],
         )
     click.echo(
         f"SP {added.entity_id} added to {tenant_slug}; IdP metadata: "
         f"{svc.settings.base_url}/t/{tenant_slug}/saml/metadata"
     )
+
+
+@cli.group()
+def saml() -> None:
+    """Manage the tenants' SAML identity provider."""
+
+
+@saml.command("rotate-key")
+@click.argument("tenant_slug", metavar="TENANT")
+def saml_rotate_key(tenant_slug: str) -> None:
+    """Publish a next signing certificate; run again (after SPs refreshed metadata) to sign
+    with it."""
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        step = saml_keys.rotate(s, svc.cipher, t)
+    if step == "next":
+        click.echo(
+            "next SAML certificate published in metadata; run again to start signing with it"
+        )
+    else:
+        click.echo("the next SAML certificate now signs; the old one is retired")
 
 
 @cli.group()

@@ -56,6 +56,7 @@ class Settings:
     smtp_security: str = "starttls"
     smtp_username: str = ""
     smtp_password: str = ""
+    saml_clock_skew: int = 120
 
     @property
     def dev(self) -> bool:

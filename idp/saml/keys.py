@@ -24,11 +24,7 @@ def _purpose(tenant: Tenant) -> str:
     return f"saml_key:{tenant.id}"
 
 
-def ensure_key(s: Session, cipher: DataCipher, tenant: Tenant) -> SamlKey:
-    """The tenant's active SAML key, made on first use."""
-    row = s.scalar(select(SamlKey).where(SamlKey.tenant_id == tenant.id, SamlKey.active.is_(True)))
-    if row is not None:
-        return row
+def _new(s: Session, cipher: DataCipher, tenant: Tenant, state: str) -> SamlKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Stepwise SAML {tenant.slug}")])
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -49,13 +45,46 @@ def ensure_key(s: Session, cipher: DataCipher, tenant: Tenant) -> SamlKey:
         tenant_id=tenant.id,
         private_key=cipher.encrypt(pem, _purpose(tenant)),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        active=True,
+        state=state,
         created_at=now(),
     )
     s.add(row)
     s.flush()
-    audit(s, tenant, "saml.key_created")
+    audit(s, tenant, "saml.key_created", state=state)
     return row
+
+
+def _in_state(s: Session, tenant: Tenant, state: str) -> SamlKey | None:
+    return s.scalar(select(SamlKey).where(SamlKey.tenant_id == tenant.id, SamlKey.state == state))
+
+
+def ensure_key(s: Session, cipher: DataCipher, tenant: Tenant) -> SamlKey:
+    """The tenant's active (signing) SAML key, made on first use."""
+    return _in_state(s, tenant, "active") or _new(s, cipher, tenant, "active")
+
+
+def published(s: Session, tenant: Tenant) -> list[SamlKey]:
+    """The certificates metadata lists: the active one, and the next one once announced."""
+    rows = s.scalars(
+        select(SamlKey).where(SamlKey.tenant_id == tenant.id, SamlKey.state.in_(("active", "next")))
+    )
+    return sorted(rows, key=lambda r: r.state != "active")
+
+
+def rotate(s: Session, cipher: DataCipher, tenant: Tenant) -> str:
+    """Two steps, so SPs can fetch the new certificate before it signs anything:
+    first publish a *next* key; the second call makes it the signing key."""
+    ensure_key(s, cipher, tenant)
+    upcoming = _in_state(s, tenant, "next")
+    if upcoming is None:
+        _new(s, cipher, tenant, "next")
+        return "next"
+    current = _in_state(s, tenant, "active")
+    if current is not None:
+        current.state = "retired"
+    upcoming.state = "active"
+    audit(s, tenant, "saml.key_activated")
+    return "active"
 
 
 def private_pem(cipher: DataCipher, tenant: Tenant, row: SamlKey) -> bytes:

@@ -34,8 +34,11 @@ def sign(element: etree._Element, key_pem: bytes, cert_pem: str) -> etree._Eleme
     return signer().sign(element, key=key_pem, cert=cert_pem, reference_uri=element.get("ID"))
 
 
-def idp_document(entity_id: str, sso: str, slo: str, cert_pem: str, key_pem: bytes) -> bytes:
-    """The IdP's EntityDescriptor, signed (SAML 2.0 metadata section 3)."""
+def idp_document(
+    entity_id: str, sso: str, slo: str, cert_pem: str, key_pem: bytes, certs: list[str]
+) -> bytes:
+    """The IdP's EntityDescriptor, signed with ``cert_pem``'s key (SAML 2.0 metadata section
+    3); ``certs`` are the signing certificates to list (the current one and the next)."""
     E = etree.Element
     root = E(q("md", "EntityDescriptor"), nsmap={"md": NS["md"], "ds": NS["ds"]})
     root.set("entityID", entity_id)
@@ -44,10 +47,11 @@ def idp_document(entity_id: str, sso: str, slo: str, cert_pem: str, key_pem: byt
     idp = etree.SubElement(root, q("md", "IDPSSODescriptor"))
     idp.set("protocolSupportEnumeration", NS["samlp"])
     idp.set("WantAuthnRequestsSigned", "false")
-    descriptor = etree.SubElement(idp, q("md", "KeyDescriptor"), use="signing")
-    info = etree.SubElement(descriptor, q("ds", "KeyInfo"))
-    data = etree.SubElement(info, q("ds", "X509Data"))
-    etree.SubElement(data, q("ds", "X509Certificate")).text = cert_body(cert_pem)
+    for pem in certs:
+        descriptor = etree.SubElement(idp, q("md", "KeyDescriptor"), use="signing")
+        info = etree.SubElement(descriptor, q("ds", "KeyInfo"))
+        data = etree.SubElement(info, q("ds", "X509Data"))
+        etree.SubElement(data, q("ds", "X509Certificate")).text = cert_body(pem)
     for binding in (REDIRECT, POST):
         etree.SubElement(idp, q("md", "SingleLogoutService"), Binding=binding, Location=slo)
     for fmt in NAMEID_FORMATS.values():

@@ -23,6 +23,7 @@ def add_sp(
     sign_response: bool = False,
     encrypt: bool = False,
     min_level: int = 0,
+    attributes: list[str] | None = None,
 ) -> ServiceProvider:
     try:
         found = parse_sp(metadata)
@@ -32,6 +33,9 @@ def add_sp(
         raise DirectoryError(f"--nameid must be one of {', '.join(NAMEID_FORMATS)}")
     if not 0 <= min_level <= 3:
         raise DirectoryError("--min-level must be 0, 1, 2 or 3")
+    released = list(ATTRIBUTES) if attributes is None else attributes
+    if any(a not in ATTRIBUTES for a in released):
+        raise DirectoryError(f"--attributes must be among {', '.join(ATTRIBUTES)}")
     if encrypt and not found.encryption_cert:
         raise DirectoryError("--encrypt needs an encryption certificate in the metadata")
     if not any(a["binding"] == POST for a in found.acs):
@@ -51,7 +55,7 @@ def add_sp(
         sign_response=sign_response,
         encrypt_assertion=encrypt,
         nameid_format=NAMEID_FORMATS[nameid],
-        attributes=list(ATTRIBUTES),
+        attributes=released,
         min_level=min_level,
         created_at=now(),
     )

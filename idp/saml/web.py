@@ -37,7 +37,6 @@ from idp.store.models import ServiceProvider, Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("saml", __name__, "/saml")
-SKEW = 120
 REPLAY_TTL = 3600
 MAX_PENDING = 5
 ATTRIBUTES = {
@@ -45,6 +44,10 @@ ATTRIBUTES = {
     "email": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
     "role": ("urn:stepwise:attribute:role", "role"),
 }
+
+
+def _skew() -> int:
+    return services().settings.saml_clock_skew
 
 
 def entity_id(tenant: Tenant) -> str:
@@ -62,8 +65,9 @@ def metadata() -> ResponseReturnValue:
     base = services().settings.base_url.rstrip("/") + f"/t/{tenant.slug}/saml"
     with services().db.session() as s:
         signer = _signer(s, s.merge(tenant))
+        certs = [k.cert_pem for k in keys.published(s, s.merge(tenant))]
         doc = idp_document(
-            entity_id(tenant), base + "/sso", base + "/slo", signer.cert_pem, signer.key_pem
+            entity_id(tenant), base + "/sso", base + "/slo", signer.cert_pem, signer.key_pem, certs
         )
     return Response(doc, mimetype="application/samlmetadata+xml")
 
@@ -86,7 +90,7 @@ def sso() -> ResponseReturnValue:
         try:
             xml = decode(raw, deflated=request.method == "GET")
             req = parse_authn_request(
-                xml, int(time.time()), SKEW, "redirect" if request.method == "GET" else "post"
+                xml, int(time.time()), _skew(), "redirect" if request.method == "GET" else "post"
             )
         except SamlError as exc:
             return _error_page(exc.message)
@@ -169,7 +173,7 @@ def _verified(sp: ServiceProvider, req: AuthnRequest, xml: bytes) -> AuthnReques
         return req
     if sp.authn_requests_signed or b"SignatureValue" in xml:
         signed = verify_post(xml, sp.signing_certs)
-        again = parse_authn_request(signed, int(time.time()), SKEW, "post")
+        again = parse_authn_request(signed, int(time.time()), _skew(), "post")
         again.relay_state = req.relay_state
         return again
     return req
@@ -272,7 +276,7 @@ def _proceed(
         grant,
         _signer(s, tenant),
         int(time.time()),
-        SKEW,
+        _skew(),
         sp.sign_response,
         sp.encryption_cert if sp.encrypt_assertion else None,
     )

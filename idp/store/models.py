@@ -199,7 +199,8 @@ class SamlKey(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     private_key: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted (idp.crypto)
     cert_pem: Mapped[str] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(default=True)
+    # "next" (published in metadata, not signing yet), "active" (signs), "retired"
+    state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 

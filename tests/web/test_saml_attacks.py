@@ -123,3 +123,34 @@ def test_force_authn_asks_for_the_password_again(sp_app: Flask, client: FlaskCli
     assert 'name="step" value="password"' in page
     plain = get_sso(client, authn_request("_a3"))
     assert "SAMLResponse" in plain.get_data(as_text=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("prefix", [XXE, LAUGHS])
+def test_hostile_logout_requests_get_an_error_page(
+    sp_app: Flask, client: FlaskClient, prefix: str
+) -> None:
+    xml = authn_request(prefix=prefix).replace("AuthnRequest", "LogoutRequest")
+    resp = client.get("/t/acme/saml/slo", query_string={"SAMLRequest": redirect_value(xml)})
+    assert resp.status_code == 400 and "DOCTYPE are not accepted" in resp.get_data(as_text=True)
+    post = client.post("/t/acme/saml/slo", data={"SAMLRequest": base64.b64encode(xml.encode())})
+    assert post.status_code == 400
+
+
+def test_the_sps_minimum_level_applies_when_the_request_asks_nothing(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    with svc(app).db.session() as s:
+        sps.add_sp(s, directory.require_tenant(s, "acme"), METADATA.encode(), min_level=2)
+    resp = get_sso(client, authn_request("_m1"))
+    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
+    page = client.post(
+        login.request.url,
+        data={
+            "csrf_token": csrf_of(login.get_data(as_text=True)),
+            "step": "identify",
+            "username": "alice",
+            "password": PASSWORD,
+        },
+    )
+    # After the password, a second factor is asked (enrolment: alice has none), not a response.
+    assert 'name="step" value="enroll"' in page.get_data(as_text=True)

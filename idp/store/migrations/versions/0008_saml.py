@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("private_key", sa.LargeBinary(), nullable=False),
         sa.Column("cert_pem", sa.Text(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

@@ -1,0 +1,70 @@
+"""The tenant's SAML metadata, signing-key rotation, and SP registration errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+from lxml import etree
+from signxml.verifier import XMLVerifier
+
+from idp import directory
+from idp.saml import keys
+from tests.conftest import svc
+from tests.servers import idp
+
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+
+
+def certs_in(xml: bytes) -> list[str]:
+    """The signing certificates the metadata lists (KeyDescriptor), in order."""
+    root = etree.fromstring(xml)
+    found = [d.find(f".//{DS}X509Certificate") for d in root.iter(MD + "KeyDescriptor")]
+    return ["".join((c.text or "").split()) for c in found if c is not None]
+
+
+def pem(body: str) -> str:
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+
+
+def test_metadata_is_signed_and_lists_the_next_key_before_it_signs(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    first = client.get("/t/acme/saml/metadata")
+    assert first.status_code == 200 and first.mimetype == "application/samlmetadata+xml"
+    (current,) = certs_in(first.data)
+    XMLVerifier().verify(first.data, x509_cert=pem(current))  # raises unless it verifies
+    with svc(app).db.session() as s:
+        assert keys.rotate(s, svc(app).cipher, directory.require_tenant(s, "acme")) == "next"
+    announced = client.get("/t/acme/saml/metadata").data
+    listed = certs_in(announced)
+    assert listed[0] == current and len(listed) == 2
+    XMLVerifier().verify(announced, x509_cert=pem(current))  # still signed with the old key
+    with svc(app).db.session() as s:
+        assert keys.rotate(s, svc(app).cipher, directory.require_tenant(s, "acme")) == "active"
+    switched = client.get("/t/acme/saml/metadata").data
+    assert certs_in(switched) == [listed[1]]
+    XMLVerifier().verify(switched, x509_cert=pem(listed[1]))
+
+
+def test_sp_add_errors_are_one_line_with_status_2(cli_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.xml"
+    for content, message in [
+        ("<not xml", "metadata: The XML document is not well-formed."),
+        ('<!DOCTYPE x [<!ENTITY e "x">]><x/>', "DOCTYPE are not accepted"),
+        (
+            '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="e"/>',
+            "no SPSSODescriptor",
+        ),
+    ]:
+        bad.write_text(content)
+        result = idp(cli_env, "sp", "add", "acme", "--metadata", str(bad))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    missing = idp(cli_env, "sp", "add", "acme", "--metadata", str(tmp_path / "nope.xml"))
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    rotated = idp(cli_env, "saml", "rotate-key", "acme")
+    assert rotated.returncode == 0 and "next SAML certificate published" in rotated.stdout
