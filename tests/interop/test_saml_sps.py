@@ -186,18 +186,17 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
             env, "sp", "add", "acme", "--metadata", str(enc_meta), "--encrypt", "--sign-response"
         )
         assert added.returncode == 0, added.stderr
-        carol = [
-            "user",
-            "create",
-            "acme",
-            "carol",
-            "--email",
-            "carol@acme.test",
-            "--password-stdin",
-        ]
-        assert servers.idp(env, *carol, stdin=PASSWORD + "\n").returncode == 0
-        bob = ["user", "create", "acme", "bob", "--email", "bob@acme.test", "--password-stdin"]
-        assert servers.idp(env, *bob, stdin=PASSWORD + "\n").returncode == 0
+        for name in ("bob", "carol", "dana"):
+            more = [
+                "user",
+                "create",
+                "acme",
+                name,
+                "--email",
+                f"{name}@acme.test",
+                "--password-stdin",
+            ]
+            assert servers.idp(env, *more, stdin=PASSWORD + "\n").returncode == 0
         node = NodeSp(found)
         node_meta = tmp / "node.xml"
         node_meta.write_text(node.ask(cmd="metadata")["xml"])
@@ -626,5 +625,48 @@ def test_node_saml_post_binding_step_up_and_single_logout(idp: Idp) -> None:
         options={"validateInResponseTo": "never"},
     )
     assert done == {"loggedOut": True}
+    account = browser.get(f"{idp.base}/t/acme/account", allow_redirects=False, timeout=10)
+    assert account.status_code == 302
+
+
+def test_pysaml2_steps_up_to_refeds_mfa_and_starts_single_logout(idp: Idp) -> None:
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.client import Saml2Client
+    from saml2.saml import AuthnContextClassRef
+    from saml2.samlp import RequestedAuthnContext
+
+    from tests.interop.conftest import TotpUser
+
+    client = Saml2Client(config=pysaml2_config(idp))
+    browser, totp = requests.Session(), TotpUser()
+    req_id, info = client.prepare_for_authenticate(
+        entityid=idp.entity_id, binding=BINDING_HTTP_REDIRECT
+    )
+    _, fields = saml_login(browser, dict(info["headers"])["Location"], "dana")
+    client.parse_authn_request_response(
+        fields["SAMLResponse"], BINDING_HTTP_POST, outstanding={req_id: "/"}
+    )
+    mfa = RequestedAuthnContext(
+        authn_context_class_ref=[AuthnContextClassRef(text=REFEDS_MFA)], comparison="minimum"
+    )
+    req_id, info = client.prepare_for_authenticate(
+        entityid=idp.entity_id, binding=BINDING_HTTP_REDIRECT, requested_authn_context=mfa
+    )
+    seen: list[str] = []
+    _, fields = saml_login(browser, dict(info["headers"])["Location"], "dana", totp=totp, seen=seen)
+    assert seen == ["enroll", "enroll_totp", "backup_codes"]
+    stepped = client.parse_authn_request_response(
+        fields["SAMLResponse"], BINDING_HTTP_POST, outstanding={req_id: "/"}
+    )
+    assert stepped is not None and stepped.authn_info()[0][0] == REFEDS_MFA
+
+    # pysaml2 starts Single Logout; Stepwise ends the session and answers it.
+    ((_, (binding, http_args)),) = client.global_logout(stepped.name_id).items()
+    assert binding == BINDING_HTTP_REDIRECT
+    back = browser.get(dict(http_args["headers"])["Location"], allow_redirects=False, timeout=10)
+    assert back.status_code == 302 and back.headers["Location"].startswith(SLO1 + "?")
+    params = query(back.headers["Location"])
+    answer = client.parse_logout_request_response(params["SAMLResponse"], BINDING_HTTP_REDIRECT)
+    assert answer is not None and answer.status_ok()
     account = browser.get(f"{idp.base}/t/acme/account", allow_redirects=False, timeout=10)
     assert account.status_code == 302
