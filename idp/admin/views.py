@@ -16,6 +16,8 @@ from idp.directory import DirectoryError, require_user
 from idp.login.guard import require_signed_in
 from idp.mfa import admin as mfa_admin
 from idp.mfa import credentials
+from idp.saml import keys as saml_keys
+from idp.saml.sps import add_sp, list_sps
 from idp.services import services
 from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
@@ -42,6 +44,8 @@ def console() -> ResponseReturnValue:
         rows = [(u, len(credentials.enrolled(u))) for u in users]
         return render_template(
             "admin/console.html",
+            service_providers=list_sps(s, tenant),
+            metadata_url=url_for("saml.metadata"),
             tenant=tenant,
             policy=mfa_admin.policy_json(tenant),
             factors=SECOND_FACTORS,
@@ -76,6 +80,40 @@ def policy() -> ResponseReturnValue:
             return redirect(url_for(".console"))
     flash("The MFA policy was saved.", "ok")
     return redirect(url_for(".console"))
+
+
+@bp.post("/sps")
+def add_service_provider() -> ResponseReturnValue:
+    """Register a SAML service provider from pasted metadata (like ``idp sp add``)."""
+    metadata = request.form.get("metadata", "").strip()
+    svc = services()
+    with svc.db.session() as s:
+        tenant = s.merge(current_tenant())
+        try:
+            if not metadata:
+                raise DirectoryError("Paste the service provider's SAML metadata.")
+            saml_keys.ensure_key(s, svc.cipher, tenant)
+            sp = add_sp(
+                s,
+                tenant,
+                metadata.encode(),
+                nameid=request.form.get("nameid", "persistent"),
+                sign_response=request.form.get("sign_response") == "on",
+                encrypt=request.form.get("encrypt") == "on",
+                min_level=_level(request.form.get("min_level", "0")),
+            )
+        except DirectoryError as exc:
+            s.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for(".console"))
+        flash(f"Service provider {sp.entity_id} added.", "ok")
+    return redirect(url_for(".console"))
+
+
+def _level(raw: str) -> int:
+    if raw not in ("0", "1", "2", "3"):
+        raise DirectoryError("The minimum level must be 0, 1, 2 or 3.")
+    return int(raw)
 
 
 @bp.post("/users/<username>/mfa")

@@ -154,3 +154,51 @@ def test_the_sps_minimum_level_applies_when_the_request_asks_nothing(
     )
     # After the password, a second factor is asked (enrolment: alice has none), not a response.
     assert 'name="step" value="enroll"' in page.get_data(as_text=True)
+
+
+def test_idp_initiated_logout_asks_each_sp_then_ends_the_session(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    slo = (
+        '<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"'
+        ' Location="https://sp.example/slo"/>'
+    )
+    with svc(app).db.session() as s:
+        sps.add_sp(
+            s,
+            directory.require_tenant(s, "acme"),
+            METADATA.replace(
+                "<md:AssertionConsumerService", slo + "<md:AssertionConsumerService"
+            ).encode(),
+        )
+    resp = get_sso(client, authn_request("_l1"))
+    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
+    done = client.post(
+        login.request.url,
+        data={
+            "csrf_token": csrf_of(login.get_data(as_text=True)),
+            "step": "identify",
+            "username": "alice",
+            "password": PASSWORD,
+        },
+    )
+    assert "SAMLResponse" in client.get(done.headers["Location"]).get_data(as_text=True)
+    account = client.get("/t/acme/account").get_data(as_text=True)
+    out = client.post("/t/acme/saml/logout", data={"csrf_token": csrf_of(account)})
+    assert out.status_code == 302 and out.headers["Location"].startswith(
+        "https://sp.example/slo?SAMLRequest="
+    )
+    assert "Signature=" in out.headers["Location"]
+    # The SP answers; Stepwise ends the session and shows it.
+    from urllib.parse import parse_qs, urlsplit
+
+    from idp.saml import logout as saml_logout
+
+    sent = parse_qs(urlsplit(out.headers["Location"]).query)["SAMLRequest"][0]
+    request_id = saml_logout.parse_request(zlib.decompress(base64.b64decode(sent), -15)).id
+    xml = saml_logout.build_response(SP, "http://localhost/t/acme/saml/slo", request_id, 0)
+    final = client.get(
+        "/t/acme/saml/slo", query_string={"SAMLResponse": redirect_value(xml.decode())}
+    )
+    assert "You have signed out" in final.get_data(as_text=True)
+    assert client.get("/t/acme/account").status_code == 302

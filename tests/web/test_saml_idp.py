@@ -68,3 +68,46 @@ def test_sp_add_errors_are_one_line_with_status_2(cli_env: dict[str, str], tmp_p
     assert missing.returncode == 2 and "No such file" in missing.stderr
     rotated = idp(cli_env, "saml", "rotate-key", "acme")
     assert rotated.returncode == 0 and "next SAML certificate published" in rotated.stdout
+
+
+SP_METADATA = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+ entityID="https://console.example/sp"><md:SPSSODescriptor
+ protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+ <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+  Location="https://console.example/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"""
+
+
+def test_console_adds_a_service_provider_from_pasted_metadata(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    from tests.conftest import PASSWORD
+    from tests.html import csrf_of
+    from tests.mfa_helpers import MfaBrowser
+
+    MfaBrowser(client, "acme").password("olivia", PASSWORD)
+    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    assert "/t/acme/saml/metadata" in page
+    bad = client.post(
+        "/t/acme/admin/sps",
+        data={"csrf_token": csrf_of(page), "metadata": "<oops"},
+        follow_redirects=True,
+    )
+    assert "The XML document is not well-formed." in bad.get_data(as_text=True)
+    done = client.post(
+        "/t/acme/admin/sps",
+        data={
+            "csrf_token": csrf_of(page),
+            "metadata": SP_METADATA,
+            "nameid": "email",
+            "min_level": "2",
+        },
+        follow_redirects=True,
+    )
+    text = done.get_data(as_text=True)
+    assert "Service provider https://console.example/sp added." in text
+    assert "minimum level 2" in text
+    # The user's application list now links to IdP-initiated sign-in for it.
+    account = client.get("/t/acme/account").get_data(as_text=True)
+    assert "idp-init?sp=https://console.example/sp" in account.replace("%3A", ":").replace(
+        "%2F", "/"
+    )
