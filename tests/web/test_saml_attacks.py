@@ -202,3 +202,28 @@ def test_idp_initiated_logout_asks_each_sp_then_ends_the_session(
     )
     assert "You have signed out" in final.get_data(as_text=True)
     assert client.get("/t/acme/account").status_code == 302
+
+
+def test_saml_endpoints_never_answer_5xx(sp_app: Flask, client: FlaskClient) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.text(max_size=300) | st.sampled_from(
+        [redirect_value(authn_request("_f")), base64.b64encode(b"<x/>").decode(), "", "=="]
+    )
+    fields = st.dictionaries(
+        st.sampled_from(["SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature", "sp"]),
+        values,
+        max_size=4,
+    )
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        data=fields, path=st.sampled_from(["sso", "slo", "idp-init", "resume"]), post=st.booleans()
+    )
+    def check(data: dict[str, str], path: str, post: bool) -> None:
+        url = f"/t/acme/saml/{path}"
+        resp = client.post(url, data=data) if post else client.get(url, query_string=data)
+        assert resp.status_code < 500, (path, data, resp.status_code)
+
+    check()
