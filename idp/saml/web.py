@@ -334,9 +334,11 @@ def _refuse(
     return _post(acs, body, req.relay_state, sp.name)
 
 
-def _post(acs: str, body: bytes, relay_state: str | None, sp_name: str) -> ResponseReturnValue:
-    """HTTP-POST binding: an auto-submitting form to the ACS (SAML bindings 3.5.4)."""
-    params = [("SAMLResponse", base64.b64encode(body).decode())]
+def _post(
+    acs: str, body: bytes, relay_state: str | None, sp_name: str, param: str = "SAMLResponse"
+) -> ResponseReturnValue:
+    """HTTP-POST binding: an auto-submitting form to ``acs`` (SAML bindings 3.5.4)."""
+    params = [(param, base64.b64encode(body).decode())]
     if relay_state is not None:
         params.append(("RelayState", relay_state))
     page = render_template(
@@ -373,17 +375,7 @@ def _send_logout(
     if binding == REDIRECT:
         return redirect(logout.redirect_url(location, param, xml, relay, signer.key_pem))
     body = logout.signed(xml, signer.key_pem, signer.cert_pem)
-    params = [(param, base64.b64encode(body).decode())]
-    if relay is not None:
-        params.append(("RelayState", relay))
-    page = render_template(
-        "oidc/form_post.html",
-        tenant=current_tenant(),
-        redirect_uri=location,
-        params=params,
-        client_name=sp_name,
-    )
-    return allow_form_target(make_response(page), location)
+    return _post(location, body, relay, sp_name, param)
 
 
 @bp.route("/slo", methods=["GET", "POST"])

@@ -93,20 +93,27 @@ def sign_in(
             method, data = "GET", None
             continue
         assert resp.status_code == 200, (resp.status_code, resp.text[:500])
-        form = FORM.search(resp.text)
-        assert form, resp.text[:500]
-        fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
-        step = fields.get("step", "")
-        if seen is not None:
-            seen.append(step)
-        if step in ("identify", "password"):
-            fields.setdefault("username", username)
-            fields.update(password=password)
-        else:
-            assert totp is not None, f"unexpected step {step!r}"
-            fields.update(totp.answer(step, resp.text))
-        method, url, data = "POST", urljoin(url, unescape(form.group(1))), fields
+        method, url, data = "POST", *answer_form(resp.text, url, username, password, totp, seen)
     raise AssertionError("too many steps")
+
+
+def answer_form(
+    html: str, url: str, username: str, password: str, totp: TotpUser | None, seen: list[str] | None
+) -> tuple[str, dict[str, str]]:
+    """The login step on this page answered: where to post, and the fields."""
+    form = FORM.search(html)
+    assert form, html[:500]
+    fields = {k: unescape(v) for k, v in HIDDEN.findall(html)}
+    step = fields.get("step", "")
+    if seen is not None:
+        seen.append(step)
+    if step in ("identify", "password"):
+        fields.setdefault("username", username)
+        fields.update(password=password)
+    else:
+        assert totp is not None, f"unexpected step {step!r}"
+        fields.update(totp.answer(step, html))
+    return urljoin(url, unescape(form.group(1))), fields
 
 
 NODE_DIR = Path(__file__).parent / "node"

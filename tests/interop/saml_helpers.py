@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 import requests
 
 from tests.conftest import PASSWORD
-from tests.interop.conftest import FORM, HIDDEN, TotpUser
+from tests.interop.conftest import HIDDEN, TotpUser, answer_form
 
 FORM_POST = re.compile(r'<form method="post" action="([^"]+)" id="form-post">')
 
@@ -35,17 +35,5 @@ def saml_login(
         posted = FORM_POST.search(resp.text)
         if posted:
             return unescape(posted.group(1)), {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
-        form = FORM.search(resp.text)
-        assert form, resp.text[:500]
-        fields = {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
-        step = fields.get("step", "")
-        if seen is not None:
-            seen.append(step)
-        if step in ("identify", "password"):
-            fields.setdefault("username", username)
-            fields.update(password=PASSWORD)
-        else:
-            assert totp is not None, f"unexpected step {step!r}"
-            fields.update(totp.answer(step, resp.text))
-        method, url, data = "POST", urljoin(url, unescape(form.group(1))), fields
+        method, url, data = "POST", *answer_form(resp.text, url, username, PASSWORD, totp, seen)
     raise AssertionError("too many steps")
