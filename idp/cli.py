@@ -255,6 +255,33 @@ def sp_add(
     )
 
 
+@sp.command("list")
+@click.argument("tenant_slug", metavar="TENANT")
+def sp_list(tenant_slug: str) -> None:
+    """List the service providers of TENANT."""
+    with _services().db.session() as s:
+        for row in sps.list_sps(s, directory.require_tenant(s, tenant_slug)):
+            flags = [f"min_level={row.min_level}", f"nameid={row.nameid_format.rsplit(':', 1)[1]}"]
+            flags += ["signed-requests"] if row.authn_requests_signed else []
+            flags += ["encrypt"] if row.encrypt_assertion else []
+            click.echo(f"{row.entity_id}\t{row.name}\t{' '.join(flags)}")
+
+
+@sp.command("delete")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("entity_id")
+def sp_delete(tenant_slug: str, entity_id: str) -> None:
+    """Remove the service provider ENTITY_ID (re-add it to change its settings)."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        found = sps.find_sp(s, t, entity_id)
+        if found is None:
+            raise CliError(f"no service provider {entity_id!r} in tenant {tenant_slug!r}")
+        directory.audit(s, t, "saml.sp_deleted", entity_id=entity_id)
+        s.delete(found)
+    click.echo(f"SP {entity_id} deleted from {tenant_slug}")
+
+
 @cli.group()
 def saml() -> None:
     """Manage the tenants' SAML identity provider."""

@@ -68,6 +68,32 @@ def test_sp_add_errors_are_one_line_with_status_2(cli_env: dict[str, str], tmp_p
     assert missing.returncode == 2 and "No such file" in missing.stderr
     rotated = idp(cli_env, "saml", "rotate-key", "acme")
     assert rotated.returncode == 0 and "next SAML certificate published" in rotated.stdout
+    good = tmp_path / "sp.xml"
+    good.write_text(SP_METADATA)
+    assert (
+        idp(
+            cli_env,
+            "sp",
+            "add",
+            "acme",
+            "--metadata",
+            str(good),
+            "--min-level",
+            "2",
+            "--attributes",
+            "email",
+        ).returncode
+        == 0
+    )
+    listed = idp(cli_env, "sp", "list", "acme").stdout
+    assert "https://console.example/sp" in listed and "min_level=2" in listed
+    again = idp(cli_env, "sp", "add", "acme", "--metadata", str(good))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    wrong = idp(cli_env, "sp", "add", "acme", "--metadata", str(good), "--attributes", "salary")
+    assert wrong.returncode == 2 and "--attributes must be among" in wrong.stderr
+    assert idp(cli_env, "sp", "delete", "acme", "https://console.example/sp").returncode == 0
+    gone = idp(cli_env, "sp", "delete", "acme", "https://console.example/sp")
+    assert gone.returncode == 2 and "no service provider" in gone.stderr
 
 
 SP_METADATA = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
