@@ -87,8 +87,13 @@ def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(serv
         if checked >= 6:
             break
         time.sleep(1.1)
-        burst = fire(prepared_logins(base, 8), "wrong password!")
-        assert burst[f"200 {GENERIC}"] <= max(0, 3 - checked) + 1, burst
+        logins = prepared_logins(base, 8)
+        started = time.monotonic()
+        burst = fire(logins, "wrong password!")
+        # The gate re-opens every max_delay (1 s): a burst that lasts longer (a loaded
+        # machine) may rightly let one more guess through per second it took.
+        reopened = int(time.monotonic() - started)
+        assert burst[f"200 {GENERIC}"] <= max(0, 3 - checked) + 1 + reopened, burst
         checked += burst[f"200 {GENERIC}"]
     assert checked == 6, "the back-off never let the guesses through"
     time.sleep(1.1)
