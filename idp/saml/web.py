@@ -403,7 +403,13 @@ def slo() -> ResponseReturnValue:
                 mine = next(
                     (e for e in session.get("saml_sps", []) if e["sp"] == sp.entity_id), None
                 )
-                if mine is not None and req.name_id not in (None, mine["name_id"]):
+                if mine is None:
+                    # This SP has no assertion in this browser's session: nothing of ours to
+                    # end for it (and no way for any SP to sign out a session it is not in).
+                    return _answer_logout(
+                        s, tenant, sp, req.id, source.get("RelayState"), "Requester"
+                    )
+                if req.name_id not in (None, mine["name_id"]):
                     return _error_page("This logout request is for someone else.")
                 session["slo"] = {
                     "initiator": {
@@ -473,8 +479,24 @@ def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
     if initiator is None:
         return render_template("login/signed_out.html", tenant=tenant)
     sp = find_sp(s, tenant, initiator["sp"])
-    endpoint = _slo_endpoint(sp, response=True) if sp is not None else None
-    if sp is None or endpoint is None:
+    if sp is None:
         return render_template("login/signed_out.html", tenant=tenant)
-    xml = logout.build_response(entity_id(tenant), endpoint[1], initiator["id"], int(time.time()))
-    return _send_logout(endpoint, "SAMLResponse", xml, initiator.get("relay"), signer, sp.name)
+    return _answer_logout(s, tenant, sp, initiator["id"], initiator.get("relay"))
+
+
+def _answer_logout(
+    s: Session,
+    tenant: Tenant,
+    sp: ServiceProvider,
+    request_id: str,
+    relay: str | None,
+    status: str = "Success",
+) -> ResponseReturnValue:
+    """The LogoutResponse to the SP that asked (its SingleLogoutService)."""
+    endpoint = _slo_endpoint(sp, response=True)
+    if endpoint is None:
+        return render_template("login/signed_out.html", tenant=tenant)
+    xml = logout.build_response(
+        entity_id(tenant), endpoint[1], request_id, int(time.time()), status
+    )
+    return _send_logout(endpoint, "SAMLResponse", xml, relay, _signer(s, s.merge(tenant)), sp.name)

@@ -227,3 +227,33 @@ def test_saml_endpoints_never_answer_5xx(sp_app: Flask, client: FlaskClient) -> 
         assert resp.status_code < 500, (path, data, resp.status_code)
 
     check()
+
+
+def test_an_sp_cannot_sign_out_a_session_it_is_not_part_of(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from idp.saml import logout as saml_logout
+    from tests.conftest import Browser
+
+    slo = (
+        '<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"'
+        ' Location="https://sp.example/slo"/>'
+    )
+    with svc(app).db.session() as s:
+        sps.add_sp(
+            s,
+            directory.require_tenant(s, "acme"),
+            METADATA.replace(
+                "<md:AssertionConsumerService", slo + "<md:AssertionConsumerService"
+            ).encode(),
+        )
+    assert Browser(client, "acme").login("alice", PASSWORD).status_code == 302
+    xml = authn_request("_lo").replace("AuthnRequest", "LogoutRequest")
+    answer = client.get("/t/acme/saml/slo", query_string={"SAMLRequest": redirect_value(xml)})
+    assert answer.status_code == 302
+    sent = parse_qs(urlsplit(answer.headers["Location"]).query)["SAMLResponse"][0]
+    reply = saml_logout.parse_response(zlib.decompress(base64.b64decode(sent), -15))
+    assert reply.in_response_to == "_lo" and not reply.success
+    assert client.get("/t/acme/account").status_code == 200  # still signed in
