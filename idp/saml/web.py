@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
+from collections.abc import Mapping
 
 from flask import Response, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -79,18 +81,54 @@ def _error_page(message: str) -> ResponseReturnValue:
     return page, 400
 
 
+BOUNCED = ("SAMLRequest", "SAMLResponse", "RelayState")
+
+
+def _bounce(endpoint: str) -> ResponseReturnValue:
+    """HTTP-POST from an SP is a cross-site POST: the SameSite=Lax session cookie is not sent,
+    and answering it would start a second session over the user's first. So the message is
+    parked (single use, 2 minutes) and read back by a same-site GET that sees the session."""
+    key = secrets.token_urlsafe(18)
+    fields = {k: request.form[k] for k in BOUNCED if k in request.form}
+    services().store.set(f"saml:bounce:{key}", json.dumps(fields).encode(), 120)
+    return redirect(url_for(endpoint, bounce=key), code=303)
+
+
+def _unbounce(key: str) -> dict[str, str] | None:
+    store = services().store
+    raw = store.get(f"saml:bounce:{key}")
+    store.delete(f"saml:bounce:{key}")
+    return None if raw is None else dict(json.loads(raw))
+
+
+def _message() -> tuple[Mapping[str, str], bool] | None:
+    """The SAML message of this request and whether it came by HTTP-Redirect; None for a
+    POST (bounced first) or an expired bounce."""
+    if request.method == "POST":
+        return None
+    if "bounce" in request.args:
+        fields = _unbounce(request.args["bounce"])
+        return None if fields is None else (fields, False)
+    return request.args, True
+
+
 @bp.route("/sso", methods=["GET", "POST"])
 def sso() -> ResponseReturnValue:
-    source = request.args if request.method == "GET" else request.form
+    if request.method == "POST":
+        return _bounce(".sso")
+    message = _message()
+    if message is None:
+        return _error_page("This sign-in request has expired. Go back and try again.")
+    source, redirected = message
     raw = source.get("SAMLRequest", "")
     if not raw:
         return _error_page("The request has no SAMLRequest.")
     tenant = current_tenant()
     with services().db.session() as s:
         try:
-            xml = decode(raw, deflated=request.method == "GET")
+            xml = decode(raw, deflated=redirected)
             req = parse_authn_request(
-                xml, int(time.time()), _skew(), "redirect" if request.method == "GET" else "post"
+                xml, int(time.time()), _skew(), "redirect" if redirected else "post"
             )
         except SamlError as exc:
             return _error_page(exc.message)
@@ -381,12 +419,17 @@ def _send_logout(
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> ResponseReturnValue:
     """A LogoutRequest from an SP (start), or a LogoutResponse from one we asked (continue)."""
-    source = request.args if request.method == "GET" else request.form
+    if request.method == "POST":
+        return _bounce(".slo")
+    message = _message()
+    if message is None:
+        return _error_page("This logout request has expired. Go back and try again.")
+    source, redirected = message
     tenant = current_tenant()
     with services().db.session() as s:
         try:
             if "SAMLRequest" in source:
-                xml = decode(source["SAMLRequest"], deflated=request.method == "GET")
+                xml = decode(source["SAMLRequest"], deflated=redirected)
                 req = logout.parse_request(xml)
                 sp = find_sp(s, tenant, req.issuer)
                 if sp is None:
@@ -396,7 +439,7 @@ def slo() -> ResponseReturnValue:
                     or "Signature" in request.args
                     or b"SignatureValue" in xml
                 ):
-                    if request.method == "GET":
+                    if redirected:
                         verify_redirect(request.query_string, sp.signing_certs)
                     else:
                         logout.parse_request(verify_post(xml, sp.signing_certs))
@@ -423,9 +466,7 @@ def slo() -> ResponseReturnValue:
                 }
                 return _continue_logout(s, tenant)
             if "SAMLResponse" in source:
-                answer = logout.parse_response(
-                    decode(source["SAMLResponse"], deflated=request.method == "GET")
-                )
+                answer = logout.parse_response(decode(source["SAMLResponse"], deflated=redirected))
                 state = session.get("slo")
                 if state is None or answer.in_response_to != state.get("waiting"):
                     return _error_page("This logout response does not belong to a logout.")

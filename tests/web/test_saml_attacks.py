@@ -132,8 +132,12 @@ def test_hostile_logout_requests_get_an_error_page(
     xml = authn_request(prefix=prefix).replace("AuthnRequest", "LogoutRequest")
     resp = client.get("/t/acme/saml/slo", query_string={"SAMLRequest": redirect_value(xml)})
     assert resp.status_code == 400 and "DOCTYPE are not accepted" in resp.get_data(as_text=True)
-    post = client.post("/t/acme/saml/slo", data={"SAMLRequest": base64.b64encode(xml.encode())})
-    assert post.status_code == 400
+    post = client.post(
+        "/t/acme/saml/slo",
+        data={"SAMLRequest": base64.b64encode(xml.encode())},
+        follow_redirects=True,
+    )
+    assert post.status_code == 400 and "DOCTYPE are not accepted" in post.get_data(as_text=True)
 
 
 def test_the_sps_minimum_level_applies_when_the_request_asks_nothing(
@@ -257,3 +261,23 @@ def test_an_sp_cannot_sign_out_a_session_it_is_not_part_of(
     reply = saml_logout.parse_response(zlib.decompress(base64.b64decode(sent), -15))
     assert reply.in_response_to == "_lo" and not reply.success
     assert client.get("/t/acme/account").status_code == 200  # still signed in
+
+
+def test_a_cross_site_post_request_reaches_the_existing_session(
+    sp_app: Flask, client: FlaskClient
+) -> None:
+    """SameSite=Lax keeps the session cookie off an SP's cross-site POST: the request is parked
+    and read back by a same-site GET, and no second session is started over the first."""
+    from tests.conftest import Browser
+
+    assert Browser(client, "acme").login("alice", PASSWORD).status_code == 302
+    xml = authn_request("_cross").encode()
+    posted = client.post(
+        "/t/acme/saml/sso", data={"SAMLRequest": base64.b64encode(xml), "RelayState": "r"}
+    )
+    assert posted.status_code == 303 and "Set-Cookie" not in posted.headers
+    answer = client.get(posted.headers["Location"])
+    page = answer.get_data(as_text=True)
+    assert "SAMLResponse" in page and 'name="RelayState" value="r"' in page  # SSO: no login
+    again = client.get(posted.headers["Location"])  # a parked message is used once
+    assert again.status_code == 400
