@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from flows.context import AuthContext
 from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
+from idp.crosssite import bounce, bounced
 from idp.errors import HttpError
 from idp.login import flows
 from idp.oidc import acr, tokens
@@ -56,7 +57,12 @@ def issuer_of(tenant: Tenant) -> str:
 
 
 def request_params() -> dict[str, list[str]]:
-    """Parameters of a GET (query) or POST (form body only), as lists."""
+    """Parameters of a GET (query), a POST (form body only) or a bounced POST, as lists."""
+    parked = bounced()
+    if parked is not None:
+        if not parked:
+            raise HttpError("This request has expired. Go back to the application and retry.")
+        return parked
     source = request.args if request.method == "GET" else request.form
     if len(source) > MAX_PARAMS:
         raise HttpError("The request has too many parameters.")
@@ -117,6 +123,8 @@ def _not_redirectable(message: str) -> ResponseReturnValue:
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> ResponseReturnValue:
     """OpenID Connect Core 1.0 section 3.1.2 (GET and POST)."""
+    if request.method == "POST":
+        return bounce(".authorize", request_params())
     params = request_params()
     with services().db.session() as s:
         ctx = context(s)
@@ -273,6 +281,8 @@ def _issue(s: Session, ctx: Context, areq: authz.AuthorizationRequest, client: C
 @bp.route("/end-session", methods=["GET", "POST"])
 def end_session() -> ResponseReturnValue:
     """OpenID Connect RP-Initiated Logout 1.0 section 2 (GET and POST)."""
+    if request.method == "POST":
+        return bounce(".end_session", request_params())
     params = {k: v[0] for k, v in request_params().items() if v}
     hint, target = params.get("id_token_hint"), params.get("post_logout_redirect_uri")
     with services().db.session() as s:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
+from idp.crosssite import bounce, bounced
 from idp.directory import DirectoryError, audit
 from idp.errors import HttpError
 from idp.login import flows
@@ -81,35 +81,18 @@ def _error_page(message: str) -> ResponseReturnValue:
     return page, 400
 
 
-BOUNCED = ("SAMLRequest", "SAMLResponse", "RelayState")
+def _message() -> tuple[Mapping[str, str], bool] | None:
+    """The SAML message of this request and whether it came by HTTP-Redirect; None for an
+    expired bounce (HTTP-POST messages are bounced first, idp.crosssite)."""
+    parked = bounced()
+    if parked is None:
+        return request.args, True
+    return ({k: v[0] for k, v in parked.items() if v}, False) if parked else None
 
 
 def _bounce(endpoint: str) -> ResponseReturnValue:
-    """HTTP-POST from an SP is a cross-site POST: the SameSite=Lax session cookie is not sent,
-    and answering it would start a second session over the user's first. So the message is
-    parked (single use, 2 minutes) and read back by a same-site GET that sees the session."""
-    key = secrets.token_urlsafe(18)
-    fields = {k: request.form[k] for k in BOUNCED if k in request.form}
-    services().store.set(f"saml:bounce:{key}", json.dumps(fields).encode(), 120)
-    return redirect(url_for(endpoint, bounce=key), code=303)
-
-
-def _unbounce(key: str) -> dict[str, str] | None:
-    store = services().store
-    raw = store.get(f"saml:bounce:{key}")
-    store.delete(f"saml:bounce:{key}")
-    return None if raw is None else dict(json.loads(raw))
-
-
-def _message() -> tuple[Mapping[str, str], bool] | None:
-    """The SAML message of this request and whether it came by HTTP-Redirect; None for a
-    POST (bounced first) or an expired bounce."""
-    if request.method == "POST":
-        return None
-    if "bounce" in request.args:
-        fields = _unbounce(request.args["bounce"])
-        return None if fields is None else (fields, False)
-    return request.args, True
+    fields = ("SAMLRequest", "SAMLResponse", "RelayState")
+    return bounce(endpoint, {k: request.form.getlist(k)[:1] for k in fields if k in request.form})
 
 
 @bp.route("/sso", methods=["GET", "POST"])

@@ -198,10 +198,13 @@ def test_unknown_parameters_are_ignored(client: FlaskClient, rp: Rp) -> None:
 def test_post_to_the_authorization_endpoint(client: FlaskClient, rp: Rp) -> None:
     code_flow(client, rp)
     verifier, challenge = pkce()
-    resp = client.post("/t/acme/authorize", data={
+    posted = client.post("/t/acme/authorize", data={
         "response_type": "code", "client_id": rp.client_id, "redirect_uri": REDIRECT,
         "scope": "openid", "state": "p", "code_challenge": challenge,
         "code_challenge_method": "S256"})  # fmt: skip
+    # A cross-site POST carries no SameSite=Lax cookie: it is read back by a same-site GET.
+    assert posted.status_code == 303 and "Set-Cookie" not in posted.headers
+    resp = client.get(posted.headers["Location"])
     q = query_of(resp.headers["Location"])
     assert q["state"] == "p" and exchange(client, rp, q["code"], verifier).status_code == 200
 
