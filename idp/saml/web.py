@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from flask import Response, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -81,28 +82,36 @@ def _error_page(message: str) -> ResponseReturnValue:
     return page, 400
 
 
-def _message() -> tuple[Mapping[str, str], bool] | None:
-    """The SAML message of this request and whether it came by HTTP-Redirect; None for an
-    expired bounce (HTTP-POST messages are bounced first, idp.crosssite)."""
+@dataclass(frozen=True)
+class Incoming:
+    """A SAML message's fields, and whether it came by HTTP-Redirect."""
+
+    source: Mapping[str, str]
+    redirected: bool
+
+
+def _incoming(endpoint: str) -> Incoming | ResponseReturnValue:
+    """The SAML message of this request and whether it came by HTTP-Redirect. An HTTP-POST
+    message is first bounced to a same-site GET (idp.crosssite): then the answer is that."""
+    if request.method == "POST":
+        fields = ("SAMLRequest", "SAMLResponse", "RelayState")
+        return bounce(
+            endpoint, {k: request.form.getlist(k)[:1] for k in fields if k in request.form}
+        )
     parked = bounced()
     if parked is None:
-        return request.args, True
-    return ({k: v[0] for k, v in parked.items() if v}, False) if parked else None
-
-
-def _bounce(endpoint: str) -> ResponseReturnValue:
-    fields = ("SAMLRequest", "SAMLResponse", "RelayState")
-    return bounce(endpoint, {k: request.form.getlist(k)[:1] for k in fields if k in request.form})
+        return Incoming(request.args, True)
+    if not parked:
+        return _error_page("This request has expired. Go back to the application and retry.")
+    return Incoming({k: v[0] for k, v in parked.items() if v}, False)
 
 
 @bp.route("/sso", methods=["GET", "POST"])
 def sso() -> ResponseReturnValue:
-    if request.method == "POST":
-        return _bounce(".sso")
-    message = _message()
-    if message is None:
-        return _error_page("This sign-in request has expired. Go back and try again.")
-    source, redirected = message
+    message = _incoming(".sso")
+    if not isinstance(message, Incoming):
+        return message
+    source, redirected = message.source, message.redirected
     raw = source.get("SAMLRequest", "")
     if not raw:
         return _error_page("The request has no SAMLRequest.")
@@ -402,12 +411,10 @@ def _send_logout(
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> ResponseReturnValue:
     """A LogoutRequest from an SP (start), or a LogoutResponse from one we asked (continue)."""
-    if request.method == "POST":
-        return _bounce(".slo")
-    message = _message()
-    if message is None:
-        return _error_page("This logout request has expired. Go back and try again.")
-    source, redirected = message
+    message = _incoming(".slo")
+    if not isinstance(message, Incoming):
+        return message
+    source, redirected = message.source, message.redirected
     tenant = current_tenant()
     with services().db.session() as s:
         try:

@@ -160,21 +160,23 @@ def test_the_sps_minimum_level_applies_when_the_request_asks_nothing(
     assert 'name="step" value="enroll"' in page.get_data(as_text=True)
 
 
-def test_idp_initiated_logout_asks_each_sp_then_ends_the_session(
-    app: Flask, client: FlaskClient, tenant: str
-) -> None:
+def add_sp_with_slo(app: Flask) -> None:
+    """The test SP, with an HTTP-Redirect SingleLogoutService."""
     slo = (
         '<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"'
         ' Location="https://sp.example/slo"/>'
     )
+    metadata = METADATA.replace(
+        "<md:AssertionConsumerService", slo + "<md:AssertionConsumerService"
+    )
     with svc(app).db.session() as s:
-        sps.add_sp(
-            s,
-            directory.require_tenant(s, "acme"),
-            METADATA.replace(
-                "<md:AssertionConsumerService", slo + "<md:AssertionConsumerService"
-            ).encode(),
-        )
+        sps.add_sp(s, directory.require_tenant(s, "acme"), metadata.encode())
+
+
+def test_idp_initiated_logout_asks_each_sp_then_ends_the_session(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    add_sp_with_slo(app)
     resp = get_sso(client, authn_request("_l1"))
     login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
     done = client.post(
@@ -241,18 +243,7 @@ def test_an_sp_cannot_sign_out_a_session_it_is_not_part_of(
     from idp.saml import logout as saml_logout
     from tests.conftest import Browser
 
-    slo = (
-        '<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"'
-        ' Location="https://sp.example/slo"/>'
-    )
-    with svc(app).db.session() as s:
-        sps.add_sp(
-            s,
-            directory.require_tenant(s, "acme"),
-            METADATA.replace(
-                "<md:AssertionConsumerService", slo + "<md:AssertionConsumerService"
-            ).encode(),
-        )
+    add_sp_with_slo(app)
     assert Browser(client, "acme").login("alice", PASSWORD).status_code == 302
     xml = authn_request("_lo").replace("AuthnRequest", "LogoutRequest")
     answer = client.get("/t/acme/saml/slo", query_string={"SAMLRequest": redirect_value(xml)})
