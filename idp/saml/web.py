@@ -40,6 +40,7 @@ from idp.store.models import ServiceProvider, Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("saml", __name__, "/saml")
+UNMET_CONTEXT = "The requested authentication context cannot be met."
 REPLAY_TTL = 3600
 MAX_PENDING = 5
 ATTRIBUTES = {
@@ -182,15 +183,7 @@ def resume() -> ResponseReturnValue:
             return _error_page("This service provider is no longer registered.")
         acs = acs_for(sp, req.acs_url, req.acs_index)
         if request.args.get("unmet"):
-            return _refuse(
-                s,
-                sp,
-                req,
-                acs,
-                "Responder",
-                "NoAuthnContext",
-                "The requested authentication context cannot be met.",
-            )
+            return _refuse(s, sp, req, acs, "Responder", "NoAuthnContext", UNMET_CONTEXT)
         return _proceed(s, tenant, sp, req, acs, after_login=True)
 
 
@@ -260,15 +253,7 @@ def _proceed(
         try:
             ready = not flows.session_needs(s, tenant, user, wanted)
         except UnmetAuthenticationRequirements:
-            return _refuse(
-                s,
-                sp,
-                req,
-                acs,
-                "Responder",
-                "NoAuthnContext",
-                "The requested authentication context cannot be met.",
-            )
+            return _refuse(s, sp, req, acs, "Responder", "NoAuthnContext", UNMET_CONTEXT)
     if not ready or (req.force_authn and not after_login):
         if req.is_passive:
             return _refuse(
@@ -281,15 +266,7 @@ def _proceed(
     try:
         class_ref = req.requested.class_ref(ctx.level(not_before))
     except Unsatisfiable:
-        return _refuse(
-            s,
-            sp,
-            req,
-            acs,
-            "Responder",
-            "NoAuthnContext",
-            "The requested authentication context cannot be met.",
-        )
+        return _refuse(s, sp, req, acs, "Responder", "NoAuthnContext", UNMET_CONTEXT)
     grant = response.Grant(
         issuer=entity_id(tenant),
         audience=sp.entity_id,

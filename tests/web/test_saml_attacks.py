@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -48,6 +49,21 @@ def sp_app(app: Flask, tenant: str) -> Flask:
     with svc(app).db.session() as s:
         sps.add_sp(s, directory.require_tenant(s, "acme"), METADATA.encode())
     return app
+
+
+def sign_in_at(client: FlaskClient, resp: object) -> Any:
+    """Follow ``resp`` to the login page and answer it as alice with her password."""
+    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
+    html = login.get_data(as_text=True)
+    return client.post(
+        login.request.url,
+        data={
+            "csrf_token": csrf_of(html),
+            "step": "identify",
+            "username": "alice",
+            "password": PASSWORD,
+        },
+    )
 
 
 def get_sso(client: FlaskClient, xml: str) -> object:
@@ -105,16 +121,7 @@ def test_a_replayed_request_id_gets_a_status_not_an_assertion(
 
 def test_force_authn_asks_for_the_password_again(sp_app: Flask, client: FlaskClient) -> None:
     resp = get_sso(client, authn_request("_a1"))
-    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
-    done = client.post(
-        login.request.url,
-        data={
-            "csrf_token": csrf_of(login.get_data(as_text=True)),
-            "step": "identify",
-            "username": "alice",
-            "password": PASSWORD,
-        },
-    )
+    done = sign_in_at(client, resp)
     final = client.get(done.headers["Location"])
     assert "SAMLResponse" in final.get_data(as_text=True)
     forced = get_sso(client, authn_request("_a2", extra=' ForceAuthn="true"'))
@@ -146,16 +153,7 @@ def test_the_sps_minimum_level_applies_when_the_request_asks_nothing(
     with svc(app).db.session() as s:
         sps.add_sp(s, directory.require_tenant(s, "acme"), METADATA.encode(), min_level=2)
     resp = get_sso(client, authn_request("_m1"))
-    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
-    page = client.post(
-        login.request.url,
-        data={
-            "csrf_token": csrf_of(login.get_data(as_text=True)),
-            "step": "identify",
-            "username": "alice",
-            "password": PASSWORD,
-        },
-    )
+    page = sign_in_at(client, resp)
     # After the password, a second factor is asked (enrolment: alice has none), not a response.
     assert 'name="step" value="enroll"' in page.get_data(as_text=True)
 
@@ -178,16 +176,7 @@ def test_idp_initiated_logout_asks_each_sp_then_ends_the_session(
 ) -> None:
     add_sp_with_slo(app)
     resp = get_sso(client, authn_request("_l1"))
-    login = client.get(resp.headers["Location"])  # type: ignore[attr-defined]
-    done = client.post(
-        login.request.url,
-        data={
-            "csrf_token": csrf_of(login.get_data(as_text=True)),
-            "step": "identify",
-            "username": "alice",
-            "password": PASSWORD,
-        },
-    )
+    done = sign_in_at(client, resp)
     assert "SAMLResponse" in client.get(done.headers["Location"]).get_data(as_text=True)
     account = client.get("/t/acme/account").get_data(as_text=True)
     out = client.post("/t/acme/saml/logout", data={"csrf_token": csrf_of(account)})
