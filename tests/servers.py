@@ -214,24 +214,27 @@ def live_idp(env: dict[str, str], workers: int = 1, host: str = "127.0.0.1") -> 
         log.close()
 
 
+def add_user(env: dict[str, str], tenant: str, username: str, password: str) -> None:
+    """``idp user create`` with a password, through the real CLI."""
+    result = idp(
+        env,
+        "user",
+        "create",
+        tenant,
+        username,
+        "--email",
+        f"{username}@{tenant}.test",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"idp user create {username} failed: {result.stderr.strip()}")
+
+
 def seed(env: dict[str, str], tenant: str, username: str, password: str) -> None:
     """``idp init``, a tenant and one member with a password, through the real CLI."""
-    for args, stdin in (
-        (["init"], None),
-        (["tenant", "create", tenant], None),
-        (
-            [
-                "user",
-                "create",
-                tenant,
-                username,
-                "--email",
-                f"{username}@{tenant}.test",
-                "--password-stdin",
-            ],
-            password + "\n",
-        ),
-    ):
-        result = idp(env, *args, stdin=stdin)
+    for args in (["init"], ["tenant", "create", tenant]):
+        result = idp(env, *args)
         if result.returncode != 0:
             raise RuntimeError(f"idp {' '.join(args)} failed: {result.stderr.strip()}")
+    add_user(env, tenant, username, password)

@@ -187,16 +187,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
         )
         assert added.returncode == 0, added.stderr
         for name in ("bob", "carol", "dana"):
-            more = [
-                "user",
-                "create",
-                "acme",
-                name,
-                "--email",
-                f"{name}@acme.test",
-                "--password-stdin",
-            ]
-            assert servers.idp(env, *more, stdin=PASSWORD + "\n").returncode == 0
+            servers.add_user(env, "acme", name, PASSWORD)
         node = NodeSp(found)
         node_meta = tmp / "node.xml"
         node_meta.write_text(node.ask(cmd="metadata")["xml"])

@@ -65,20 +65,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     env = servers.idp_env(tmp_path_factory.mktemp("stepup") / "instance")
     servers.seed(env, "acme", "alice", PASSWORD)
     for name in USERS[1:]:
-        assert (
-            servers.idp(
-                env,
-                "user",
-                "create",
-                "acme",
-                name,
-                "--email",
-                f"{name}@acme.test",
-                "--password-stdin",
-                stdin=PASSWORD + "\n",
-            ).returncode
-            == 0
-        )
+        servers.add_user(env, "acme", name, PASSWORD)
     # No WebAuthn in this tenant: level 3 cannot be reached (for the unmet cases).
     assert servers.idp(env, "tenant", "set-mfa", "acme", "--factors", "totp").returncode == 0
     with servers.live_idp(env) as base:
