@@ -76,6 +76,9 @@ class User(Base):
     # Set by an admin unlock; part of the throttle key, so unlocking needs no access to the
     # ephemeral store of the serving processes (works with the in-process store too).
     unlocked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Disable (or sign out everywhere): factors any session verified before it stop counting,
+    # so every existing browser session of the user ends (flows.assurance).
+    sessions_revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -160,7 +163,10 @@ class Client(Base):
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     min_level: Mapped[int] = mapped_column(default=0)
     access_token_ttl: Mapped[int] = mapped_column(default=600)
+    # A refresh-token family's absolute lifetime, from the sign-in (offline_access too), and
+    # its idle lifetime: a family not refreshed for that long ends (RFC 9700 4.14.2).
     refresh_token_ttl: Mapped[int] = mapped_column(default=30 * 24 * 3600)
+    refresh_idle_ttl: Mapped[int] = mapped_column(default=14 * 24 * 3600)
     id_token_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     # May obtain ``stepwise:admin`` client-credentials tokens for the JSON admin API.
     admin_api: Mapped[bool] = mapped_column(default=False)
