@@ -456,6 +456,18 @@ def _print_registered(reg: clients.Registered, as_json: bool) -> None:
     help="acr values used when a request asks for none (repeat for several)",
 )
 @click.option(
+    "--refresh-lifetime",
+    type=int,
+    metavar="SECONDS",
+    help="a refresh-token family ends this long after it began [default: 30 days]",
+)
+@click.option(
+    "--refresh-idle",
+    type=int,
+    metavar="SECONDS",
+    help="a family not refreshed for this long ends [default: 14 days, at most the lifetime]",
+)
+@click.option(
     "--admin-api",
     is_flag=True,
     help="a service client that may call the JSON admin API (client_credentials, "
@@ -474,6 +486,8 @@ def client_create(
     min_level: int,
     id_token_alg: str,
     default_acr: tuple[str, ...],
+    refresh_lifetime: int | None,
+    refresh_idle: int | None,
     admin_api: bool,
     as_json: bool,
 ) -> None:
@@ -492,6 +506,8 @@ def client_create(
             id_token_alg=id_token_alg,
             admin_api=admin_api,
             default_acr_values=list(default_acr),
+            refresh_lifetime=refresh_lifetime,
+            refresh_idle=refresh_idle,
         )
     _print_registered(reg, as_json)
 

@@ -24,6 +24,11 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 GRANTS_CONFIDENTIAL = ["authorization_code", "refresh_token", "client_credentials"]
 GRANTS_PUBLIC = ["authorization_code", "refresh_token"]
 MAX_URIS = 20
+DAY = 24 * 3600
+# A refresh-token family's absolute and idle lifetimes (RFC 9700 4.14.2), per client.
+REFRESH_LIFETIME = 30 * DAY
+REFRESH_IDLE = 14 * DAY
+MAX_REFRESH_LIFETIME = 365 * DAY
 
 
 def check_redirect_uri(uri: str) -> str:
@@ -46,6 +51,27 @@ def check_redirect_uri(uri: str) -> str:
     raise DirectoryError(
         f"redirect URI must be https, http on a loopback host, or a private-use scheme: {uri!r}"
     )
+
+
+def check_refresh_lifetimes(lifetime: int | None, idle: int | None) -> tuple[int, int]:
+    """The (absolute, idle) lifetimes of a client's refresh-token families, defaults filled
+    in, or raise :class:`DirectoryError`. The idle lifetime never exceeds the absolute one
+    (RFC 9700 section 4.14.2)."""
+    absolute = REFRESH_LIFETIME if lifetime is None else lifetime
+    if isinstance(absolute, bool) or not isinstance(absolute, int):
+        raise DirectoryError("--refresh-lifetime must be a whole number of seconds")
+    if not 0 < absolute <= MAX_REFRESH_LIFETIME:
+        raise DirectoryError(
+            f"--refresh-lifetime must be 1 to {MAX_REFRESH_LIFETIME} seconds (365 days)"
+        )
+    rest = min(REFRESH_IDLE, absolute) if idle is None else idle
+    if isinstance(rest, bool) or not isinstance(rest, int):
+        raise DirectoryError("--refresh-idle must be a whole number of seconds")
+    if not 0 < rest <= absolute:
+        raise DirectoryError(
+            f"--refresh-idle must be 1 to {absolute} seconds (at most --refresh-lifetime)"
+        )
+    return absolute, rest
 
 
 def new_client_id() -> str:
@@ -84,6 +110,8 @@ def create_client(
     id_token_alg: str = "RS256",  # noqa: S107 (an algorithm name)
     admin_api: bool = False,
     default_acr_values: list[str] | None = None,
+    refresh_lifetime: int | None = None,
+    refresh_idle: int | None = None,
 ) -> Registered:
     name = name.strip()
     if not 0 < len(name) <= 200:
@@ -104,6 +132,7 @@ def create_client(
     unknown = [v for v in default_acr_values or [] if v not in known]
     if unknown:
         raise DirectoryError(f"unknown acr value(s) for --default-acr: {', '.join(unknown)}")
+    refresh_ttl, idle_ttl = check_refresh_lifetimes(refresh_lifetime, refresh_idle)
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
         tenant_id=tenant.id,
@@ -119,6 +148,8 @@ def create_client(
         id_token_alg=id_token_alg,
         admin_api=admin_api,
         default_acr_values=list(default_acr_values or []),
+        refresh_token_ttl=refresh_ttl,
+        refresh_idle_ttl=idle_ttl,
         created_at=now(),
     )
     s.add(client)

@@ -10,7 +10,9 @@ so nothing here imports Flask.
   first one produced (RFC 6749 4.1.2, RFC 9700 4.14).
 - Refresh tokens rotate on every use; presenting a rotated one revokes the whole family
   (RFC 9700 4.14.2). The family is a :class:`~idp.store.models.Grant`, which also freezes
-  the authentication context (acr, amr, auth_time): a refresh never raises it.
+  the authentication context (acr, amr, auth_time): a refresh never raises it. A family has
+  the client's absolute lifetime from its creation and its idle lifetime from the last
+  refresh (``offline_access`` too; RFC 9700 4.14.2, OpenID Connect Core 1.0 section 11).
 - PKCE (RFC 7636): S256 only, required for public clients.
 """
 
@@ -296,7 +298,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
             return None
         if client is None or row.grant.client_id != client.client_id:
             return None  # another client's token: not claimed, so the owner's stays usable
-        if row.grant.revoked_at is not None or row.expires_at <= ctx.now:
+        if not refresh_live(row, client.row, ctx.now):
             return None
         claimed = ctx.s.execute(
             update(RefreshToken)
@@ -331,6 +333,25 @@ class CredentialsGrant(grants.ClientCredentialsGrant):
     """RFC 6749 4.4; the access token's ``sub`` is the client (RFC 9068 section 2.2)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
+
+
+def family_ends_at(grant: Grant, client: Client) -> int:
+    """When a refresh-token family ends however often it is used: the client's absolute
+    lifetime from the grant's creation (RFC 9700 section 4.14.2)."""
+    return grant.created_at + client.refresh_token_ttl
+
+
+def refresh_expires_at(grant: Grant, client: Client, now: int) -> int:
+    """The expiry of a refresh token issued ``now``: the client's idle lifetime, cut short
+    at the end of its family (RFC 9700 section 4.14.2)."""
+    return min(family_ends_at(grant, client), now + client.refresh_idle_ttl)
+
+
+def refresh_live(row: RefreshToken, client: Client, now: int) -> bool:
+    """Whether ``row`` may still be redeemed: its family is neither revoked nor past its
+    absolute lifetime (whatever the row says), and the row itself has not expired."""
+    grant = row.grant
+    return grant.revoked_at is None and now < min(row.expires_at, family_ends_at(grant, client))
 
 
 def revoke_grant(ctx: Context, gid: str, reason: str) -> None:
@@ -417,7 +438,7 @@ class Provider(rfc6749.AuthorizationServer):
                     grant_id=grant.id,
                     token_hash=digest(token["refresh_token"]),
                     created_at=ctx.now,
-                    expires_at=ctx.now + row.refresh_token_ttl,
+                    expires_at=refresh_expires_at(grant, row, ctx.now),
                 )
             )
 

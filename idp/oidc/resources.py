@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
-from idp.oidc.provider import Context, OAuthClient, digest, revoke_grant
+from idp.oidc.provider import (
+    Context,
+    OAuthClient,
+    digest,
+    family_ends_at,
+    refresh_live,
+    revoke_grant,
+)
 from idp.store.models import Grant, RefreshToken, User
 
 INTROSPECTED = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "acr", "amr",
@@ -81,8 +88,8 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
     if row is None or row.grant.client_id != client.client_id:
         return inactive
     grant = row.grant
-    if grant.revoked_at is not None or row.used_at is not None or row.expires_at <= ctx.now:
-        return inactive
+    if row.used_at is not None or not refresh_live(row, client.row, ctx.now):
+        return inactive  # rotated, revoked, idle too long or past the family's lifetime
     user = ctx.s.get(User, grant.user_id)
     return {
         "active": True,
@@ -90,7 +97,7 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
         "scope": grant.scope,
         "client_id": grant.client_id,
         "sub": user.sub if user else None,
-        "exp": row.expires_at,
+        "exp": min(row.expires_at, family_ends_at(grant, client.row)),
         "iat": row.created_at,
         "iss": ctx.issuer,
         "acr": grant.acr,
