@@ -1,5 +1,6 @@
-"""Signed AuthnRequests (SAML 2.0 bindings 3.4.4.1 and core 5): the HTTP-Redirect binding's
-detached signature over the query string, and the HTTP-POST binding's enveloped XML signature.
+"""Signed requests from SPs, AuthnRequest and LogoutRequest (SAML 2.0 bindings 3.4.4.1 and
+core 5): the HTTP-Redirect binding's detached signature over the query string (as parsed once by
+``idp.saml.query``), and the HTTP-POST binding's enveloped XML signature.
 
 Against signature wrapping, the POST check returns the element the signature actually covers
 and insists that it is the message's root (by ID); the caller parses that element only.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import unquote_plus
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -21,59 +21,65 @@ from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from idp.saml.authn import SamlError
+from idp.saml.query import RedirectQuery
 from idp.saml.xml import parse
 
-ALGORITHMS = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256(),
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": hashes.SHA384(),
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": hashes.SHA512(),
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": hashes.SHA256(),
+# SigAlg -> (key type, digest): the key of the certificate must be of the named type.
+ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": (rsa.RSAPublicKey, hashes.SHA256()),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": (rsa.RSAPublicKey, hashes.SHA384()),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": (rsa.RSAPublicKey, hashes.SHA512()),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": (
+        ec.EllipticCurvePublicKey,
+        hashes.SHA256(),
+    ),
 }
 
 
-def _raw_params(query_string: bytes) -> dict[str, str]:
-    """The query's parameters as sent (still URL-encoded), first value of each."""
-    out: dict[str, str] = {}
-    for pair in query_string.decode("ascii", "replace").split("&"):
-        name, _, value = pair.partition("=")
-        out.setdefault(name, value)
-    return out
-
-
-def verify_redirect(query_string: bytes, certs: list[str]) -> None:
-    """Check ``Signature`` over ``SAMLRequest=..&RelayState=..&SigAlg=..`` as received."""
-    raw = _raw_params(query_string)
-    if "Signature" not in raw or "SigAlg" not in raw:
+def verify_redirect(query: RedirectQuery, certs: list[str]) -> None:
+    """Check ``Signature`` over ``SAMLRequest=..&RelayState=..&SigAlg=..`` exactly as received
+    (SAML bindings 3.4.4.1); the caller then processes the same query's decoded values."""
+    encoded_signature, alg = query.get("Signature"), query.get("SigAlg")
+    if encoded_signature is None or alg is None:
         raise SamlError(
             "This service provider must sign its requests.", "Requester", "RequestDenied"
         )
-    alg = unquote_plus(raw["SigAlg"])
     if alg not in ALGORITHMS:
         raise SamlError(
             "The request's signature algorithm is not accepted.", "Requester", "RequestDenied"
         )
-    signed = "&".join(
-        f"{k}={raw[k]}" for k in ("SAMLRequest", "RelayState", "SigAlg") if k in raw
-    ).encode()
     try:
-        signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
+        signature = base64.b64decode(encoded_signature, validate=True)
     except (binascii.Error, ValueError):
         raise SamlError(
             "The request's signature is not base64.", "Requester", "RequestDenied"
         ) from None
+    signed = query.signed_octets()
+    key_type, digest = ALGORITHMS[alg]
     for pem in certs:
-        key = x509.load_pem_x509_certificate(pem.encode()).public_key()
-        try:
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(signature, signed, padding.PKCS1v15(), ALGORITHMS[alg])
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, signed, ec.ECDSA(ALGORITHMS[alg]))
-            else:
-                continue
+        if _verifies(pem, signature, signed, key_type, digest):
             return
-        except InvalidSignature:
-            continue
     raise SamlError("The request's signature does not verify.", "Requester", "RequestDenied")
+
+
+def _verifies(
+    pem: str, signature: bytes, data: bytes, key_type: type, digest: hashes.HashAlgorithm
+) -> bool:
+    """Whether ``signature`` over ``data`` verifies with the key of ``pem``, when that key is
+    of ``key_type`` (no RSA algorithm with an EC key, nor the reverse)."""
+    try:
+        key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+        if not isinstance(key, key_type):
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(digest))
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def verify_post(xml: bytes, certs: list[str]) -> bytes:

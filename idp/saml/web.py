@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Response, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -31,9 +32,10 @@ from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
 from idp.saml.metadata import NAMEID_FORMATS, POST, REDIRECT, idp_document
+from idp.saml.query import RedirectQuery, parse_query
 from idp.saml.signatures import verify_post, verify_redirect
 from idp.saml.sps import acs_for, find_sp
-from idp.security import allow_form_target
+from idp.security import CSP, allow_form_target, form_target_source
 from idp.services import services
 from idp.sessions import ServerSession
 from idp.store.models import ServiceProvider, Tenant, User
@@ -85,26 +87,38 @@ def _error_page(message: str) -> ResponseReturnValue:
 
 @dataclass(frozen=True)
 class Incoming:
-    """A SAML message's fields, and whether it came by HTTP-Redirect."""
+    """A SAML message's fields and, when it came by HTTP-Redirect, the query they were read
+    from: its signature, if any, is checked over exactly these fields (bindings 3.4.4.1)."""
 
     source: Mapping[str, str]
-    redirected: bool
+    query: RedirectQuery | None = None
+
+    @property
+    def redirected(self) -> bool:
+        return self.query is not None
 
 
 def _incoming(endpoint: str) -> Incoming | ResponseReturnValue:
     """The SAML message of this request and whether it came by HTTP-Redirect. An HTTP-POST
-    message is first bounced to a same-site GET (idp.crosssite): then the answer is that."""
+    message is first bounced to a same-site GET (idp.crosssite): then the answer is that.
+    A parameter sent twice is refused, never read one way and verified another."""
     if request.method == "POST":
         fields = ("SAMLRequest", "SAMLResponse", "RelayState")
+        if any(len(request.form.getlist(k)) > 1 for k in fields):
+            return _error_page("The request carries a SAML parameter more than once.")
         return bounce(
             endpoint, {k: request.form.getlist(k)[:1] for k in fields if k in request.form}
         )
     parked = bounced()
     if parked is None:
-        return Incoming(request.args, True)
+        try:
+            query = parse_query(request.query_string)
+        except SamlError as exc:
+            return _error_page(exc.message)
+        return Incoming(query.values(), query)
     if not parked:
         return _error_page("This request has expired. Go back to the application and retry.")
-    return Incoming({k: v[0] for k, v in parked.items() if v}, False)
+    return Incoming({k: v[0] for k, v in parked.items() if v})
 
 
 @bp.route("/sso", methods=["GET", "POST"])
@@ -136,7 +150,7 @@ def sso() -> ResponseReturnValue:
         if req.relay_state is not None and len(req.relay_state) > 80:
             return _error_page("RelayState is longer than 80 bytes (SAML bindings 3.4.3).")
         try:
-            req = _verified(sp, req, xml)
+            req = _verified(sp, req, xml, message.query)
         except SamlError as exc:
             return _refuse(s, sp, req, acs, exc.status, exc.sub, exc.message)
         if not services().store.add(f"saml:req:{sp.id}:{req.id}", b"1", REPLAY_TTL):
@@ -187,12 +201,15 @@ def resume() -> ResponseReturnValue:
         return _proceed(s, tenant, sp, req, acs, after_login=True)
 
 
-def _verified(sp: ServiceProvider, req: AuthnRequest, xml: bytes) -> AuthnRequest:
-    """Check the request's signature when the SP signs (or this request is signed); a POST
-    request is then read again from the signed element alone (no signature wrapping)."""
-    if req.binding == "redirect":
-        if sp.authn_requests_signed or "Signature" in request.args:
-            verify_redirect(request.query_string, sp.signing_certs)
+def _verified(
+    sp: ServiceProvider, req: AuthnRequest, xml: bytes, query: RedirectQuery | None
+) -> AuthnRequest:
+    """Check the request's signature when the SP signs (or this request is signed). Over
+    HTTP-Redirect it covers the very query the request was read from; a POST request is read
+    again from the signed element alone (no signature wrapping)."""
+    if query is not None:
+        if sp.authn_requests_signed or query.get("Signature") is not None:
+            verify_redirect(query, sp.signing_certs)
         return req
     if sp.authn_requests_signed or b"SignatureValue" in xml:
         signed = verify_post(xml, sp.signing_certs)
@@ -396,42 +413,7 @@ def slo() -> ResponseReturnValue:
     with services().db.session() as s:
         try:
             if "SAMLRequest" in source:
-                xml = decode(source["SAMLRequest"], deflated=redirected)
-                req = logout.parse_request(xml)
-                sp = find_sp(s, tenant, req.issuer)
-                if sp is None:
-                    return _error_page("This service provider is not registered here.")
-                if (
-                    sp.authn_requests_signed
-                    or "Signature" in request.args
-                    or b"SignatureValue" in xml
-                ):
-                    if redirected:
-                        verify_redirect(request.query_string, sp.signing_certs)
-                    else:
-                        logout.parse_request(verify_post(xml, sp.signing_certs))
-                mine = next(
-                    (e for e in session.get("saml_sps", []) if e["sp"] == sp.entity_id), None
-                )
-                if mine is None:
-                    # This SP has no assertion in this browser's session: nothing of ours to
-                    # end for it (and no way for any SP to sign out a session it is not in).
-                    return _answer_logout(
-                        s, tenant, sp, req.id, source.get("RelayState"), "Requester"
-                    )
-                if req.name_id not in (None, mine["name_id"]):
-                    return _error_page("This logout request is for someone else.")
-                session["slo"] = {
-                    "initiator": {
-                        "sp": sp.entity_id,
-                        "id": req.id,
-                        "relay": source.get("RelayState"),
-                    },
-                    "pending": [
-                        e["sp"] for e in session.get("saml_sps", []) if e["sp"] != sp.entity_id
-                    ],
-                }
-                return _continue_logout(s, tenant)
+                return _logout_request(s, tenant, message)
             if "SAMLResponse" in source:
                 answer = logout.parse_response(decode(source["SAMLResponse"], deflated=redirected))
                 state = session.get("slo")
@@ -441,6 +423,130 @@ def slo() -> ResponseReturnValue:
         except SamlError as exc:
             return _error_page(exc.message)
     return _error_page("The request has no SAMLRequest or SAMLResponse.")
+
+
+def _logout_request(s: Session, tenant: Tenant, message: Incoming) -> ResponseReturnValue:
+    """An SP's LogoutRequest (SAML 2.0 profiles 4.4.3). Signed, it starts Single Logout; an
+    unsigned one (only from an SP without signing certificates) first asks the user."""
+    xml = decode(message.source["SAMLRequest"], deflated=message.redirected)
+    req = logout.parse_request(xml)
+    sp = find_sp(s, tenant, req.issuer)
+    if sp is None:
+        return _error_page("This service provider is not registered here.")
+    relay = message.source.get("RelayState")
+    try:
+        req, signed = _verified_logout(sp, req, xml, message.query)
+    except SamlError:
+        return _decline_logout(s, tenant, sp, req.id, relay, "Requester")
+    mine = next((e for e in session.get("saml_sps", []) if e["sp"] == sp.entity_id), None)
+    if mine is None:
+        # This SP has no assertion in this browser's session: nothing of ours to end for it
+        # (and no way for any SP to sign out a session it is not in).
+        return _decline_logout(s, tenant, sp, req.id, relay, "Requester")
+    if req.name_id not in (None, mine["name_id"]):
+        return _error_page("This logout request is for someone else.")
+    initiator = {"sp": sp.entity_id, "id": req.id, "relay": relay}
+    if not signed:
+        return _confirm_logout(s, tenant, sp, initiator)
+    return _start_logout(s, tenant, initiator)
+
+
+def _verified_logout(
+    sp: ServiceProvider, req: logout.LogoutRequest, xml: bytes, query: RedirectQuery | None
+) -> tuple[logout.LogoutRequest, bool]:
+    """The LogoutRequest as signed, and whether it was. A signature is required when the SP's
+    metadata has a signing certificate (or says it signs), and checked whenever one is sent:
+    over HTTP-Redirect on the query it was read from, over HTTP-POST by reading the request
+    again from the signed element (SAML bindings 3.4.4.1, 3.5.4; profiles 4.4.3.1)."""
+    required = bool(sp.signing_certs) or sp.authn_requests_signed
+    if query is not None:
+        if not required and query.get("Signature") is None:
+            return req, False
+        verify_redirect(query, sp.signing_certs)
+        return req, True
+    if not required and b"SignatureValue" not in xml:
+        return req, False
+    signed = logout.parse_request(verify_post(xml, sp.signing_certs))
+    if signed.issuer != sp.entity_id:
+        raise SamlError("The signed logout request names another issuer.")
+    return signed, True
+
+
+def _decline_logout(
+    s: Session, tenant: Tenant, sp: ServiceProvider, request_id: str, relay: str | None, status: str
+) -> ResponseReturnValue:
+    """A non-success LogoutResponse to the SP; a page saying so if it has no SLO endpoint."""
+    if _slo_endpoint(sp, response=True) is None:
+        page = render_template(
+            "errors/error.html",
+            tenant=tenant,
+            title="Still signed in",
+            message=f"{sp.name} could not sign you out here. You are still signed in.",
+        )
+        return page, 400
+    return _answer_logout(s, tenant, sp, request_id, relay, status)
+
+
+def _start_logout(s: Session, tenant: Tenant, initiator: Mapping[str, Any]) -> ResponseReturnValue:
+    """Single Logout for ``initiator`` (sp, id, relay): the session's other SPs, then the
+    session itself, then the LogoutResponse (SAML 2.0 profiles 4.4.3.3)."""
+    session["slo"] = {
+        "initiator": {"sp": initiator["sp"], "id": initiator["id"], "relay": initiator["relay"]},
+        "pending": [e["sp"] for e in session.get("saml_sps", []) if e["sp"] != initiator["sp"]],
+    }
+    return _continue_logout(s, tenant)
+
+
+def _confirm_logout(
+    s: Session, tenant: Tenant, sp: ServiceProvider, initiator: dict[str, Any]
+) -> ResponseReturnValue:
+    """An unsigned LogoutRequest could come from any site: ask before ending the session, as
+    OpenID Connect RP-Initiated Logout does without an id_token_hint (section 2)."""
+    pending = {**initiator, "key": secrets.token_urlsafe(12)}
+    session["slo_confirm"] = pending
+    page = render_template(
+        "saml/logout_confirm.html", tenant=tenant, sp_name=sp.name, req_id=pending["key"]
+    )
+    return _allow_logout_targets(s, tenant, make_response(page))
+
+
+def _allow_logout_targets(s: Session, tenant: Tenant, resp: Response) -> Response:
+    """Let the confirmation's form lead to every SLO endpoint the logout may go to next:
+    ``form-action`` applies to the redirects after a form submission too."""
+    sources = set()
+    for entry in session.get("saml_sps", []):
+        sp = find_sp(s, tenant, entry["sp"])
+        for response_leg in (False, True):
+            endpoint = _slo_endpoint(sp, response_leg) if sp is not None else None
+            source = form_target_source(endpoint[1]) if endpoint is not None else None
+            if source is not None:
+                sources.add(source)
+    if sources:
+        resp.headers["Content-Security-Policy"] = CSP.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(sorted(sources))
+        )
+    return resp
+
+
+@bp.post("/slo/confirm")
+def slo_confirm() -> ResponseReturnValue:
+    """The user's answer to an unsigned LogoutRequest: sign out (Single Logout goes on as
+    for a signed one), or stay signed in (the SP gets a non-success LogoutResponse)."""
+    pending = session.get("slo_confirm")
+    if not pending or not hmac.compare_digest(pending["key"], request.args.get("req", "")):
+        raise HttpError("This sign-out request has expired. Go back and try again.")
+    session.pop("slo_confirm", None)
+    tenant = current_tenant()
+    with services().db.session() as s:
+        sp = find_sp(s, tenant, pending["sp"])
+        if sp is None:
+            return _error_page("This service provider is no longer registered.")
+        still_in = any(e["sp"] == sp.entity_id for e in session.get("saml_sps", []))
+        if not still_in:
+            return _decline_logout(s, tenant, sp, pending["id"], pending["relay"], "Requester")
+        if request.form.get("action") != "logout":
+            return _decline_logout(s, tenant, sp, pending["id"], pending["relay"], "Responder")
+        return _start_logout(s, tenant, pending)
 
 
 @bp.post("/logout")
