@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 import requests
 
 from tests.conftest import PASSWORD
-from tests.interop.conftest import HIDDEN, TotpUser, answer_form
+from tests.interop.conftest import FORM, HIDDEN, TotpUser, answer_form
 
 FORM_POST = re.compile(r'<form method="post" action="([^"]+)" id="form-post">')
 
@@ -37,3 +37,20 @@ def saml_login(
             return unescape(posted.group(1)), {k: unescape(v) for k, v in HIDDEN.findall(resp.text)}
         method, url, data = "POST", *answer_form(resp.text, url, username, PASSWORD, totp, seen)
     raise AssertionError("too many steps")
+
+
+def confirm_sign_out(
+    browser: requests.Session, url: str, page: requests.Response
+) -> requests.Response:
+    """Answer "<SP> asks to sign you out" (shown for an unsigned LogoutRequest at ``url``)
+    with Sign out; return the answer (the logout going on), not followed."""
+    assert page.status_code == 200 and "asks to sign you out" in page.text, page.status_code
+    action = FORM.search(page.text)
+    assert action, "no form on the sign-out page"
+    fields = {k: unescape(v) for k, v in HIDDEN.findall(page.text)}
+    return browser.post(
+        urljoin(url, unescape(action.group(1))),
+        data={**fields, "action": "logout"},
+        allow_redirects=False,
+        timeout=10,
+    )

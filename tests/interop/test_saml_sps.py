@@ -23,7 +23,7 @@ import requests
 from tests import servers
 from tests.conftest import PASSWORD
 from tests.interop.conftest import NODE_DIR
-from tests.interop.saml_helpers import saml_login
+from tests.interop.saml_helpers import confirm_sign_out, saml_login
 
 ACS = "http://127.0.0.1:9/acs"
 SLO1, SLO2 = "http://127.0.0.1:9/slo", "http://127.0.0.1:9/slo2"
@@ -526,7 +526,8 @@ def test_single_logout_started_by_one_sp_reaches_the_other_and_ends_the_session(
     sp_b.process_response(request_id=start.get_last_request_id())
     assert sp_b.get_errors() == []
 
-    # python3-saml starts the logout; Stepwise asks pysaml2's SP first (front channel).
+    # python3-saml starts the logout, unsigned (its metadata has no certificate): the user
+    # confirms; then Stepwise asks pysaml2's SP first (front channel).
     logout_url = sp_b.logout(
         name_id=sp_b.get_nameid(),
         session_index=sp_b.get_session_index(),
@@ -534,7 +535,8 @@ def test_single_logout_started_by_one_sp_reaches_the_other_and_ends_the_session(
         spnq=sp_b.get_nameid_spnq(),
         return_to="bye",
     )
-    to_a = browser.get(logout_url, allow_redirects=False, timeout=10)
+    asked = browser.get(logout_url, allow_redirects=False, timeout=10)
+    to_a = confirm_sign_out(browser, logout_url, asked)
     assert to_a.status_code == 302 and to_a.headers["Location"].startswith(SLO1 + "?")
     params = query(to_a.headers["Location"])
     parsed = sp_a.parse_logout_request(
@@ -603,7 +605,8 @@ def test_node_saml_post_binding_step_up_and_single_logout(idp: Idp) -> None:
     # Single Logout started by node-saml; its SLO endpoint is HTTP-POST, so Stepwise answers
     # with a signed LogoutResponse in an auto-submitting form, which node-saml checks.
     logout_url = idp.node.ask(cmd="logout", profile=stepped["profile"])["url"]
-    back = browser.get(logout_url, allow_redirects=False, timeout=10)
+    asked = browser.get(logout_url, allow_redirects=False, timeout=10)
+    back = confirm_sign_out(browser, logout_url, asked)  # unsigned: the user confirms
     assert back.status_code == 200 and f'action="{SLO3}"' in back.text
     answer = post_form(back.text)
     assert answer["RelayState"] == "bye-3"
@@ -651,10 +654,13 @@ def test_pysaml2_steps_up_to_refeds_mfa_and_starts_single_logout(idp: Idp) -> No
     )
     assert stepped is not None and stepped.authn_info()[0][0] == REFEDS_MFA
 
-    # pysaml2 starts Single Logout; Stepwise ends the session and answers it.
+    # pysaml2 starts Single Logout (unsigned: the user confirms); Stepwise ends the session
+    # and answers it.
     ((_, (binding, http_args)),) = client.global_logout(stepped.name_id).items()
     assert binding == BINDING_HTTP_REDIRECT
-    back = browser.get(dict(http_args["headers"])["Location"], allow_redirects=False, timeout=10)
+    logout_url = dict(http_args["headers"])["Location"]
+    asked = browser.get(logout_url, allow_redirects=False, timeout=10)
+    back = confirm_sign_out(browser, logout_url, asked)
     assert back.status_code == 302 and back.headers["Location"].startswith(SLO1 + "?")
     params = query(back.headers["Location"])
     answer = client.parse_logout_request_response(params["SAMLResponse"], BINDING_HTTP_REDIRECT)

@@ -266,3 +266,70 @@ def test_staying_signed_in_answers_the_sp_and_ends_nothing(
     reply = logout_answer(stay)
     assert reply.in_response_to == "_lo" and not reply.success
     assert signed_in(client)
+
+
+# --- a real SP library signing its queries: pysaml2 --------------------------------------
+
+
+def pysaml2_sp(app: Flask, client: FlaskClient, tmp_path: Path) -> Any:
+    """pysaml2's signing SP (tests.interop), registered here from its own metadata."""
+    from saml2.client import Saml2Client
+    from saml2.metadata import create_metadata_string
+
+    from tests.interop.test_saml_sps import SIGNED_SP as PYSAML2_SP
+    from tests.interop.test_saml_sps import Idp, pysaml2_config
+
+    meta = client.get("/t/acme/saml/metadata").get_data(as_text=True)
+    base = svc(app).settings.base_url
+    found = Idp(base, f"{base}/t/acme/saml/metadata", meta, {}, tmp_path)
+    config = pysaml2_config(found, PYSAML2_SP)
+    with svc(app).db.session() as s:
+        sps.add_sp(
+            s, directory.require_tenant(s, "acme"), create_metadata_string(None, config=config)
+        )
+    return Saml2Client(config=pysaml2_config(found, PYSAML2_SP))
+
+
+def local(app: Flask, url: str) -> str:
+    """The path and query of one of our URLs, for the test client."""
+    base = svc(app).settings.base_url
+    assert url.startswith(base + "/"), url
+    return url.removeprefix(base)
+
+
+def test_pysaml2_signed_redirect_requests_are_accepted_and_end_the_session_at_once(
+    app: Flask, client: FlaskClient, tenant: str, tmp_path: Path
+) -> None:
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2.xmldsig import SIG_RSA_SHA256
+
+    sp = pysaml2_sp(app, client, tmp_path)
+    req_id, info = sp.prepare_for_authenticate(
+        entityid=f"{svc(app).settings.base_url}/t/acme/saml/metadata",
+        binding=BINDING_HTTP_REDIRECT,
+        relay_state="rs-5",
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
+    )
+    url = local(app, dict(info["headers"])["Location"])
+    # A second, unsigned SAMLRequest under an encoded name in front: refused outright.
+    forged = url.replace("?SAMLRequest=", "?SAML%52equest=AAAA&SAMLRequest=", 1)
+    assert client.get(forged).status_code == 400
+    done = sign_in_at(client, client.get(url))
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    value = page.split('name="SAMLResponse" value="')[1].split('"')[0]
+    parsed = sp.parse_authn_request_response(value, BINDING_HTTP_POST, outstanding={req_id: "/"})
+    assert parsed is not None and parsed.get_identity()["uid"] == ["alice"]
+    # pysaml2 signs its LogoutRequest (with its RelayState): no confirmation, the session ends.
+    ((_, (binding, http_args)),) = sp.global_logout(
+        parsed.name_id, sign=True, sign_alg=SIG_RSA_SHA256
+    ).items()
+    assert binding == BINDING_HTTP_REDIRECT
+    back = client.get(local(app, dict(http_args["headers"])["Location"]))
+    assert back.status_code == 302 and back.headers["Location"].startswith(
+        "http://127.0.0.1:9/slo?"
+    )
+    answer = parse_qs(urlsplit(back.headers["Location"]).query)
+    reply = sp.parse_logout_request_response(answer["SAMLResponse"][0], BINDING_HTTP_REDIRECT)
+    assert reply is not None and reply.status_ok()
+    assert not signed_in(client)
