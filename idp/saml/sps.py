@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,6 +40,8 @@ def add_sp(
         raise DirectoryError(f"--attributes must be among {', '.join(ATTRIBUTES)}")
     if encrypt and not found.encryption_cert:
         raise DirectoryError("--encrypt needs an encryption certificate in the metadata")
+    if encrypt and not _rsa(found.encryption_cert):
+        raise DirectoryError("--encrypt needs an RSA encryption certificate (RSA-OAEP)")
     if not any(a["binding"] == POST for a in found.acs):
         raise DirectoryError("the SP has no HTTP-POST AssertionConsumerService")
     if find_sp(s, tenant, found.entity_id) is not None:
@@ -63,6 +67,14 @@ def add_sp(
     s.flush()
     audit(s, tenant, "saml.sp_added", entity_id=sp.entity_id)
     return sp
+
+
+def _rsa(cert_pem: str | None) -> bool:
+    """Whether the certificate's key is RSA: assertions are encrypted with RSA-OAEP."""
+    if cert_pem is None:
+        return False
+    key = x509.load_pem_x509_certificate(cert_pem.encode()).public_key()
+    return isinstance(key, rsa.RSAPublicKey)
 
 
 def list_sps(s: Session, tenant: Tenant) -> list[ServiceProvider]:
