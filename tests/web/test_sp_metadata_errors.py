@@ -118,3 +118,38 @@ def test_console_shows_bad_metadata_as_a_form_error(client: FlaskClient, tenant:
     )
     assert bad.status_code == 200
     assert "index=&#39;one&#39; is not a number from 0 to 65535." in bad.get_data(as_text=True)
+
+
+def test_encryption_needs_an_rsa_certificate(app: Flask, tenant: str) -> None:
+    """Assertions are encrypted with RSA-OAEP: an EC certificate is refused at registration,
+    not found out by a failing sign-in."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EC SP")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    body = "".join(cert.public_bytes(serialization.Encoding.PEM).decode().splitlines()[1:-1])
+    metadata = variant(
+        "<md:AssertionConsumerService",
+        '<md:KeyDescriptor use="encryption"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/'
+        f'xmldsig#"><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data>'
+        "</ds:KeyInfo></md:KeyDescriptor><md:AssertionConsumerService",
+    )
+    with svc(app).db.session() as s, pytest.raises(DirectoryError) as refused:
+        sps.add_sp(s, directory.require_tenant(s, "acme"), metadata.encode(), encrypt=True)
+    assert "--encrypt needs an RSA encryption certificate" in str(refused.value)
