@@ -39,3 +39,13 @@ class UnmetAuthenticationRequirements(FlowError):
     """
 
     message = "This sign-in needs a stronger method than this account can use."
+
+
+class NoUsableFactor(FlowError):
+    """The user holds second factors, but none can be verified here now (an SMS or email
+    sender was removed). Never answered with an enrolment: only an admin can help."""
+
+    message = (
+        "Your second sign-in step cannot be used right now, and a new one can only be set up "
+        "after it. Contact your administrator."
+    )

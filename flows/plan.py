@@ -11,8 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from flows.context import LEVEL_ONE_FACTOR, LEVEL_PHISHING_RESISTANT, VerifiedFactor, level_of
-from flows.errors import UnmetAuthenticationRequirements
-from flows.policy import Request, TenantPolicy, UserFacts, kind_of, offer_due, required_level
+from flows.errors import NoUsableFactor, UnmetAuthenticationRequirements
+from flows.policy import (
+    Request,
+    TenantPolicy,
+    UserFacts,
+    held_level,
+    kind_of,
+    offer_due,
+    required_level,
+)
 
 
 @dataclass(frozen=True)
@@ -65,43 +73,80 @@ def _plan(
     if not identified:
         return ["identify", "password"]
     counting = tuple(f for f in achieved if f.at >= (request.not_before() or 0))
-    have = level_of(counting)
-    if have < LEVEL_ONE_FACTOR or not request.password_fresh(counting):
+    if not any(is_first_factor(f) for f in counting):
         return ["password"]
+    have = level_of(counting)
     if pending.codes_to_show:
         return ["backup_codes"]
+    bound = user is None or may_bind(user, achieved, request.binding_since(now))
     if pending.enrolling:
-        return [f"enroll_{pending.enrolling}"]
+        return [f"enroll_{pending.enrolling}"] if bound else _verify_held(user, pending)
     need = required_level(policy, user, request, policy_cap)
     if have >= need:
         due = user is not None and offer_due(policy, user, now) and not pending.offer_skipped
-        return ["offer"] if due else []
+        return ["offer"] if due and bound else []
     if user is None:
         raise UnmetAuthenticationRequirements()
     if need >= LEVEL_PHISHING_RESISTANT:
-        return _phishing_resistant(policy, user)
+        return _phishing_resistant(policy, user, pending, bound)
     choice = chosen(user, pending.choice)
     if choice:
         return [f"verify_{kind_of(choice)}"]
-    if user.enrolled:
+    if choices(user):
         return ["choose"]
+    if user.held:
+        raise NoUsableFactor()
     if policy.enrollable:
-        return ["enroll"]
+        return ["enroll"] if bound else ["password"]
     raise UnmetAuthenticationRequirements()
 
 
-def _phishing_resistant(policy: TenantPolicy, user: UserFacts) -> list[str]:
-    """Level 3: only WebAuthn will do (DESIGN.md "Assurance levels")."""
-    if any(kind_of(c) == "webauthn" for c in user.enrolled):
+def is_first_factor(factor: VerifiedFactor) -> bool:
+    """A password, or a passkey that verified the user: what a sign-in starts with."""
+    return factor.kind == "password" or (factor.phishing_resistant and factor.user_verified)
+
+
+def may_bind(user: UserFacts, achieved: Sequence[VerifiedFactor], since: int) -> bool:
+    """The binding rule (DESIGN.md; NIST SP 800-63B-4 on binding additional authenticators):
+    factors verified since ``since`` reach the highest level the user already holds, and
+    include a first factor."""
+    fresh = tuple(f for f in achieved if f.at >= since)
+    return any(is_first_factor(f) for f in fresh) and level_of(fresh) >= held_level(user)
+
+
+def _verify_held(user: UserFacts | None, pending: Pending) -> list[str]:
+    """The step that verifies an existing factor at the user's highest level, so that a new
+    one may be bound after it."""
+    if user is None:
+        raise UnmetAuthenticationRequirements()
+    held = held_level(user)
+    if held >= LEVEL_PHISHING_RESISTANT:
         return ["verify_webauthn"]
-    if "webauthn" in policy.enrollable:
-        return ["enroll_phishing_resistant"]
-    raise UnmetAuthenticationRequirements()
+    if held <= LEVEL_ONE_FACTOR:
+        return ["password"]
+    choice = chosen(user, pending.choice)
+    if choice:
+        return [f"verify_{kind_of(choice)}"]
+    if choices(user):
+        return ["choose"]
+    raise NoUsableFactor()
+
+
+def _phishing_resistant(
+    policy: TenantPolicy, user: UserFacts, pending: Pending, bound: bool
+) -> list[str]:
+    """Level 3: only WebAuthn will do (DESIGN.md "Assurance levels"). A user with another
+    second factor but no key verifies that factor first, then enrols a key."""
+    if "webauthn" in user.held:
+        return ["verify_webauthn"]
+    if "webauthn" not in policy.enrollable:
+        raise UnmetAuthenticationRequirements()
+    return ["enroll_phishing_resistant"] if bound else _verify_held(user, pending)
 
 
 def choices(user: UserFacts) -> tuple[str, ...]:
-    """What the user may verify with: each enrolled factor, then backup codes."""
-    if not user.enrolled:
+    """What the user may verify with: each verifiable enrolled factor, then backup codes."""
+    if not user.held:
         return ()
     return (*user.enrolled, "backup") if user.has_backup_codes else user.enrolled
 

@@ -15,7 +15,6 @@ from flows.context import (
     LEVEL_MULTI_FACTOR,
     LEVEL_ONE_FACTOR,
     LEVEL_PHISHING_RESISTANT,
-    VerifiedFactor,
 )
 
 
@@ -71,11 +70,35 @@ class UserFacts:
     role: Role = Role.MEMBER
     mfa_required_by_admin: bool = False
     mfa_enabled_by_user: bool = False
-    # Enrolled second factors as choices ``kind:id`` (e.g. ``totp:3``), usable ones only.
+    # Enrolled second factors that can be verified now, as choices ``kind:id`` (``totp:3``),
+    # whether or not the tenant still allows their kind (issue 12: they still count).
     enrolled: tuple[str, ...] = field(default_factory=tuple)
+    # Kinds of enrolled factors that cannot be verified now (SMS or email with no sender):
+    # they still count as held, so they are never replaced by an enrolment after a password.
+    unverifiable: tuple[str, ...] = field(default_factory=tuple)
     has_backup_codes: bool = False
     last_factor: str = ""
     skipped_offer_at: int | None = None
+    status: str = "active"  # active, disabled or locked
+    reset_at: int | None = None  # an admin's MFA reset
+    sessions_revoked_at: int | None = None  # disable or sign-out everywhere
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Every kind of second factor the user holds, verifiable or not."""
+        return frozenset({kind_of(c) for c in self.enrolled} | set(self.unverifiable))
+
+    @property
+    def has_second_factor(self) -> bool:
+        return bool(self.held) or self.has_backup_codes
+
+
+def held_level(user: UserFacts) -> int:
+    """The highest level the user's enrolled factors reach (DESIGN.md "Binding rule"): 3 with
+    a WebAuthn credential, 2 with any other second factor or backup codes, else 1."""
+    if "webauthn" in user.held:
+        return LEVEL_PHISHING_RESISTANT
+    return LEVEL_MULTI_FACTOR if user.has_second_factor else LEVEL_ONE_FACTOR
 
 
 def kind_of(choice: str) -> str:
@@ -87,7 +110,7 @@ def offer_due(policy: TenantPolicy, user: UserFacts, now: int) -> bool:
     """Optional mode: offer enrolment to a covered user without a factor, again after a while."""
     if policy.mode is not MfaMode.OPTIONAL or not policy.covers(user.role):
         return False
-    if user.enrolled or not policy.enrollable or mfa_on(policy, user):
+    if user.has_second_factor or not policy.enrollable or mfa_on(policy, user):
         return False
     return user.skipped_offer_at is None or now - user.skipped_offer_at >= policy.reoffer_days * DAY
 
@@ -119,8 +142,11 @@ class Request:
     max_age: int | None = None
     force_fresh: bool = False
     started_at: int = 0
-    # Sensitive account changes: the password itself must have been given this recently.
-    password_max_age: int | None = None
+    # Sensitive account changes (DESIGN.md "Sensitive actions"): re-authentication at the
+    # account's level, every counted factor verified at most ``reauth_max_age`` seconds
+    # before the request. The same window bounds binding a new factor (flows.plan).
+    reauth: bool = False
+    reauth_max_age: int = 300
 
     def __post_init__(self) -> None:
         for name in ("requested_level", "app_min_level"):
@@ -129,13 +155,6 @@ class Request:
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("max_age must not be negative")
 
-    def password_fresh(self, factors: tuple[VerifiedFactor, ...] | list[VerifiedFactor]) -> bool:
-        """Whether ``factors`` include a password recent enough for ``password_max_age``."""
-        if self.password_max_age is None:
-            return True
-        limit = self.started_at - self.password_max_age
-        return any(f.kind == "password" and f.at >= limit for f in factors)
-
     def not_before(self) -> int | None:
         """Earliest verification time that still counts, or None when any age counts."""
         bounds = []
@@ -143,7 +162,14 @@ class Request:
             bounds.append(self.started_at - self.max_age)
         if self.force_fresh:
             bounds.append(self.started_at)
+        if self.reauth:
+            bounds.append(self.started_at - self.reauth_max_age)
         return max(bounds) if bounds else None
+
+    def binding_since(self, now: int) -> int:
+        """Factors verified since then may bind a new one: in this flow (since the request
+        began) or within the re-authentication window."""
+        return min(self.started_at, now - self.reauth_max_age)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,12 +179,13 @@ class Request:
             "max_age": self.max_age,
             "force_fresh": self.force_fresh,
             "started_at": self.started_at,
-            "password_max_age": self.password_max_age,
+            "reauth": self.reauth,
+            "reauth_max_age": self.reauth_max_age,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Request:
-        max_age, password_max_age = data.get("max_age"), data.get("password_max_age")
+        max_age = data.get("max_age")
         return cls(
             requested_level=int(data.get("requested_level", 0)),
             essential=bool(data.get("essential", False)),
@@ -166,7 +193,8 @@ class Request:
             max_age=None if max_age is None else int(max_age),
             force_fresh=bool(data.get("force_fresh", False)),
             started_at=int(data.get("started_at", 0)),
-            password_max_age=None if password_max_age is None else int(password_max_age),
+            reauth=bool(data.get("reauth", False)),
+            reauth_max_age=int(data.get("reauth_max_age", 300)),
         )
 
 
@@ -186,6 +214,8 @@ def required_level(
     which is to apply only from the next login (:class:`MfaApply`).
     """
     level = max(LEVEL_ONE_FACTOR, request.requested_level, request.app_min_level)
+    if user is not None and request.reauth:
+        level = max(level, held_level(user))
     if user is not None:
         from_policy = policy_level(policy, user)
         if policy_cap is not None:

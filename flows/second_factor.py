@@ -230,10 +230,9 @@ def begin_enrolment(state: FlowState, kind: str, seal: Callable[[str], str]) -> 
     """Set the flow up to enrol ``kind`` (one of :func:`enrolment_kinds`)."""
     state.contact, state.secret, state.challenge = "", "", None
     state.enrolling = "webauthn" if kind == "passkey" else kind
+    state.passkey = kind == "passkey"  # the page adds the WebAuthn challenge when shown
     if kind == "totp":  # made now, kept sealed in the flow until activated
         state.secret = seal(totp.new_secret())
-    elif state.enrolling == "webauthn":  # the page adds the challenge when it shows options
-        state.challenge = {"passkey": kind == "passkey"}
 
 
 def start_enrolment(
@@ -300,7 +299,7 @@ def finish_enrolment(
     if first:
         state.codes = env.seal(json.dumps(env.new_backup_codes(user_id_of(state))))
     state.enrolling = state.secret = state.contact = ""
-    state.choice, state.challenge = choice, None
+    state.choice, state.challenge, state.passkey = choice, None, False
     return StepResult.ok(factor)
 
 

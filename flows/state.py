@@ -31,6 +31,7 @@ class FlowState:
     # web layer (encrypted under the data key) before they are put here.
     choice: str = ""  # the factor chosen to verify, ``kind:id`` or ``backup``
     enrolling: str = ""  # the kind being enrolled
+    passkey: bool = False  # enrolling WebAuthn as a passkey (discoverable, UV required)
     secret: str = ""  # a TOTP secret being set up
     contact: str = ""  # a phone number or email address being verified
     challenge: dict[str, Any] | None = None  # the code sent (factors.codes.Challenge)
@@ -53,6 +54,7 @@ class FlowState:
                 "continue_to": self.continue_to,
                 "choice": self.choice,
                 "enrolling": self.enrolling,
+                "passkey": self.passkey,
                 "secret": self.secret,
                 "contact": self.contact,
                 "challenge": self.challenge,
@@ -79,6 +81,7 @@ class FlowState:
             continue_to=str(data.get("continue_to", "")),
             choice=str(data.get("choice", "")),
             enrolling=str(data.get("enrolling", "")),
+            passkey=bool(data.get("passkey", False)),
             secret=str(data.get("secret", "")),
             contact=str(data.get("contact", "")),
             challenge=data.get("challenge"),

@@ -130,7 +130,7 @@ class EnrollWebauthnStep:
             state.enrolling, state.challenge = "", None
             return StepResult.again()
         uid = user_id_of(state)
-        passkey = bool((state.challenge or {}).get("passkey"))
+        passkey = state.passkey
         nonce = take_challenge(state)
         response = answer.get("credential", "")
         if not response:

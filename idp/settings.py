@@ -33,6 +33,7 @@ class Settings:
     session_idle_timeout: int = 1800
     session_absolute_timeout: int = 43200
     flow_ttl: int = 900
+    reauth_window: int = 300
     argon2_memory_kib: int = 19456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -93,6 +94,8 @@ class Settings:
             or self.session_absolute_timeout < self.session_idle_timeout
         ):
             out.append("session timeouts: idle must be >= 60 s and absolute >= idle")
+        if not 30 <= self.reauth_window <= 3600:
+            out.append("IDP_REAUTH_WINDOW must be between 30 and 3600 seconds")
         out.extend(self._delivery_problems())
         if not self.dev:
             if len(self.secret_key) < 32:

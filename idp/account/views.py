@@ -1,9 +1,10 @@
 """The security page: who is signed in and how strongly, and the user's own second factors.
 
-Adding a factor runs the login flow's enrolment steps (so the rules are the same ones), after
-the password if it was not given in the last five minutes. Removing a factor, new backup codes
-and turning MFA off need the same recent password ("sudo mode"); each change is audited and
-confirmed by email (idp.mfa.notify). Turning MFA off ends the session.
+Every change here is a sensitive action (DESIGN.md): it needs re-authentication at the
+account's level (the password and, when the user holds one, a second factor at the highest
+level held) within the re-authentication window; the assurance authority decides. Adding a
+factor runs the login flow's steps, so the binding rule is the same one. Each change is
+audited and confirmed by email (idp.mfa.notify). Turning MFA off ends the session.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from flask import redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, logout_user
+from flask_login import current_user
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -22,21 +23,19 @@ from factors.errors import InvalidCode
 from flows.policy import Request, mfa_on, mfa_required
 from flows.second_factor import enrolment_kinds
 from flows.webauthn_steps import LABEL_MAX
-from idp.directory import audit, facts_of
+from idp import assurance
 from idp.errors import HttpError
 from idp.login import flows
 from idp.login.guard import require_signed_in
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
-from idp.oidc.provider import end_session_grants
 from idp.saml.sps import list_sps
 from idp.services import services
-from idp.sessions import ServerSession
+from idp.signout import sign_out
 from idp.store.models import Credential, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("account", __name__)
-SUDO_SECONDS = 300
 
 
 def _when(t: int | None) -> str:
@@ -62,29 +61,33 @@ def _user(s: Session) -> User:
 
 
 def _sudo_request() -> Request:
-    return Request(started_at=int(time.time()), password_max_age=SUDO_SECONDS)
+    return Request(started_at=int(time.time()), reauth=True)
 
 
-def _confirmed() -> bool:
-    ctx = flows.session_context()
-    return ctx is not None and _sudo_request().password_fresh(ctx.factors)
+def _confirmed(s: Session | None = None) -> bool:
+    """Re-authenticated at the account's level within the window (flows.assurance)."""
+    if s is None:
+        with services().db.session() as s:
+            return _confirmed(s)
+    return assurance.decide(s, current_tenant(), _sudo_request()).verdict.ready
 
 
 def _confirm_first() -> Response:
-    """Ask for the password, then come back to the security page."""
+    """Ask for what re-authentication needs, then come back to the security page."""
     state = flows.start(current_tenant(), _sudo_request(), url_for(".security"))
     return redirect(url_for("login.login", flow=state.id))
 
 
 @bp.get("/account")
 def security() -> ResponseReturnValue:
-    ctx = flows.session_context()
-    assert ctx is not None
     tenant = current_tenant()
     with services().db.session() as s:
         user = _user(s)
-        policy = flows.tenant_policy(tenant)
-        facts = facts_of(user, policy)
+        stored = assurance.session_context()
+        assert stored is not None
+        ctx, _cap = assurance.standing(tenant, user, stored)  # what still counts, only
+        policy = assurance.tenant_policy(tenant)
+        facts = assurance.user_facts(user)
         return render_template(
             "account/security.html",
             tenant=tenant,
@@ -101,7 +104,7 @@ def security() -> ResponseReturnValue:
             enrollable=enrolment_kinds(policy),
             mfa_on=mfa_on(policy, facts),
             required=mfa_required(policy, facts),
-            confirmed=_confirmed(),
+            confirmed=_confirmed(s),
             apps=list_sps(s, current_tenant()),
         )
 
@@ -109,7 +112,7 @@ def security() -> ResponseReturnValue:
 @bp.post("/account/add")
 def add_factor() -> ResponseReturnValue:
     kind = request.form.get("factor", "")
-    if kind not in enrolment_kinds(flows.tenant_policy(current_tenant())):
+    if kind not in enrolment_kinds(assurance.tenant_policy(current_tenant())):
         raise HttpError("That method is not available here.")
     state = flows.start(current_tenant(), _sudo_request(), url_for(".security"), enrolling=kind)
     return redirect(url_for("login.login", flow=state.id))
@@ -172,8 +175,8 @@ def regenerate_codes() -> ResponseReturnValue:
 
 
 def _mfa_off_page(s: Session, user: User) -> ResponseReturnValue:
-    policy = flows.tenant_policy(current_tenant())
-    required = mfa_required(policy, facts_of(user, policy))
+    policy = assurance.tenant_policy(current_tenant())
+    required = mfa_required(policy, assurance.user_facts(user))
     return render_template("account/mfa_off.html", tenant=current_tenant(), required=required)
 
 
@@ -190,10 +193,5 @@ def mfa_off() -> ResponseReturnValue:
         user.mfa_enabled, user.updated_at = False, int(time.time())
         security_event(s, svc, tenant, user, "mfa.disabled", ip=request.remote_addr,
                        actor=user.id, removed=removed)  # fmt: skip
-        if session.get("sid"):
-            end_session_grants(s, tenant, session["sid"], int(time.time()))
-        audit(s, tenant, "logout", subject=user.id, ip=request.remote_addr, reason="mfa_off")
-    logout_user()
-    assert isinstance(session, ServerSession)
-    session.destroy()
+        sign_out(s, tenant, "mfa_off")
     return render_template("account/mfa_turned_off.html", tenant=tenant)

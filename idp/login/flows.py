@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,18 +21,20 @@ from factors import backup
 from factors.errors import DeliveryFailed
 from factors.password import PasswordFactor
 from factors.webauthn_rp import Assertion, NewCredential, RelyingParty
-from flows.context import AuthContext, VerifiedFactor, merge
+from flows.context import VerifiedFactor, merge
 from flows.engine import Engine
 from flows.env import StoredKey, Subject
-from flows.errors import FlowNotFound, UnmetAuthenticationRequirements
+from flows.errors import FlowNotFound
 from flows.plan import Pending, plan
-from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
+from flows.policy import Request, UserFacts
 from flows.registry import registry
 from flows.second_factor import begin_enrolment
 from flows.state import FlowState
 from flows.throttle import Throttle
 from flows.webauthn_steps import b64, unb64
-from idp.directory import audit, facts_of, find_user, policy_of, set_status, subject_of
+from idp import assurance
+from idp.assurance import session_alive, session_context, tenant_policy, user_facts
+from idp.directory import audit, find_user, set_status, subject_of
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import services
@@ -40,11 +42,6 @@ from idp.store.models import Credential, Tenant, User
 
 MAX_FLOWS_PER_SESSION = 5
 SEAL = "flow-state"  # associated data of secrets kept in a flow (idp.crypto)
-
-
-def session_context() -> AuthContext | None:
-    raw = session.get("auth")
-    return AuthContext.from_json(raw) if raw else None
 
 
 def safe_return_to(tenant: Tenant, target: str | None) -> str:
@@ -75,7 +72,7 @@ def start(
     state = FlowState(
         id=secrets.token_urlsafe(24),
         tenant=tenant.slug,
-        request=request,
+        request=replace(request, reauth_max_age=services().settings.reauth_window),
         created_at=int(time.time()),
         return_to=safe_return_to(tenant, return_to),
         continue_to=continue_to,
@@ -86,7 +83,7 @@ def start(
     if ctx is not None:
         with services().db.session() as s:
             user = s.get(User, ctx.user_id)
-            if user is not None and user.tenant_id == tenant.id:
+            if user is not None and user.tenant_id == tenant.id and session_alive(user, ctx):
                 state.identified = state.reauth = True
                 state.user_id = user.id
                 state.username = user.username_norm
@@ -122,74 +119,35 @@ def relying_party(tenant: Tenant) -> RelyingParty:
                         origin=f"{parts.scheme}://{parts.netloc}")  # fmt: skip
 
 
-def tenant_policy(tenant: Tenant) -> TenantPolicy:
-    return policy_of(tenant, services().deliverable)
-
-
-def session_standing(
-    tenant: Tenant, user: User, ctx: AuthContext
-) -> tuple[list[VerifiedFactor], int | None]:
-    """The session's factors that still count for ``user``, and the policy cap they keep.
-
-    With ``mfa_apply=next_login`` a session keeps the policy level it signed in under (the cap);
-    with ``immediate`` it has none, and second factors verified before an admin reset of the
-    user's MFA stop counting.
-    """
-    if tenant.mfa_apply == MfaApply.IMMEDIATE.value:
-        reset = user.mfa_reset_at or 0
-        return [f for f in ctx.factors if f.kind == "password" or f.at > reset], None
-    cap = session.get("policy_level")
-    return list(ctx.factors), int(cap) if cap is not None else None
-
-
-def plan_for(s: Session, tenant: Tenant, state: FlowState, probe: bool = False) -> list[str]:
+def plan_for(s: Session, tenant: Tenant, state: FlowState) -> list[str]:
     """The steps ``state`` still needs, given the tenant's policy and this browser's session.
 
-    ``probe``: ``state`` stands for the session itself (does it satisfy a request?), so the
-    session's factors count even for a forced fresh login; the freshness bound still applies.
+    The session's factors that still count (idp.assurance) are merged with the flow's; a
+    forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's, since
+    the session's may carry the same second as the request.
     """
     user = s.get(User, state.user_id) if state.user_id is not None else None
-    ctx, policy = session_context(), tenant_policy(tenant)
+    ctx = session_context()
     achieved: list[VerifiedFactor] = []
     cap: int | None = None
-    # A forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's
-    # factors: the session's may carry the same second as the request.
     if user is not None and ctx is not None and ctx.user_id == user.id:
-        if probe or not state.request.force_fresh:
-            achieved, cap = session_standing(tenant, user, ctx)
+        if not state.request.force_fresh:
+            standing, cap = assurance.standing(tenant, user, ctx)
+            achieved = list(standing.factors)
     for factor in state.verified:
         achieved = merge(achieved, factor)
     pending = Pending(state.choice, state.enrolling, bool(state.codes), state.offer_skipped)
-    facts = facts_of(user, policy) if user is not None else None
-    return plan(state.request, policy, facts, state.identified, achieved, pending,
+    facts = user_facts(user) if user is not None else None
+    return plan(state.request, tenant_policy(tenant), facts, state.identified, achieved, pending,
                 int(time.time()), cap)  # fmt: skip
 
 
-def session_needs(s: Session, tenant: Tenant, user: User, request: Request) -> list[str]:
-    """The steps this browser's session lacks to satisfy ``request`` for ``user`` (not the
-    optional-enrolment offer: that belongs to a login)."""
-    probe = FlowState(
-        id="",
-        tenant=tenant.slug,
-        request=request,
-        created_at=request.started_at,
-        return_to="",
-        identified=True,
-        user_id=user.id,
-        offer_skipped=True,
-    )
-    return plan_for(s, tenant, probe, probe=True)
-
-
-def standing_flow(s: Session, tenant: Tenant, user: User, return_to: str) -> FlowState | None:
+def standing_flow(s: Session, tenant: Tenant, return_to: str) -> FlowState | None:
     """A flow to run when the signed-in session no longer meets the policy (after a stricter
     policy with ``apply=immediate``, an admin reset, or turning MFA off), else None."""
     now = int(time.time())
-    try:
-        if not session_needs(s, tenant, user, Request(started_at=now)):
-            return None
-    except UnmetAuthenticationRequirements:
-        pass  # the login flow shows why
+    if assurance.decide(s, tenant, Request(started_at=now), now=now).verdict.ready:
+        return None
     return start(tenant, Request(started_at=now), return_to)
 
 
@@ -242,7 +200,7 @@ class WebEnv:
         security_event(self.s, services(), self.tenant, user, event, ip=self.client_ip, **details)
 
     def facts(self, user_id: int) -> UserFacts:
-        return facts_of(self._user(user_id), tenant_policy(self.tenant))
+        return user_facts(self._user(user_id))
 
     def seal(self, value: str) -> str:
         return seal(value)

@@ -26,7 +26,7 @@ def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
     with services().db.session() as s:
         user = s.get(User, int(current_user.get_id()))
         assert user is not None
-        state = flows.standing_flow(s, tenant, user, here if request.method == "GET" else "")
+        state = flows.standing_flow(s, tenant, here if request.method == "GET" else "")
         if state is not None:
             return redirect(url_for("login.login", flow=state.id))
         if roles and user.role not in roles:

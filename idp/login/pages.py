@@ -19,7 +19,8 @@ from flows.policy import kind_of
 from flows.second_factor import enrolment_kinds, sent_code
 from flows.state import FlowState
 from flows.webauthn_steps import b64, unb64
-from idp.login.flows import WebEnv, save, tenant_policy
+from idp.assurance import tenant_policy
+from idp.login.flows import WebEnv, save
 from idp.mfa import credentials
 from idp.store.models import Tenant, User
 
@@ -87,7 +88,7 @@ def page_data(
         data["options"] = [o for o in choice_labels(s, user, choices(facts))
                            if kind_of(o[0]) != "webauthn"]  # fmt: skip
     elif step == "enroll_webauthn":
-        passkey = bool((state.challenge or {}).get("passkey"))
+        passkey = state.passkey
         keys = [k.credential_id for k in env.webauthn_keys(user.id)]
         data["passkey"] = passkey
         options = wa.enroll_begin(env.relying_party(), env.webauthn_handle(user.id),

@@ -8,6 +8,8 @@ from flask import g, redirect, request, session, url_for
 from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
+from flows.context import AuthContext
+from idp.assurance import session_alive
 from idp.services import services
 from idp.store.models import User
 
@@ -46,6 +48,9 @@ def install(manager: LoginManager) -> None:
             return None
         with services().db.session() as s:
             user = s.get(User, int(user_id))
-            if user is None or user.tenant_id != tenant.id or user.status != "active":
+            if user is None or user.tenant_id != tenant.id:
                 return None
+            if not session_alive(user, AuthContext.from_json(auth)):
+                return None  # disabled, locked, or signed out everywhere
+
             return SignedInUser.of(user)

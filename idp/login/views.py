@@ -7,23 +7,24 @@ import time
 
 from flask import make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
+from flask_login import login_user
 from sqlalchemy.orm import Session
 
 from factors.webauthn_rp import MAX_RESPONSE
 from flows.context import AuthContext
-from flows.errors import FlowNotFound, UnmetAuthenticationRequirements
+from flows.errors import FlowNotFound, NoUsableFactor, UnmetAuthenticationRequirements
 from flows.policy import Request, policy_level
 from flows.state import FlowState
+from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
-from idp.directory import facts_of
 from idp.errors import HttpError
 from idp.login import flows, pages
 from idp.login.users import SignedInUser
-from idp.oidc.provider import end_session_grants
+from idp.pending import SESSION_KEY as PENDING
 from idp.security import allow_form_target, form_fields
 from idp.services import services
 from idp.sessions import ServerSession
+from idp.signout import sign_out
 from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
 
@@ -69,6 +70,8 @@ def answer() -> ResponseReturnValue:
             progress = engine.submit(state, request.form.get("step", ""), answer, env)
         except UnmetAuthenticationRequirements as exc:
             return _unmet(state, exc)
+        except NoUsableFactor as exc:
+            return _stopped(state, exc)
         if progress.failed:
             flows.finish(state)
             assert progress.result is not None
@@ -81,7 +84,7 @@ def answer() -> ResponseReturnValue:
             return _show(state, message, 200, progress.remaining, s)
         user = s.get(User, state.user_id)
         assert user is not None
-        _complete(state, user, policy_level(flows.tenant_policy(tenant), facts_of(user)))
+        _complete(state, user, policy_level(tenant_policy(tenant), user_facts(user)))
         audit_event(
             s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
         )
@@ -99,6 +102,15 @@ def _unmet(state: FlowState, exc: UnmetAuthenticationRequirements) -> ResponseRe
     return page, 403
 
 
+def _stopped(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
+    """The user's second factors cannot be verified here and nothing new may be bound after
+    the password alone: a page that sends them to their admin, never an enrolment."""
+    flows.finish(state)
+    page = render_template("errors/error.html", title="Ask your administrator",
+                           message=exc.message)  # fmt: skip
+    return page, 403
+
+
 def _env(s: Session) -> flows.WebEnv:
     svc = services()
     return flows.WebEnv(s, current_tenant(), int(time.time()), request.remote_addr or "-",
@@ -111,11 +123,11 @@ def _complete(state: FlowState, user: User, policy_needs: int) -> None:
     A new session remembers the level the tenant policy asked of this user, so that a later
     policy change can wait for the next login (``mfa_apply=next_login``).
     """
-    ctx = flows.session_context()
-    if ctx is None or ctx.user_id != user.id:
+    ctx = session_context()
+    if ctx is None or ctx.user_id != user.id or not session_alive(user, ctx):
         pending = [f for f in session.get("flows", []) if f != state.id]
         # OIDC and SAML requests waiting for this login survive the new session.
-        waiting = {k: session[k] for k in ("authz", "saml") if k in session}
+        waiting = {k: session[k] for k in (PENDING,) if k in session}
         session.clear()
         session["flows"] = pending
         session.update(waiting)
@@ -146,6 +158,8 @@ def _show(
             remaining = flows.engine_for(s, tenant).remaining(state)
         except UnmetAuthenticationRequirements as exc:
             return _unmet(state, exc)
+        except NoUsableFactor as exc:
+            return _stopped(state, exc)
     if not remaining:
         return redirect(state.return_to)
     page = render_template(
@@ -165,10 +179,6 @@ def logout() -> ResponseReturnValue:
     tenant = current_tenant()
     if request.method == "GET":
         return render_template("login/logout.html", tenant=tenant)
-    if session.get("sid"):
-        with services().db.session() as s:
-            end_session_grants(s, tenant, session["sid"], int(time.time()))
-    logout_user()
-    assert isinstance(session, ServerSession)
-    session.destroy()
+    with services().db.session() as s:
+        sign_out(s, tenant, "logout")
     return render_template("login/signed_out.html", tenant=tenant)

@@ -132,6 +132,20 @@ def verify(
     return claims
 
 
+def verify_id_token(
+    token: str, keyset: KeySet, issuer: str, now: int, leeway: int = 0
+) -> dict[str, Any]:
+    """An ID token of ``issuer`` (Core 2): ``typ`` JWT, for a client (``aud`` and ``azp``),
+    never an access token (RFC 9068 ``at+jwt``, ``aud`` the issuer); else InvalidToken."""
+    claims = verify(token, keyset, issuer, now, typ="jwt", leeway=leeway)
+    aud = claims.get("aud")
+    if not isinstance(aud, str) or aud == issuer or claims.get("azp") != aud:
+        raise InvalidToken("not an ID token")
+    if not isinstance(claims.get("sub"), str) or "scope" in claims or "client_id" in claims:
+        raise InvalidToken("not an ID token")
+    return claims
+
+
 def peek_header(token: str) -> dict[str, Any]:
     """The protected header of a compact JWS, unverified (only to pick a key)."""
     try:

@@ -10,13 +10,13 @@ from typing import Any
 
 from flask import make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import logout_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from flows.assurance import Reason
 from flows.context import AuthContext
-from flows.errors import UnmetAuthenticationRequirements
 from flows.policy import Request
+from idp import assurance, pending
 from idp.crosssite import bounce, bounced
 from idp.errors import HttpError
 from idp.login import flows
@@ -24,17 +24,26 @@ from idp.oidc import acr, tokens
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
 from idp.oidc.clients import find_client
-from idp.oidc.provider import Context, end_session_grants
+from idp.oidc.provider import Context
 from idp.security import allow_form_target
 from idp.services import services
-from idp.sessions import ServerSession
+from idp.signout import sign_out
 from idp.store.models import Client, Consent, Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("oidc", __name__)
-MAX_PENDING = 5
 MAX_PARAMS = 50
 UNMET = "unmet_authentication_requirements"
+# The assurance authority's reasons as OpenID Connect errors (Core 3.1.2.6; unmet: OpenID
+# Connect Extended Authentication Profile / RFC 9470 usage), one table.
+OIDC_ERRORS: dict[Reason, tuple[str, str]] = {
+    Reason.NO_SESSION: ("login_required", "The user is not signed in."),
+    Reason.USER_INACTIVE: ("login_required", "The user is not signed in."),
+    Reason.FRESH_LOGIN: ("login_required", "The user must sign in again."),
+    Reason.LEVEL_MISSING: ("interaction_required", "The session does not meet the request."),
+    Reason.CONSENT_NEEDED: ("consent_required", "The user has not consented."),
+    Reason.UNMET: (UNMET, "The requested level cannot be met."),
+}
 
 
 def context(s: Session) -> Context:
@@ -69,17 +78,13 @@ def request_params() -> dict[str, list[str]]:
     return {k: source.getlist(k) for k in source}
 
 
-# --- pending requests, bound to this browser session --------------------------------------
+# --- pending requests, bound to this browser session (idp.pending) ------------------------
 def _save_pending(areq: authz.AuthorizationRequest) -> None:
-    svc = services()
-    svc.store.set(f"oidc:authz:{areq.id}", areq.to_json(), svc.settings.flow_ttl)
-    kept = [i for i in session.get("authz", []) if i != areq.id][-(MAX_PENDING - 1) :]
-    session["authz"] = [*kept, areq.id]
+    pending.park("oidc", areq.id, areq.to_json())
 
 
 def _load_pending(req_id: str) -> authz.AuthorizationRequest:
-    known = req_id in session.get("authz", [])
-    raw = services().store.get(f"oidc:authz:{req_id}") if known else None
+    raw = pending.find("oidc", req_id)
     if raw is None:
         raise HttpError(
             "This sign-in request has expired or belongs to another browser. "
@@ -89,8 +94,7 @@ def _load_pending(req_id: str) -> authz.AuthorizationRequest:
 
 
 def _drop_pending(areq: authz.AuthorizationRequest) -> None:
-    services().store.delete(f"oidc:authz:{areq.id}")
-    session["authz"] = [i for i in session.get("authz", []) if i != areq.id]
+    pending.drop("oidc", areq.id)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -158,8 +162,10 @@ def consent() -> ResponseReturnValue:
     with services().db.session() as s:
         ctx = context(s)
         try:
-            client, user, auth = _checked(s, ctx, areq)
-            if user is None or auth is None:
+            client = _client(s, ctx, areq)
+            decision = _decide(s, ctx, client, areq, after_login=True, consent=False)
+            user, auth = decision.user, decision.verdict.context
+            if not decision.verdict.ready or user is None or auth is None:
                 return redirect(url_for(".resume", req=areq.id))  # signed out meanwhile
             if request.form.get("action") != "allow":
                 raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
@@ -181,50 +187,51 @@ def _flow_request(ctx: Context, client: Client, areq: authz.AuthorizationRequest
     )
 
 
-def _checked(
-    s: Session, ctx: Context, areq: authz.AuthorizationRequest
-) -> tuple[Client, User | None, AuthContext | None]:
-    """The client (still registered with this redirect URI) and the session's user and
-    context when they satisfy the request; ``None`` when a login is needed."""
+def _client(s: Session, ctx: Context, areq: authz.AuthorizationRequest) -> Client:
+    """The client, still registered with this redirect URI."""
     client = find_client(s, ctx.tenant, areq.client_id)
     if client is None or areq.redirect_uri not in client.redirect_uris:
         raise authz.AuthorizeError(areq, "invalid_request", "The client changed; start again.")
-    auth = flows.session_context()
-    user = s.get(User, auth.user_id) if auth is not None else None
-    if auth is None or user is None or user.tenant_id != ctx.tenant.id or user.status != "active":
-        return client, None, None
-    try:
-        steps = flows.session_needs(s, ctx.tenant, user, _flow_request(ctx, client, areq))
-    except UnmetAuthenticationRequirements as exc:
-        raise authz.AuthorizeError(areq, UNMET, exc.message) from None
-    return (client, user, auth) if not steps else (client, None, None)
+    return client
+
+
+def _decide(
+    s: Session,
+    ctx: Context,
+    client: Client,
+    areq: authz.AuthorizationRequest,
+    after_login: bool = False,
+    consent: bool = True,
+) -> assurance.Decision:
+    """The assurance authority's verdict on this session for ``areq``. prompt=login and
+    max_age=0 ask again whatever the session holds (Core 3.1.2.1); once that login is done,
+    its factors are newer than the request and satisfy the check."""
+    return assurance.decide(
+        s,
+        ctx.tenant,
+        _flow_request(ctx, client, areq),
+        forced=not after_login and ("login" in areq.prompt or areq.max_age == 0),
+        consent=(lambda user: _needs_consent(s, client, user, areq)) if consent else None,
+        now=ctx.now,
+    )
 
 
 def _proceed(
     s: Session, ctx: Context, areq: authz.AuthorizationRequest, after_login: bool = False
 ) -> ResponseReturnValue:
-    client, user, auth = _checked(s, ctx, areq)
-    # prompt=login and max_age=0 ask again whatever the session holds (Core 3.1.2.1); once
-    # that login is done, its factors are newer than the request and satisfy the check.
-    reauthenticate = not after_login and ("login" in areq.prompt or areq.max_age == 0)
-    if user is None or auth is None or reauthenticate:
-        if "none" in areq.prompt:
-            if flows.session_context() is not None:  # signed in, but not enough (Core 3.1.2.6)
-                raise authz.AuthorizeError(areq, "interaction_required",
-                                           "The session does not meet the request.")  # fmt: skip
-            raise authz.AuthorizeError(areq, "login_required", "The user is not signed in.")
-        _save_pending(areq)
-        state = flows.start(
-            ctx.tenant,
-            _flow_request(ctx, client, areq),
-            url_for(".resume", req=areq.id),
-            continue_to=areq.redirect_uri,
-        )
-        return redirect(url_for("login.login", flow=state.id))
-    if _needs_consent(s, client, user, areq):
-        if "none" in areq.prompt:
-            raise authz.AuthorizeError(areq, "consent_required", "The user has not consented.")
-        _save_pending(areq)
+    client = _client(s, ctx, areq)
+    decision = _decide(s, ctx, client, areq, after_login)
+    found = decision.verdict
+    if found.ready:
+        assert decision.user is not None and found.context is not None
+        return _issue(s, ctx, areq, client, decision.user, found.context)
+    reason = found.reason
+    assert reason is not None
+    if reason is Reason.UNMET or "none" in areq.prompt:
+        raise authz.AuthorizeError(areq, *OIDC_ERRORS[reason])
+    _save_pending(areq)
+    if reason is Reason.CONSENT_NEEDED:
+        assert decision.user is not None
         scopes = [
             (sc, scope_claims.SCOPE_DESCRIPTIONS[sc]) for sc in scope_claims.split(areq.scope)
         ]
@@ -232,12 +239,18 @@ def _proceed(
             "oidc/consent.html",
             tenant=ctx.tenant,
             client_name=client.name,
-            username=user.username,
+            username=decision.user.username,
             scopes=scopes,
             req_id=areq.id,
         )
         return allow_form_target(make_response(page), areq.redirect_uri)
-    return _issue(s, ctx, areq, client, user, auth)
+    state = flows.start(
+        ctx.tenant,
+        _flow_request(ctx, client, areq),
+        url_for(".resume", req=areq.id),
+        continue_to=areq.redirect_uri,
+    )
+    return redirect(url_for("login.login", flow=state.id))
 
 
 def _needs_consent(
@@ -291,7 +304,7 @@ def end_session() -> ResponseReturnValue:
         if hint:
             try:  # an expired hint still names the session (section 2: "even if expired")
                 keyset = ctx.verifier()
-                claims = tokens.verify(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
+                claims = tokens.verify_id_token(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
             except tokens.InvalidToken:
                 return _logout_error("The id_token_hint is not valid.")
         aud = claims.get("aud") if claims else None
@@ -299,32 +312,34 @@ def end_session() -> ResponseReturnValue:
         if claims and params.get("client_id") and params["client_id"] != claims.get("aud"):
             return _logout_error("client_id does not match the id_token_hint.")
         client = find_client(s, ctx.tenant, str(client_id)) if client_id else None
+        if claims is not None and client is None:
+            return _logout_error("The id_token_hint is not valid.")
         if target and (client is None or target not in client.post_logout_redirect_uris):
             return _logout_error("The post_logout_redirect_uri is not registered.")
-        pending = {
+        asked = {
             "id": secrets.token_urlsafe(12),
             "target": target,
             "state": params.get("state"),
             "client_name": client.name if client else "",
         }
-        auth = flows.session_context()
+        auth = assurance.session_context()
         same_session = claims is not None and claims.get("sid") == session.get("sid")
         if auth is None or same_session:
-            return _sign_out(s, ctx, pending)
-    session["end_session"] = pending
+            return _sign_out(s, ctx, asked)
+    session["end_session"] = asked
     page = render_template(
         "oidc/end_session.html",
         tenant=ctx.tenant,
-        client_name=pending["client_name"],
-        req_id=pending["id"],
+        client_name=asked["client_name"],
+        req_id=asked["id"],
     )
     return allow_form_target(make_response(page), target)
 
 
 @bp.post("/end-session/confirm")
 def end_session_confirm() -> ResponseReturnValue:
-    pending = session.get("end_session")
-    if not pending or pending.get("id") != request.args.get("req"):
+    asked = session.get("end_session")
+    if not asked or asked.get("id") != request.args.get("req"):
         raise HttpError("This sign-out request has expired. Go back and try again.")
     session.pop("end_session", None)
     if request.form.get("action") != "logout":
@@ -335,7 +350,7 @@ def end_session_confirm() -> ResponseReturnValue:
             message="You are still signed in.",
         )
     with services().db.session() as s:
-        return _sign_out(s, context(s), pending)
+        return _sign_out(s, context(s), asked)
 
 
 def _logout_error(message: str) -> ResponseReturnValue:
@@ -345,14 +360,9 @@ def _logout_error(message: str) -> ResponseReturnValue:
     return page, 400
 
 
-def _sign_out(s: Session, ctx: Context, pending: dict[str, Any]) -> ResponseReturnValue:
-    sid = session.get("sid")
-    if sid:
-        end_session_grants(s, ctx.tenant, sid, ctx.now)
-    logout_user()
-    assert isinstance(session, ServerSession)
-    session.destroy()
-    if pending.get("target"):
-        extra = [("state", pending["state"])] if pending.get("state") else []
-        return redirect(authz.query_redirect(pending["target"], extra))
+def _sign_out(s: Session, ctx: Context, logout: dict[str, Any]) -> ResponseReturnValue:
+    sign_out(s, ctx.tenant, "oidc_logout")
+    if logout.get("target"):
+        extra = [("state", logout["state"])] if logout.get("state") else []
+        return redirect(authz.query_redirect(logout["target"], extra))
     return render_template("login/signed_out.html", tenant=ctx.tenant)

@@ -99,6 +99,11 @@ def test_several_phone_numbers_added_and_one_removed(
     follow_flow(mb, client, confirm)
     assert mb.step == "password"  # removal needs the password again
     mb.submit(password=PASSWORD, action="continue")
+    assert mb.step == "verify_sms"  # and the second factor: the password alone is not enough
+    mb.submit(action="resend")
+    e164 = "+442079460018" if "•••••••••••18" in mb.html else "+16502530000"
+    mb.submit(code=outboxes.sms.code(e164, len(outboxes.sms.to(e164)) - 1), action="verify")
+    assert mb.finished
     post(client, "/factors/remove", factor=first)
     html = page(client)
     assert "Text message to ••••••••••00" not in html and "•••••••••••18" in html

@@ -1,0 +1,133 @@
+"""The web side of the assurance authority (flows.assurance): the user's facts from the
+database, this browser session's authentication context, and the one "ready, or why not"
+decision that OIDC, SAML, the account page and the console ask for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from flask import session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
+
+from flows.assurance import Verdict, counted, verdict
+from flows.context import AuthContext
+from flows.policy import MfaApply, Request, Role, TenantPolicy, UserFacts
+from idp.directory import policy_of
+from idp.services import services
+from idp.store.models import BackupCode, Tenant, User
+
+
+def tenant_policy(tenant: Tenant) -> TenantPolicy:
+    """The tenant's policy, limited to the factors this deployment can deliver."""
+    return policy_of(tenant, services().deliverable)
+
+
+def reset_applies(tenant: Tenant) -> bool:
+    """Whether an admin's MFA reset ends the second factors sessions already verified."""
+    return tenant.mfa_apply == MfaApply.IMMEDIATE.value
+
+
+def user_facts(user: User, verifiable: tuple[str, ...] | None = None) -> UserFacts:
+    """What the authority knows of ``user``. Every enrolled factor counts as held, whether
+    the tenant still allows its kind or not; ``verifiable`` names the kinds this deployment
+    can check now (SMS and email need a sender)."""
+    kinds = services().deliverable if verifiable is None else verifiable
+    creds = sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
+    s = object_session(user)
+    has_backup = bool(
+        s is not None
+        and s.scalar(
+            select(func.count())
+            .select_from(BackupCode)
+            .where(BackupCode.user_id == user.id, BackupCode.used_at.is_(None))
+        )
+    )
+    return UserFacts(
+        role=Role(user.role),
+        mfa_required_by_admin=user.mfa_required,
+        mfa_enabled_by_user=user.mfa_enabled,
+        enrolled=tuple(f"{c.type}:{c.id}" for c in creds if c.type in kinds),
+        unverifiable=tuple(sorted({c.type for c in creds if c.type not in kinds})),
+        has_backup_codes=has_backup,
+        last_factor=user.mfa_last_factor,
+        skipped_offer_at=user.mfa_skipped_at,
+        status=user.status,
+        reset_at=user.mfa_reset_at,
+        sessions_revoked_at=user.sessions_revoked_at,
+    )
+
+
+def session_context() -> AuthContext | None:
+    """This browser session's context as stored (not yet reduced to what counts)."""
+    raw = session.get("auth")
+    return AuthContext.from_json(raw) if raw else None
+
+
+def session_alive(user: User, ctx: AuthContext) -> bool:
+    """Whether anything this session proved still counts for ``user`` (cheap: no factors
+    are loaded; a disable or sign-out everywhere ends the session)."""
+    facts = UserFacts(status=user.status, sessions_revoked_at=user.sessions_revoked_at)
+    return user.status == "active" and bool(counted(ctx, facts, False).factors)
+
+
+def standing(tenant: Tenant, user: User, ctx: AuthContext) -> tuple[AuthContext, int | None]:
+    """The session's factors that still count for ``user``, and the policy cap they keep:
+    with ``mfa_apply=next_login`` a session keeps the policy level it signed in under."""
+    ctx = counted(ctx, user_facts(user), reset_applies(tenant))
+    if reset_applies(tenant):
+        return ctx, None
+    cap = session.get("policy_level")
+    return ctx, int(cap) if cap is not None else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The authority's verdict on this browser session, and the session's user."""
+
+    verdict: Verdict
+    user: User | None
+
+
+def session_user(s: Session, tenant: Tenant) -> tuple[User | None, AuthContext | None]:
+    """The session's user in ``tenant`` and the stored context, or (None, None)."""
+    ctx = session_context()
+    user = s.get(User, ctx.user_id) if ctx is not None else None
+    if ctx is None or user is None or user.tenant_id != tenant.id:
+        return None, None
+    return user, ctx
+
+
+def decide(
+    s: Session,
+    tenant: Tenant,
+    request: Request,
+    *,
+    forced: bool = False,
+    consent: Callable[[User], bool] | None = None,
+    now: int | None = None,
+) -> Decision:
+    """Is this browser session ready for ``request``? (flows.assurance.verdict)
+
+    ``consent`` tells whether the user still has to allow the application (OIDC)."""
+    user, ctx = session_user(s, tenant)
+    cap: int | None = None
+    facts = user_facts(user) if user is not None else None
+    if user is not None and ctx is not None and not reset_applies(tenant):
+        raw = session.get("policy_level")
+        cap = int(raw) if raw is not None else None
+    found = verdict(
+        replace(request, reauth_max_age=services().settings.reauth_window),
+        tenant_policy(tenant),
+        facts,
+        ctx,
+        now=int(time.time()) if now is None else now,
+        reset_applies=reset_applies(tenant),
+        policy_cap=cap,
+        forced=forced,
+        consent_needed=bool(consent and user is not None and consent(user)),
+    )
+    return Decision(found, user)
