@@ -367,14 +367,15 @@ def _user_command(name: str, help_text: str, change: Callable[..., None], done: 
 
 _user_command(
     "disable",
-    "Disable USERNAME: it can no longer sign in.",
-    lambda s, t, u: directory.set_status(s, t, u, "disabled"),
-    "disabled",
+    "Disable USERNAME: it can no longer sign in, and its sessions and tokens end at once "
+    "(not the tenant's last active owner).",
+    lambda s, t, u: directory.set_status(s, t, u, "disabled", directory.Actor()),
+    "disabled; sessions and tokens ended",
 )
 _user_command(
     "enable",
     "Enable USERNAME again after disable.",
-    lambda s, t, u: directory.set_status(s, t, u, "active"),
+    lambda s, t, u: directory.set_status(s, t, u, "active", directory.Actor()),
     "enabled",
 )
 _user_command(

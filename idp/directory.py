@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, object_session
 
 from factors.errors import WeakSecret
@@ -20,7 +20,7 @@ from factors.password import PasswordFactor
 from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy, UserFacts
 from flows.steps import USERNAME_MAX, normalize_username
-from idp.store.models import AuditEvent, BackupCode, Tenant, User
+from idp.store.models import AuditEvent, BackupCode, Grant, Tenant, User
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 USERNAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f/\\]+$")
@@ -162,13 +162,84 @@ def create_user(
     return user
 
 
-def set_status(
-    s: Session, tenant: Tenant, user: User, status: str, actor: int | None = None
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a console user, an API client or the operator at the CLI (all
+    fields None)."""
+
+    user_id: int | None = None
+    client_id: str | None = None
+    ip: str | None = None
+
+    @property
+    def operator(self) -> bool:
+        return self.user_id is None and self.client_id is None
+
+    def details(self) -> dict[str, Any]:
+        return {"by_client": self.client_id} if self.client_id else {}
+
+
+class Forbidden(DirectoryError):
+    """The actor may not do this to this user (the admin API answers 403)."""
+
+
+def active_owners(s: Session, tenant: Tenant) -> list[int]:
+    """The ids of the tenant's active owners."""
+    return list(
+        s.scalars(
+            select(User.id).where(
+                User.tenant_id == tenant.id, User.role == Role.OWNER.value, User.status == "active"
+            )
+        )
+    )
+
+
+def check_may_manage(
+    s: Session, tenant: Tenant, actor: Actor, target: User, *, removes_owner: bool = False
 ) -> None:
+    """The one rule for changing a user: only an owner (or the operator at the CLI) may
+    change, reset, un-require, disable or demote an owner, and nobody may remove the last
+    active owner (``removes_owner``: disable or demote). Raises :class:`Forbidden`."""
+    if target.role != Role.OWNER.value:
+        return
+    if not actor.operator:
+        by = s.get(User, actor.user_id) if actor.user_id is not None else None
+        if by is None or by.tenant_id != tenant.id or (by.role, by.status) != ("owner", "active"):
+            raise Forbidden(f"only an owner can change the owner {target.username!r}")
+    if removes_owner and active_owners(s, tenant) == [target.id]:
+        raise Forbidden(
+            f"{target.username!r} is the last active owner of tenant {tenant.slug!r}: "
+            "make another owner first"
+        )
+
+
+def revoke_user_grants(s: Session, tenant: Tenant, user: User, reason: str) -> int:
+    """End every live token family of ``user`` (their refresh tokens stop working)."""
+    live = list(
+        s.scalars(select(Grant.gid).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)))
+    )
+    if live:
+        s.execute(update(Grant).where(Grant.gid.in_(live)).values(revoked_at=now()))
+        audit(s, tenant, "oauth.grants_revoked", subject=user.id, reason=reason, count=len(live))
+    return len(live)
+
+
+def set_status(
+    s: Session, tenant: Tenant, user: User, status: str, actor: Actor | None = None
+) -> None:
+    """Set ``user``'s status (no actor: the operator, or the throttle locking an account).
+    Disabling ends every session of the user (``sessions_revoked_at``) and every token
+    family; the last active owner cannot be disabled (:func:`check_may_manage`)."""
     if status not in STATUS_EVENTS:
         raise DirectoryError(f"status must be one of {', '.join(STATUS_EVENTS)}")
+    actor = actor or Actor()
+    check_may_manage(s, tenant, actor, user, removes_owner=status == "disabled")
     previous, user.status, user.updated_at = user.status, status, now()
-    audit(s, tenant, STATUS_EVENTS[status], actor=actor, subject=user.id, previous=previous)
+    audit(s, tenant, STATUS_EVENTS[status], actor=actor.user_id, subject=user.id, ip=actor.ip,
+          previous=previous, **actor.details())  # fmt: skip
+    if status == "disabled":
+        user.sessions_revoked_at = user.updated_at
+        revoke_user_grants(s, tenant, user, "user_disabled")
 
 
 def unlock_user(s: Session, tenant: Tenant, user: User, actor: int | None = None) -> None:

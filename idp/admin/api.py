@@ -3,7 +3,8 @@
 Callers authenticate with an RFC 6750 bearer token: an access token of this tenant obtained
 by the client-credentials grant (RFC 6749 4.4) by a client created with ``--admin-api``, with
 scope ``stepwise:admin``. Cookies are never accepted here, so the API needs no CSRF token.
-Errors are JSON ``{"error", "error_description"}`` with the HTTP status.
+Errors are JSON ``{"error", "error_description"}`` with the HTTP status; changing an owner
+is ``403 forbidden``, since only owners may (idp.directory.check_may_manage).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from idp.directory import DirectoryError, require_user
+from idp.directory import DirectoryError, Forbidden, require_user
 from idp.mfa import admin as mfa_admin
 from idp.oidc import claims, resources, tokens
 from idp.oidc.clients import find_client
@@ -44,6 +45,12 @@ def _error(exc: ApiError) -> Response:
 @bp.errorhandler(DirectoryError)
 def _bad(exc: DirectoryError) -> Response:
     return _error(ApiError(400, "invalid_request", str(exc)))
+
+
+@bp.errorhandler(Forbidden)
+def _forbidden(exc: Forbidden) -> Response:
+    """An API client is never an owner, so it may not change one (idp.directory)."""
+    return _error(ApiError(403, "forbidden", str(exc)))
 
 
 def _authorize(s: Session) -> mfa_admin.Actor:

@@ -124,16 +124,20 @@ def user_mfa(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         try:
             user = require_user(s, tenant, username)
-        except DirectoryError as exc:
+            if action in ("require", "unrequire"):
+                mfa_admin.require_for_user(s, tenant, user, action == "require", _actor())
+                done = (
+                    "required" if action == "require" else "no longer required for this user alone"
+                )
+                message = f"MFA {done}: {user.username}."
+            elif action == "reset":
+                removed = mfa_admin.reset_user(s, svc, tenant, user, _actor())
+                message = f"MFA reset for {user.username}: {removed} method(s) removed."
+            else:
+                raise DirectoryError("Unknown action.")
+        except DirectoryError as exc:  # Forbidden too: only owners change an owner
+            s.rollback()
             flash(str(exc), "error")
             return redirect(url_for(".console"))
-        if action in ("require", "unrequire"):
-            mfa_admin.require_for_user(s, tenant, user, action == "require", _actor())
-            done = "required" if action == "require" else "no longer required for this user alone"
-            flash(f"MFA {done}: {user.username}.", "ok")
-        elif action == "reset":
-            removed = mfa_admin.reset_user(s, svc, tenant, user, _actor())
-            flash(f"MFA reset for {user.username}: {removed} method(s) removed.", "ok")
-        else:
-            flash("Unknown action.", "error")
+    flash(message, "ok")
     return redirect(url_for(".console"))

@@ -4,37 +4,27 @@ Each operation validates its input (raising :class:`idp.directory.DirectoryError
 message fit for the user), writes an audit event in the same transaction, and notifies the
 user where the product promises it. Policy changes need no background job: sessions and token
 families are held to the policy when they are next used (idp.login.flows, idp.oidc.provider).
+Only owners act on an owner: :func:`idp.directory.check_may_manage` is the one rule (raising
+:class:`idp.directory.Forbidden`), and an API client is never an owner.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope
-from idp.directory import DirectoryError, audit, now
+from idp.directory import Actor as Actor  # moved to idp.directory; kept importable here
+from idp.directory import DirectoryError, audit, check_may_manage, now
+from idp.directory import revoke_user_grants as revoke_user_grants
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import Services
-from idp.store.models import Grant, Tenant, User
+from idp.store.models import Tenant, User
 
 MAX_REOFFER_DAYS = 365
 FLAGS = ("totp_two_codes", "admins_phishing_resistant", "webauthn_block_cloned")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change: a console user, an API client or the CLI (all fields None)."""
-
-    user_id: int | None = None
-    client_id: str | None = None
-    ip: str | None = None
-
-    def details(self) -> dict[str, Any]:
-        return {"by_client": self.client_id} if self.client_id else {}
 
 
 def policy_json(tenant: Tenant) -> dict[str, Any]:
@@ -98,7 +88,9 @@ def set_policy(s: Session, tenant: Tenant, changes: dict[str, Any], actor: Actor
 
 
 def require_for_user(s: Session, tenant: Tenant, user: User, required: bool, actor: Actor) -> None:
-    """Switch MFA on (or back off) for one user, whatever the tenant's mode."""
+    """Switch MFA on (or back off) for one user, whatever the tenant's mode; only owners
+    change an owner's (:func:`idp.directory.check_may_manage`)."""
+    check_may_manage(s, tenant, actor, user)
     if user.mfa_required == required:
         return
     user.mfa_required, user.updated_at = required, now()
@@ -106,20 +98,11 @@ def require_for_user(s: Session, tenant: Tenant, user: User, required: bool, act
     audit(s, tenant, event, actor=actor.user_id, subject=user.id, ip=actor.ip, **actor.details())
 
 
-def revoke_user_grants(s: Session, tenant: Tenant, user: User, reason: str) -> int:
-    """End every live token family of ``user`` (their refresh tokens stop working)."""
-    live = list(
-        s.scalars(select(Grant.gid).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)))
-    )
-    if live:
-        s.execute(update(Grant).where(Grant.gid.in_(live)).values(revoked_at=now()))
-        audit(s, tenant, "oauth.grants_revoked", subject=user.id, reason=reason, count=len(live))
-    return len(live)
-
-
 def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Actor) -> int:
     """Remove all of ``user``'s second factors and backup codes; they enrol again at the next
-    login. With ``apply=immediate`` their sessions and token families must verify again too."""
+    login. With ``apply=immediate`` their sessions and token families must verify again too.
+    Only owners reset an owner (:func:`idp.directory.check_may_manage`)."""
+    check_may_manage(s, tenant, actor, user)
     removed = credentials.remove_all(s, user)
     user.mfa_enabled, user.mfa_skipped_at = False, None
     user.mfa_reset_at = user.updated_at = now()
