@@ -18,16 +18,16 @@ from typing import Any
 
 from flask import Response, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import logout_user
 from sqlalchemy.orm import Session
 
-from flows.errors import UnmetAuthenticationRequirements
+from flows.assurance import Reason
 from flows.policy import Request
+from idp import assurance
+from idp import pending as waiting
 from idp.crosssite import bounce, bounced
-from idp.directory import DirectoryError, audit
+from idp.directory import DirectoryError
 from idp.errors import HttpError
 from idp.login import flows
-from idp.oidc.provider import end_session_grants
 from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
@@ -37,12 +37,22 @@ from idp.saml.signatures import verify_post, verify_redirect
 from idp.saml.sps import acs_for, find_sp
 from idp.security import CSP, allow_form_target, form_target_source
 from idp.services import services
-from idp.sessions import ServerSession
+from idp.signout import sign_out
 from idp.store.models import ServiceProvider, Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("saml", __name__, "/saml")
 UNMET_CONTEXT = "The requested authentication context cannot be met."
+# The assurance authority's reasons as SAML statuses (core 3.2.2.2), for a request that
+# may not interact (IsPassive) or cannot be met; one table.
+SAML_STATUS: dict[Reason, tuple[str, str, str]] = {
+    Reason.NO_SESSION: ("Responder", "NoPassive", "The user would have to sign in."),
+    Reason.USER_INACTIVE: ("Requester", "RequestDenied", "This account cannot sign in."),
+    Reason.FRESH_LOGIN: ("Responder", "NoPassive", "The user would have to sign in."),
+    Reason.LEVEL_MISSING: ("Responder", "NoPassive", "The user would have to sign in."),
+    Reason.CONSENT_NEEDED: ("Responder", "NoPassive", "The user would have to consent."),
+    Reason.UNMET: ("Responder", "NoAuthnContext", UNMET_CONTEXT),
+}
 REPLAY_TTL = 3600
 MAX_PENDING = 5
 ATTRIBUTES = {
@@ -220,14 +230,11 @@ def _verified(
 
 
 def _save(req: AuthnRequest) -> None:
-    svc = services()
-    svc.store.set(f"saml:authn:{req.key}", req.to_json(), svc.settings.flow_ttl)
-    kept = [k for k in session.get("saml", []) if k != req.key][-(MAX_PENDING - 1) :]
-    session["saml"] = [*kept, req.key]
+    waiting.park("saml", req.key, req.to_json())
 
 
 def _load(key: str) -> AuthnRequest:
-    raw = services().store.get(f"saml:authn:{key}") if key in session.get("saml", []) else None
+    raw = waiting.find("saml", key)
     if raw is None:
         raise HttpError(
             "This sign-in request has expired or belongs to another browser. "
@@ -237,8 +244,7 @@ def _load(key: str) -> AuthnRequest:
 
 
 def _drop(req: AuthnRequest) -> None:
-    services().store.delete(f"saml:authn:{req.key}")
-    session["saml"] = [k for k in session.get("saml", []) if k != req.key]
+    waiting.drop("saml", req.key)
 
 
 def _proceed(
@@ -263,27 +269,25 @@ def _proceed(
         force_fresh=req.force_authn,
         started_at=req.issue_instant,
     )
-    ctx = flows.session_context()
-    user = s.get(User, ctx.user_id) if ctx is not None else None
-    ready = False
-    if ctx is not None and user is not None and user.tenant_id == tenant.id:
-        try:
-            ready = not flows.session_needs(s, tenant, user, wanted)
-        except UnmetAuthenticationRequirements:
-            return _refuse(s, sp, req, acs, "Responder", "NoAuthnContext", UNMET_CONTEXT)
-    if not ready or (req.force_authn and not after_login):
-        if req.is_passive:
-            return _refuse(
-                s, sp, req, acs, "Responder", "NoPassive", "The user would have to sign in."
-            )
+    # ForceAuthn asks again whatever the session holds (core 3.4.1); after that login its
+    # factors are newer than the request and satisfy the check.
+    forced = req.force_authn and not after_login
+    decision = assurance.decide(s, tenant, wanted, forced=forced)
+    found, user = decision.verdict, decision.user
+    if not found.ready:
+        reason = found.reason
+        assert reason is not None
+        if reason is Reason.UNMET or req.is_passive:
+            return _refuse(s, sp, req, acs, *SAML_STATUS[reason])
         state = flows.start(tenant, wanted, url_for(".resume", req=req.key), continue_to=acs)
         return redirect(url_for("login.login", flow=state.id))
+    ctx = found.context
     assert ctx is not None and user is not None
     not_before = wanted.not_before()
     try:
         class_ref = req.requested.class_ref(ctx.level(not_before))
     except Unsatisfiable:
-        return _refuse(s, sp, req, acs, "Responder", "NoAuthnContext", UNMET_CONTEXT)
+        return _refuse(s, sp, req, acs, *SAML_STATUS[Reason.UNMET])
     grant = response.Grant(
         issuer=entity_id(tenant),
         audience=sp.entity_id,
@@ -581,15 +585,7 @@ def _continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
         session["slo"] = {**state, "pending": pending, "waiting": request_id}
         return _send_logout(endpoint, "SAMLRequest", xml, None, signer, sp.name)
     initiator = state.get("initiator")
-    sid = session.get("sid")
-    if sid:
-        end_session_grants(s, tenant, sid, int(time.time()))
-    ctx = flows.session_context()
-    subject = ctx.user_id if ctx else None
-    audit(s, tenant, "logout", subject=subject, ip=request.remote_addr, reason="saml_slo")
-    logout_user()
-    assert isinstance(session, ServerSession)
-    session.destroy()
+    sign_out(s, tenant, "saml_slo")
     if initiator is None:
         return render_template("login/signed_out.html", tenant=tenant)
     sp = find_sp(s, tenant, initiator["sp"])
