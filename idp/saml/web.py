@@ -537,7 +537,8 @@ def slo_confirm() -> ResponseReturnValue:
     """The user's answer to an unsigned LogoutRequest: sign out (Single Logout goes on as
     for a signed one), or stay signed in (the SP gets a non-success LogoutResponse)."""
     pending = session.get("slo_confirm")
-    if not pending or not hmac.compare_digest(pending["key"], request.args.get("req", "")):
+    given = request.args.get("req", "").encode()
+    if not pending or not hmac.compare_digest(pending["key"].encode(), given):
         raise HttpError("This sign-out request has expired. Go back and try again.")
     session.pop("slo_confirm", None)
     tenant = current_tenant()

@@ -333,3 +333,16 @@ def test_pysaml2_signed_redirect_requests_are_accepted_and_end_the_session_at_on
     reply = sp.parse_logout_request_response(answer["SAMLResponse"][0], BINDING_HTTP_REDIRECT)
     assert reply is not None and reply.status_ok()
     assert not signed_in(client)
+
+
+def test_a_confirmation_for_another_request_changes_nothing(
+    client: FlaskClient, tenant: str
+) -> None:
+    html = unsigned_logout(client).get_data(as_text=True)
+    for req in ("wrong", "é", ""):
+        resp = client.post(
+            "/t/acme/saml/slo/confirm",
+            query_string={"req": req},
+            data={"csrf_token": csrf_of(html), "action": "logout"},
+        )
+        assert resp.status_code == 400 and signed_in(client)
