@@ -176,9 +176,12 @@ def test_disable_ends_the_users_sessions_and_token_families(cli_env: dict[str, s
     for scope in ("openid", "openid offline_access"):
         query, verifier = code_flow(client, rp, scope=scope)
         issued.append(exchange(client, rp, query["code"], verifier).get_json())
+    assert client.get("/t/acme/account").status_code == 200  # signed in
     before = int(time.time())
     assert idp(cli_env, "user", "disable", "acme", "alice").returncode == 0
     assert idp(cli_env, "user", "enable", "acme", "alice").returncode == 0  # back, but not them
+    account = client.get("/t/acme/account")  # the browser session ended too (idp.assurance)
+    assert account.status_code == 302 and "/login" in account.headers["Location"]
     auth = (rp.client_id, rp.secret)
     for body in issued:
         again = token(client, rp, grant_type="refresh_token", refresh_token=body["refresh_token"])
