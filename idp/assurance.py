@@ -10,15 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flask import session
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from flows.assurance import Verdict, counted, verdict
 from flows.context import AuthContext
-from flows.policy import MfaApply, Request, Role, TenantPolicy, UserFacts
+from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
 from idp.directory import policy_of
 from idp.services import services
-from idp.store.models import BackupCode, Tenant, User
+from idp.store.models import Tenant, User
+from idp.user_facts import facts_of
 
 
 def tenant_policy(tenant: Tenant) -> TenantPolicy:
@@ -31,34 +31,9 @@ def reset_applies(tenant: Tenant) -> bool:
     return tenant.mfa_apply == MfaApply.IMMEDIATE.value
 
 
-def user_facts(user: User, verifiable: tuple[str, ...] | None = None) -> UserFacts:
-    """What the authority knows of ``user``. Every enrolled factor counts as held, whether
-    the tenant still allows its kind or not; ``verifiable`` names the kinds this deployment
-    can check now (SMS and email need a sender)."""
-    kinds = services().deliverable if verifiable is None else verifiable
-    creds = sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
-    s = object_session(user)
-    has_backup = bool(
-        s is not None
-        and s.scalar(
-            select(func.count())
-            .select_from(BackupCode)
-            .where(BackupCode.user_id == user.id, BackupCode.used_at.is_(None))
-        )
-    )
-    return UserFacts(
-        role=Role(user.role),
-        mfa_required_by_admin=user.mfa_required,
-        mfa_enabled_by_user=user.mfa_enabled,
-        enrolled=tuple(f"{c.type}:{c.id}" for c in creds if c.type in kinds),
-        unverifiable=tuple(sorted({c.type for c in creds if c.type not in kinds})),
-        has_backup_codes=has_backup,
-        last_factor=user.mfa_last_factor,
-        skipped_offer_at=user.mfa_skipped_at,
-        status=user.status,
-        reset_at=user.mfa_reset_at,
-        sessions_revoked_at=user.sessions_revoked_at,
-    )
+def user_facts(user: User) -> UserFacts:
+    """What the authority knows of ``user``, with the kinds this deployment can verify."""
+    return facts_of(user, services().deliverable)
 
 
 def session_context() -> AuthContext | None:

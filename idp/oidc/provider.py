@@ -39,19 +39,26 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from flows.policy import MfaApply, policy_level
+from flows.assurance import Reason
 from idp.crypto import DataCipher
-from idp.directory import audit, facts_of, policy_of
+from idp.directory import audit
 from idp.ephemeral import EphemeralStore
 from idp.oidc import acr, clients, tokens
 from idp.oidc import claims as scope_claims
 from idp.oidc.claims import ADMIN_SCOPE
 from idp.store.models import Client, Grant, RefreshToken, Tenant, User
+from idp.user_facts import family_reason
 
 CODE_TTL = 60
 CODE_USED_TTL = 24 * 3600
 ID_TOKEN_TTL = 600
 CLIENT_AUTH = ["client_secret_basic", "client_secret_post"]
+# Why a refresh-token family ends, by the assurance authority's reason (for the audit log).
+FAMILY_ENDS = {
+    Reason.USER_INACTIVE: "user_inactive",
+    Reason.NO_SESSION: "signed_out_everywhere",
+    Reason.LEVEL_MISSING: "below_mfa_policy",
+}
 
 
 def digest(value: str) -> str:
@@ -314,14 +321,14 @@ class RefreshGrant(grants.RefreshTokenGrant):
         grant = refresh_token.row.grant
         ctx = self.server.ctx
         user = ctx.s.get(User, grant.user_id)
-        if user is None or user.status != "active":
-            return None
-        if ctx.tenant.mfa_apply == MfaApply.IMMEDIATE.value:
-            # A stricter policy that applies at once ends token families below it.
-            needed = policy_level(policy_of(ctx.tenant), facts_of(user))
-            if ctx.acr_levels().get(grant.acr, 1) < needed:
-                revoke_grant(ctx, grant.gid, "below_mfa_policy")
-                raise InvalidGrantError("The sign-in policy changed: sign in again.")
+        # The assurance authority: a disabled user, a sign-out everywhere, or (applied at
+        # once) a stricter policy or an MFA reset ends the family.
+        level = ctx.acr_levels().get(grant.acr, 1)
+        reason = family_reason(ctx.tenant, user, level, grant.auth_time)
+        if reason is not None:
+            revoke_grant(ctx, grant.gid, FAMILY_ENDS[reason])
+            raise InvalidGrantError("The sign-in is no longer valid: sign in again.")
+        assert user is not None
         return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,
                          grant=grant)  # fmt: skip
 

@@ -18,6 +18,7 @@ from idp.oidc.provider import (
     revoke_grant,
 )
 from idp.store.models import Grant, RefreshToken, User
+from idp.user_facts import family_reason
 
 INTROSPECTED = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "acr", "amr",
                 "auth_time")  # fmt: skip
@@ -51,6 +52,17 @@ def access_claims(ctx: Context, token: str) -> dict[str, Any]:
     return found
 
 
+def _still_counts(ctx: Context, found: dict[str, Any]) -> bool:
+    """A user's access token counts while the authority says its authentication does; a
+    client's own (client_credentials) token has no user behind it."""
+    if tokens.grant_of(str(found.get("jti", ""))) is None:
+        return True
+    user = ctx.s.scalar(select(User).where(User.sub == found.get("sub")))
+    level = ctx.acr_levels().get(str(found.get("acr", "")), 1)
+    auth_time = int(found.get("auth_time") or 0)
+    return family_reason(ctx.tenant, user, level, auth_time) is None
+
+
 def userinfo(ctx: Context, token: str) -> dict[str, Any]:
     try:
         found = access_claims(ctx, token)
@@ -60,7 +72,7 @@ def userinfo(ctx: Context, token: str) -> dict[str, Any]:
     if "openid" not in scope_claims.split(scope) or tokens.grant_of(found["jti"]) is None:
         raise BearerError("insufficient_scope", "The token was not issued for openid.", 403)
     user = ctx.s.scalar(select(User).where(User.sub == found["sub"]))
-    if user is None or user.tenant_id != ctx.tenant.id or user.status != "active":
+    if user is None or not _still_counts(ctx, found):
         raise BearerError("invalid_token", "The access token is invalid or expired.")
     return scope_claims.user_claims(user, scope)
 
@@ -81,6 +93,8 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
             found = access_claims(ctx, token)
         except tokens.InvalidToken:
             return inactive
+        if not _still_counts(ctx, found):
+            return inactive
         out: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         out.update((k, found[k]) for k in INTROSPECTED if k in found)
         return out
@@ -91,6 +105,9 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
     if row.used_at is not None or not refresh_live(row, client.row, ctx.now):
         return inactive  # rotated, revoked, idle too long or past the family's lifetime
     user = ctx.s.get(User, grant.user_id)
+    level = ctx.acr_levels().get(grant.acr, 1)
+    if family_reason(ctx.tenant, user, level, grant.auth_time) is not None:
+        return inactive
     return {
         "active": True,
         "token_type": "refresh_token",

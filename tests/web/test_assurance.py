@@ -316,3 +316,27 @@ def test_after_an_immediate_reset_tokens_and_the_account_page_say_password_only(
     assert after["acr"] == "urn:stepwise:loa:1" and after["amr"] == ["pwd"], after
     page = client.get("/t/acme/account").get_data(as_text=True)
     assert '<dd id="level">1</dd>' in page and '<dd id="amr">pwd</dd>' in page
+
+
+def test_a_locked_user_is_refused_by_refresh_introspection_and_userinfo(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    """Locking (too many failures) revokes nothing, yet every protocol refuses the user."""
+    from tests.web.oidc_helpers import code_flow, token
+
+    rp = register(app)
+    query, verifier = code_flow(client, rp, scope="openid offline_access")
+    issued = exchange(client, rp, query["code"], verifier).get_json()
+    with svc(app).db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        directory.set_status(s, t, directory.require_user(s, t, "alice"), "locked")
+    refreshed = token(client, rp, grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    for kind in ("access_token", "refresh_token"):
+        found = client.post("/t/acme/introspect", data={"token": issued[kind]},
+                            auth=(rp.client_id, rp.secret))  # fmt: skip
+        assert found.get_json() == {"active": False}, kind
+    info = client.get(
+        "/t/acme/userinfo", headers={"Authorization": "Bearer " + issued["access_token"]}
+    )
+    assert info.status_code == 401

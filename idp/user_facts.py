@@ -1,0 +1,55 @@
+"""A user's facts for the assurance authority (flows.assurance), read from the database.
+
+No Flask here: the token endpoint and introspection use it as well as the web pages.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
+
+from flows.assurance import Reason, token_still_counts
+from flows.policy import MfaApply, Role, UserFacts, policy_level
+from idp.directory import policy_of
+from idp.store.models import BackupCode, Tenant, User
+
+
+def facts_of(user: User, verifiable: tuple[str, ...] = ()) -> UserFacts:
+    """What the authority knows of ``user``. Every enrolled factor counts as held, whether
+    the tenant still allows its kind or not; ``verifiable`` names the kinds this deployment
+    can check now (SMS and email need a sender)."""
+    kinds = verifiable
+    creds = sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
+    s = object_session(user)
+    has_backup = bool(
+        s is not None
+        and s.scalar(
+            select(func.count())
+            .select_from(BackupCode)
+            .where(BackupCode.user_id == user.id, BackupCode.used_at.is_(None))
+        )
+    )
+    return UserFacts(
+        role=Role(user.role),
+        mfa_required_by_admin=user.mfa_required,
+        mfa_enabled_by_user=user.mfa_enabled,
+        enrolled=tuple(f"{c.type}:{c.id}" for c in creds if c.type in kinds),
+        unverifiable=tuple(sorted({c.type for c in creds if c.type not in kinds})),
+        has_backup_codes=has_backup,
+        last_factor=user.mfa_last_factor,
+        skipped_offer_at=user.mfa_skipped_at,
+        status=user.status,
+        reset_at=user.mfa_reset_at,
+        sessions_revoked_at=user.sessions_revoked_at,
+    )
+
+
+def family_reason(tenant: Tenant, user: User | None, level: int, auth_time: int) -> Reason | None:
+    """For a token family or one of its tokens: None while the authentication it froze
+    (``level`` at ``auth_time``) still counts for ``user``, else why not."""
+    if user is None or user.tenant_id != tenant.id:
+        return Reason.USER_INACTIVE
+    facts = facts_of(user)
+    immediate = tenant.mfa_apply == MfaApply.IMMEDIATE.value
+    needed = policy_level(policy_of(tenant), facts)
+    return token_still_counts(facts, level, auth_time, needed, immediate)
