@@ -119,3 +119,15 @@ def token_still_counts(
     if reset_applies and level > 1 and user.reset_at is not None and auth_time <= user.reset_at:
         return Reason.LEVEL_MISSING
     return None
+
+
+def token_meets(
+    level: int, auth_time: object, wanted_level: int, max_age: int | None, now: int
+) -> Reason | None:
+    """For a resource server (RFC 9470 section 3): None when an access token's ``level``
+    (from its ``acr``) and ``auth_time`` meet the route's need, else why not."""
+    if level < wanted_level:
+        return Reason.LEVEL_MISSING
+    if max_age is not None and (not isinstance(auth_time, int) or now - auth_time > max_age):
+        return Reason.FRESH_LOGIN
+    return None

@@ -38,6 +38,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from flows.assurance import Reason, token_meets
 from idp.oidc.acr import LEVELS
 from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
@@ -131,12 +132,11 @@ class TokenChecker:
         now = int(time.time()) if now is None else now
         c = self.claims(token, now)
         wanted = min((self.levels.get(v, 99) for v in need.acr_values), default=0)
-        if self.levels.get(str(c.get("acr", "")), 0) < wanted:
+        level = self.levels.get(str(c.get("acr", "")), 0)
+        reason = token_meets(level, c.get("auth_time"), wanted, need.max_age, now)
+        if reason is Reason.LEVEL_MISSING:
             raise InsufficientUserAuthentication(need, "A stronger authentication is required")
-        auth_time = c.get("auth_time")
-        if need.max_age is not None and (
-            not isinstance(auth_time, int) or now - auth_time > need.max_age
-        ):
+        if reason is not None:
             raise InsufficientUserAuthentication(need, "A more recent authentication is required")
         return c
 

@@ -26,7 +26,7 @@ from flows.webauthn_steps import LABEL_MAX
 from idp import assurance
 from idp.errors import HttpError
 from idp.login import flows
-from idp.login.guard import require_signed_in
+from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.saml.sps import list_sps
@@ -60,22 +60,13 @@ def _user(s: Session) -> User:
     return user
 
 
-def _sudo_request() -> Request:
-    return Request(started_at=int(time.time()), reauth=True)
-
-
 def _confirmed(s: Session | None = None) -> bool:
-    """Re-authenticated at the account's level within the window (flows.assurance)."""
-    if s is None:
-        with services().db.session() as s:
-            return _confirmed(s)
-    return assurance.decide(s, current_tenant(), _sudo_request()).verdict.ready
+    return reauthenticated(s)
 
 
 def _confirm_first() -> Response:
     """Ask for what re-authentication needs, then come back to the security page."""
-    state = flows.start(current_tenant(), _sudo_request(), url_for(".security"))
-    return redirect(url_for("login.login", flow=state.id))
+    return reauthenticate(url_for(".security"))
 
 
 @bp.get("/account")
@@ -114,7 +105,8 @@ def add_factor() -> ResponseReturnValue:
     kind = request.form.get("factor", "")
     if kind not in enrolment_kinds(assurance.tenant_policy(current_tenant())):
         raise HttpError("That method is not available here.")
-    state = flows.start(current_tenant(), _sudo_request(), url_for(".security"), enrolling=kind)
+    sudo = Request(started_at=int(time.time()), reauth=True)
+    state = flows.start(current_tenant(), sudo, url_for(".security"), enrolling=kind)
     return redirect(url_for("login.login", flow=state.id))
 
 

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from flows.policy import SECOND_FACTORS
 from idp.directory import DirectoryError, require_user
-from idp.login.guard import require_signed_in
+from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
 from idp.mfa import admin as mfa_admin
 from idp.mfa import credentials
 from idp.saml import keys as saml_keys
@@ -28,7 +28,13 @@ ADMIN_ROLES = ("admin", "owner")
 
 @bp.before_request
 def _guard() -> Response | None:
-    return require_signed_in(ADMIN_ROLES)
+    """Admins and owners only; every write needs re-authentication at the admin's own level
+    within the window (DESIGN.md "Sensitive actions"), then the form is sent again."""
+    refused = require_signed_in(ADMIN_ROLES)
+    if refused is None and request.method == "POST" and not reauthenticated():
+        flash("Sign in again to confirm it's you, then repeat the change.", "error")
+        return reauthenticate(url_for(".console"))
+    return refused
 
 
 def _actor() -> mfa_admin.Actor:

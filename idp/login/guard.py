@@ -6,10 +6,15 @@ MFA turned off while required) is sent through the login flow again before anyth
 
 from __future__ import annotations
 
+import time
+
 from flask import redirect, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from flows.policy import Request
+from idp import assurance
 from idp.errors import HttpError
 from idp.login import flows
 from idp.services import services
@@ -32,3 +37,22 @@ def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
         if roles and user.role not in roles:
             raise HttpError("Only the tenant's administrators can open this page.", 403)
     return None
+
+
+def _sudo_request() -> Request:
+    return Request(started_at=int(time.time()), reauth=True)
+
+
+def reauthenticated(s: Session | None = None) -> bool:
+    """Re-authenticated at the account's level within the window (DESIGN.md "Sensitive
+    actions"; flows.assurance decides)."""
+    if s is None:
+        with services().db.session() as s:
+            return reauthenticated(s)
+    return assurance.decide(s, current_tenant(), _sudo_request()).verdict.ready
+
+
+def reauthenticate(return_to: str) -> Response:
+    """Run the login flow for what re-authentication still needs, then go to ``return_to``."""
+    state = flows.start(current_tenant(), _sudo_request(), return_to)
+    return redirect(url_for("login.login", flow=state.id))

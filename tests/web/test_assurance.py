@@ -340,3 +340,22 @@ def test_a_locked_user_is_refused_by_refresh_introspection_and_userinfo(
         "/t/acme/userinfo", headers={"Authorization": "Bearer " + issued["access_token"]}
     )
     assert info.status_code == 401
+
+
+def test_console_writes_need_the_admins_own_level(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    secret = with_totp(app, mb, client, "olivia")
+    assert mb.password("olivia", PASSWORD) is None and mb.finished  # level 1
+    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    form = {"csrf_token": csrf_of(page), "mode": "required", "scope": "all", "apply": "immediate",
+            "factors": "totp", "reoffer_days": "7"}  # fmt: skip
+    follow_to_login(mb, client, client.post("/t/acme/admin/policy", data=form))
+    assert mb.step == "verify_totp", mb.seen
+    with svc(app).db.session() as s:
+        assert directory.require_tenant(s, "acme").mfa_mode == "off"
+    mb.submit(code=oathtool(secret), action="verify")
+    assert mb.finished
+    assert client.post("/t/acme/admin/policy", data=form).status_code == 302
+    with svc(app).db.session() as s:
+        assert directory.require_tenant(s, "acme").mfa_mode == "required"
