@@ -320,6 +320,14 @@ def test_logout_refuses_unregistered_targets_and_bad_hints(client: FlaskClient, 
     assert evil.status_code == 400 and "Location" not in evil.headers
     forged = client.get("/t/acme/end-session", query_string={"id_token_hint": "a.b.c"})
     assert forged.status_code == 400
+    # An access token of this issuer is signed by the same key, but it is no ID token: it
+    # must not end the session without asking (it carries the session's sid too).
+    access = client.get("/t/acme/end-session", query_string={"id_token_hint": body["access_token"]})
+    assert access.status_code == 400
+    assert "The id_token_hint is not valid." in access.get_data(as_text=True)
+    still = authorize(client, rp, prompt="none", code_challenge=pkce()[1],
+                      code_challenge_method="S256")  # fmt: skip
+    assert "code" in query_of(still.headers["Location"])
     confirm = client.get("/t/acme/end-session")  # no hint: the user is asked
     assert confirm.status_code == 200 and 'value="logout"' in confirm.get_data(as_text=True)
 
