@@ -23,7 +23,6 @@ class Subject:
     username: str
     password_hash: str | None
     status: str
-    facts: UserFacts
     unlocked_at: int | None = None
 
     def throttle_key(self, tenant: str) -> str:

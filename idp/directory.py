@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from factors.errors import WeakSecret
 from factors.password import PasswordFactor
 from flows.env import Subject
-from flows.policy import MfaMode, MfaScope, Role, TenantPolicy, UserFacts
+from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
 from flows.steps import USERNAME_MAX, normalize_username
-from idp.store.models import AuditEvent, BackupCode, Grant, Tenant, User
+from idp.store.models import AuditEvent, Grant, Tenant, User
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 USERNAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f/\\]+$")
@@ -266,42 +266,12 @@ def policy_of(tenant: Tenant, deliverable: tuple[str, ...] = ("totp",)) -> Tenan
     )
 
 
-def facts_of(user: User, policy: TenantPolicy | None = None) -> UserFacts:
-    """What the planner knows of ``user``; factors of kinds ``policy`` cannot use are left out."""
-    usable = policy.enrollable if policy is not None else ()
-    s = object_session(user)
-    enrolled = tuple(
-        f"{c.type}:{c.id}"
-        for c in sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
-        if c.type in usable
-    )
-    has_backup = bool(
-        enrolled
-        and s is not None
-        and s.scalar(
-            select(func.count())
-            .select_from(BackupCode)
-            .where(BackupCode.user_id == user.id, BackupCode.used_at.is_(None))
-        )
-    )
-    return UserFacts(
-        role=Role(user.role),
-        mfa_required_by_admin=user.mfa_required,
-        mfa_enabled_by_user=user.mfa_enabled,
-        enrolled=enrolled,
-        has_backup_codes=has_backup,
-        last_factor=user.mfa_last_factor,
-        skipped_offer_at=user.mfa_skipped_at,
-    )
-
-
 def subject_of(user: User) -> Subject:
     return Subject(
         user_id=user.id,
         username=user.username_norm,
         password_hash=user.password_hash,
         status=user.status,
-        facts=facts_of(user),
         unlocked_at=user.unlocked_at,
     )
 

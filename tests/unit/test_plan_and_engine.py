@@ -107,7 +107,7 @@ def new_state() -> FlowState:
 
 
 def test_one_form_runs_identify_and_password() -> None:
-    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "active", UserFacts())})
+    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "active")})
     state = new_state()
     progress = make_engine().submit(
         state, "identify", {"username": " ANN ", "password": "pw-of-ann!"}, env
@@ -117,7 +117,7 @@ def test_one_form_runs_identify_and_password() -> None:
 
 
 def test_wrong_password_retries_with_generic_message_and_unknown_user_is_identical() -> None:
-    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "active", UserFacts())})
+    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "active")})
     engine = make_engine()
     known, unknown = new_state(), new_state()
     a = engine.submit(known, "identify", {"username": "ann", "password": "nope-nope"}, env)
@@ -134,7 +134,7 @@ def test_stale_step_name_shows_the_current_step() -> None:
 
 
 def test_disabled_account_fails_only_after_the_right_password() -> None:
-    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "disabled", UserFacts())})
+    env = FakeEnv(users={"ann": Subject(1, "ann", PF.hash("pw-of-ann!"), "disabled")})
     wrong = make_engine().submit(
         new_state(), "identify", {"username": "ann", "password": "bad-pw-1"}, env
     )
