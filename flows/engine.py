@@ -56,6 +56,11 @@ class Engine:
             if result.factor is not None:
                 state.verified = merge(state.verified, result.factor)
             remaining = self.planner(state)
-            if not remaining or not all(answer.get(f) for f in self.steps[remaining[0]].fields):
+            following = self.steps[remaining[0]].fields if remaining else ()
+            # Go on only with fields this step did not take: a code or a key's response is
+            # never handed on to the step after it (verify, then enrol, both take ``code``).
+            if not following or set(following) & set(step.fields):
+                return Progress(remaining, result)
+            if not all(answer.get(f) for f in following):
                 return Progress(remaining, result)
         return Progress(remaining)

@@ -53,7 +53,7 @@ def plan(
     args = (policy, user, identified, achieved, pending, now, policy_cap)
     try:
         return _plan(request, *args)
-    except UnmetAuthenticationRequirements:
+    except (UnmetAuthenticationRequirements, NoUsableFactor):
         if request.essential or not request.requested_level:
             raise
         return _plan(replace(request, requested_level=0), *args)
@@ -78,9 +78,12 @@ def _plan(
     have = level_of(counting)
     if pending.codes_to_show:
         return ["backup_codes"]
-    bound = user is None or may_bind(user, achieved, request.binding_since(now))
+    since = request.binding_since(now)
+    bound = user is None or may_bind(user, achieved, since)
     if pending.enrolling:
-        return [f"enroll_{pending.enrolling}"] if bound else _verify_held(user, pending)
+        return (
+            [f"enroll_{pending.enrolling}"] if bound else _to_bind(user, achieved, since, pending)
+        )
     need = required_level(policy, user, request, policy_cap)
     if have >= need:
         due = user is not None and offer_due(policy, user, now) and not pending.offer_skipped
@@ -88,7 +91,7 @@ def _plan(
     if user is None:
         raise UnmetAuthenticationRequirements()
     if need >= LEVEL_PHISHING_RESISTANT:
-        return _phishing_resistant(policy, user, pending, bound)
+        return _phishing_resistant(policy, user, pending, achieved, since)
     choice = chosen(user, pending.choice)
     if choice:
         return [f"verify_{kind_of(choice)}"]
@@ -97,7 +100,7 @@ def _plan(
     if user.held:
         raise NoUsableFactor()
     if policy.enrollable:
-        return ["enroll"] if bound else ["password"]
+        return ["enroll"] if bound else _to_bind(user, achieved, since, pending)
     raise UnmetAuthenticationRequirements()
 
 
@@ -114,11 +117,15 @@ def may_bind(user: UserFacts, achieved: Sequence[VerifiedFactor], since: int) ->
     return any(is_first_factor(f) for f in fresh) and level_of(fresh) >= held_level(user)
 
 
-def _verify_held(user: UserFacts | None, pending: Pending) -> list[str]:
-    """The step that verifies an existing factor at the user's highest level, so that a new
-    one may be bound after it."""
+def _to_bind(
+    user: UserFacts | None, achieved: Sequence[VerifiedFactor], since: int, pending: Pending
+) -> list[str]:
+    """The step that makes binding possible: the password again when no first factor is
+    fresh enough, else an existing factor at the user's highest level."""
     if user is None:
         raise UnmetAuthenticationRequirements()
+    if not any(is_first_factor(f) for f in achieved if f.at >= since):
+        return ["password"]
     held = held_level(user)
     if held >= LEVEL_PHISHING_RESISTANT:
         return ["verify_webauthn"]
@@ -133,7 +140,11 @@ def _verify_held(user: UserFacts | None, pending: Pending) -> list[str]:
 
 
 def _phishing_resistant(
-    policy: TenantPolicy, user: UserFacts, pending: Pending, bound: bool
+    policy: TenantPolicy,
+    user: UserFacts,
+    pending: Pending,
+    achieved: Sequence[VerifiedFactor],
+    since: int,
 ) -> list[str]:
     """Level 3: only WebAuthn will do (DESIGN.md "Assurance levels"). A user with another
     second factor but no key verifies that factor first, then enrols a key."""
@@ -141,7 +152,9 @@ def _phishing_resistant(
         return ["verify_webauthn"]
     if "webauthn" not in policy.enrollable:
         raise UnmetAuthenticationRequirements()
-    return ["enroll_phishing_resistant"] if bound else _verify_held(user, pending)
+    if may_bind(user, achieved, since):
+        return ["enroll_phishing_resistant"]
+    return _to_bind(user, achieved, since, pending)
 
 
 def choices(user: UserFacts) -> tuple[str, ...]:

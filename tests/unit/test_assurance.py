@@ -174,3 +174,23 @@ def test_token_families_follow_the_user(
     expected: Reason | None,
 ) -> None:
     assert token_still_counts(facts, level, auth_time, policy_level, immediate) == expected
+
+
+def test_binding_asks_the_password_again_when_it_is_not_fresh() -> None:
+    user = user_with("totp", False)
+    policy = policy_for("totp", True)
+    old = VerifiedFactor("password", ("pwd",), NOW - 3600)
+    assert plan(request(3), policy, user, True, [old], Pending(), NOW) == ["password"]
+    assert plan(request(3), policy, user, True, [PASSWORD], Pending(), NOW) == ["verify_totp"]
+    both = [PASSWORD, second("totp")]
+    assert plan(request(3), policy, user, True, both, Pending(), NOW) == [
+        "enroll_phishing_resistant"
+    ]
+
+
+def test_a_voluntary_level_falls_back_when_no_factor_can_be_verified() -> None:
+    stranded = UserFacts(unverifiable=("sms",))
+    voluntary = Request(requested_level=2, started_at=NOW - 20)
+    assert (
+        plan(voluntary, policy_for("sms", True), stranded, True, [PASSWORD], Pending(), NOW) == []
+    )

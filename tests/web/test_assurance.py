@@ -359,3 +359,36 @@ def test_console_writes_need_the_admins_own_level(
     assert client.post("/t/acme/admin/policy", data=form).status_code == 302
     with svc(app).db.session() as s:
         assert directory.require_tenant(s, "acme").mfa_mode == "required"
+
+
+def test_an_old_session_asked_for_level_three_gives_password_totp_then_key(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    """Binding needs fresh factors at the level held, password included: an SSO session
+    older than the window is asked for the password, then the TOTP, then the key (before,
+    the TOTP was asked again and again: found in review)."""
+    from tests.web.test_account_mfa import age_session
+
+    secret = with_totp(app, mb, client)
+    assert mb.password("alice", PASSWORD) is None and mb.finished
+    age_session(app, client, 600)
+    rp = register(app)
+    _verifier, challenge = pkce()
+    resp = authorize(client, rp, code_challenge=challenge, code_challenge_method="S256",
+                     acr_values=LOA3)  # fmt: skip
+    follow_to_login(mb, client, resp)
+    assert mb.step == "password", mb.seen
+    mb.submit(password=PASSWORD, action="continue")
+    assert mb.step == "verify_totp"
+    mb.submit(code=oathtool(secret), action="verify")
+    assert mb.step == "enroll_phishing_resistant", mb.seen
+
+
+def test_the_code_that_verified_is_not_handed_on_to_the_enrolment(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    secret = with_totp(app, mb, client)
+    mb.password("alice", PASSWORD)
+    follow_to_login(mb, client, account_post(client, "/add", {"factor": "totp"}))
+    mb.submit(code=oathtool(secret), action="verify")
+    assert mb.step == "enroll_totp" and mb.alert is None, mb.alert
