@@ -30,7 +30,6 @@ from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
-    InvalidGrantError,
     UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
@@ -307,6 +306,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
             return None  # another client's token: not claimed, so the owner's stays usable
         if not refresh_live(row, client.row, ctx.now):
             return None
+        if row.used_at is None and self._ended(row.grant):
+            return None  # checked before the token is claimed: a locked user's stays usable
         claimed = ctx.s.execute(
             update(RefreshToken)
             .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
@@ -317,18 +318,26 @@ class RefreshGrant(grants.RefreshTokenGrant):
             return None
         return Refresh(row)
 
-    def authenticate_user(self, refresh_token: Refresh) -> Principal | None:
-        grant = refresh_token.row.grant
+    def _ended(self, grant: Grant) -> bool:
+        """The assurance authority on the family: a disabled user, a sign-out everywhere, or
+        (applied at once) a stricter policy or an MFA reset ends it. A locked user (anyone
+        can cause a lock by failing the password) is refused, and the family is kept for
+        after the unlock."""
         ctx = self.server.ctx
         user = ctx.s.get(User, grant.user_id)
-        # The assurance authority: a disabled user, a sign-out everywhere, or (applied at
-        # once) a stricter policy or an MFA reset ends the family.
         level = ctx.acr_levels().get(grant.acr, 1)
         reason = family_reason(ctx.tenant, user, level, grant.auth_time)
-        if reason is not None:
+        if reason is None:
+            return False
+        if not (reason is Reason.USER_INACTIVE and user is not None and user.status == "locked"):
             revoke_grant(ctx, grant.gid, FAMILY_ENDS[reason])
-            raise InvalidGrantError("The sign-in is no longer valid: sign in again.")
-        assert user is not None
+        return True
+
+    def authenticate_user(self, refresh_token: Refresh) -> Principal | None:
+        grant = refresh_token.row.grant
+        user = self.server.ctx.s.get(User, grant.user_id)
+        if user is None:
+            return None
         return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,
                          grant=grant)  # fmt: skip
 

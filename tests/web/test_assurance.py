@@ -340,6 +340,13 @@ def test_a_locked_user_is_refused_by_refresh_introspection_and_userinfo(
         "/t/acme/userinfo", headers={"Authorization": "Bearer " + issued["access_token"]}
     )
     assert info.status_code == 401
+    # A lock is not a disable: anyone can cause one by failing the password, so the family is
+    # kept and works again after the admin's unlock.
+    with svc(app).db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        directory.unlock_user(s, t, directory.require_user(s, t, "alice"))
+    again = token(client, rp, grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert again.status_code == 200, again.get_json()
 
 
 def test_console_writes_need_the_admins_own_level(
