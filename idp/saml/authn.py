@@ -78,7 +78,7 @@ def decode(value: str, deflated: bool) -> bytes:
     return out
 
 
-def _instant(value: str | None) -> int:
+def parse_instant(value: str | None) -> int:
     if not value:
         raise SamlError("The request has no IssueInstant.")
     try:
@@ -101,7 +101,7 @@ def parse_authn_request(xml: bytes, now: int, skew: int, binding: str) -> AuthnR
     request_id, issuer = root.get("ID", ""), text_of(root, "saml:Issuer")
     if not request_id or not issuer or len(request_id) > 256 or len(issuer) > 1024:
         raise SamlError("The request needs an ID and an Issuer.")
-    instant = _instant(root.get("IssueInstant"))
+    instant = parse_instant(root.get("IssueInstant"))
     if abs(instant - now) > skew + 300:
         raise SamlError("The request is too old or from the future.")
     req = AuthnRequest(id=request_id, issuer=issuer, issue_instant=instant, binding=binding)

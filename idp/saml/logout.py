@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
-from idp.saml.authn import SamlError
+from idp.saml.authn import SamlError, parse_instant
 from idp.saml.metadata import sign
 from idp.saml.response import STATUS, instant, new_id
 from idp.saml.xml import NS, XmlError, parse, q, text_of
@@ -25,6 +25,8 @@ class LogoutRequest:
     id: str
     issuer: str
     name_id: str | None
+    issue_instant: int = 0
+    destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,13 @@ def parse_request(xml: bytes) -> LogoutRequest:
     request_id, issuer = root.get("ID", ""), text_of(root, "saml:Issuer")
     if not request_id or not issuer:
         raise SamlError("The logout request needs an ID and an Issuer.")
-    return LogoutRequest(request_id, issuer, text_of(root, "saml:NameID"))
+    return LogoutRequest(
+        request_id,
+        issuer,
+        text_of(root, "saml:NameID"),
+        parse_instant(root.get("IssueInstant")),
+        root.get("Destination"),
+    )
 
 
 def parse_response(xml: bytes) -> LogoutResponse:

@@ -440,6 +440,7 @@ def _logout_request(s: Session, tenant: Tenant, message: Incoming) -> ResponseRe
     relay = message.source.get("RelayState")
     try:
         req, signed = _verified_logout(sp, req, xml, message.query)
+        _fresh_logout(tenant, sp, req, signed)
     except SamlError:
         return _decline_logout(s, tenant, sp, req.id, relay, "Requester")
     mine = next((e for e in session.get("saml_sps", []) if e["sp"] == sp.entity_id), None)
@@ -453,6 +454,21 @@ def _logout_request(s: Session, tenant: Tenant, message: Incoming) -> ResponseRe
     if not signed:
         return _confirm_logout(s, tenant, sp, initiator)
     return _start_logout(s, tenant, initiator)
+
+
+def _fresh_logout(
+    tenant: Tenant, sp: ServiceProvider, req: logout.LogoutRequest, signed: bool
+) -> None:
+    """A LogoutRequest is for this endpoint (its Destination, which a signed one must carry:
+    bindings 3.4.5.2 and 3.5.5.2), recent (IssueInstant within the clock skew and five
+    minutes) and used once; else SamlError. A captured signed request cannot be replayed."""
+    here = f"{services().settings.base_url.rstrip('/')}/t/{tenant.slug}/saml/slo"
+    if req.destination != here and (signed or req.destination is not None):
+        raise SamlError("The logout request is not addressed to this endpoint.")
+    if abs(req.issue_instant - int(time.time())) > _skew() + 300:
+        raise SamlError("The logout request is too old or from the future.")
+    if not services().store.add(f"saml:logout:{sp.id}:{req.id}", b"1", REPLAY_TTL):
+        raise SamlError("This logout request was already used.")
 
 
 def _verified_logout(

@@ -6,6 +6,7 @@ another SP asks the user before the session ends (SAML bindings 3.4.4.1, profile
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,9 @@ def sent_to_acs(page: str) -> bytes:
     return base64.b64decode(page.split('name="SAMLResponse" value="')[1].split('"')[0])
 
 
-def sign_in_with_signed_sp(client: FlaskClient, key_pem: bytes) -> None:
+def sign_in_with_signed_sp(client: FlaskClient, key_pem: bytes, req_id: str = "_in") -> None:
     """Alice signs in through SIGNED_SP (so it holds an assertion in her session)."""
-    started = client.get("/t/acme/saml/sso?" + signed_authn(key_pem, "_in"))
+    started = client.get("/t/acme/saml/sso?" + signed_authn(key_pem, req_id))
     done = sign_in_at(client, started)
     assert b"status:Success" in sent_to_acs(client.get(done.headers["Location"]).text)
 
@@ -157,10 +158,14 @@ def test_a_post_carrying_a_saml_parameter_twice_is_refused(
 # --- LogoutRequests ----------------------------------------------------------------------
 
 
-def logout_xml(issuer: str, req_id: str = "_lo") -> str:
-    return (
-        authn_request(req_id, acs=None).replace("AuthnRequest", "LogoutRequest").replace(SP, issuer)
-    )
+IDP_SLO = "http://127.0.0.1:8000/t/acme/saml/slo"  # the test app's base URL
+
+
+def logout_xml(issuer: str, req_id: str = "_lo", destination: str | None = IDP_SLO) -> str:
+    xml = authn_request(req_id, acs=None).replace("AuthnRequest", "LogoutRequest")
+    if destination is not None:
+        xml = xml.replace('Version="2.0"', f'Version="2.0" Destination="{destination}"', 1)
+    return xml.replace(SP, issuer)
 
 
 def logout_answer(resp: Any) -> saml_logout.LogoutResponse:
@@ -346,3 +351,23 @@ def test_a_confirmation_for_another_request_changes_nothing(
             data={"csrf_token": csrf_of(html), "action": "logout"},
         )
         assert resp.status_code == 400 and signed_in(client)
+
+
+def test_a_captured_signed_logout_request_cannot_be_used_again(
+    client: FlaskClient, sp_key: bytes
+) -> None:
+    """Found in review: a signed LogoutRequest was accepted again and again, at any age and
+    to any Destination, so a captured URL signed the user out at will."""
+    captured = signed_query(sp_key, logout_xml(SIGNED_SP, "_cap"))
+    sign_in_with_signed_sp(client, sp_key)
+    assert logout_answer(client.get("/t/acme/saml/slo?" + captured)).success
+    sign_in_with_signed_sp(client, sp_key, "_in2")
+    again = logout_answer(client.get("/t/acme/saml/slo?" + captured))
+    assert not again.success and signed_in(client)
+    stale = re.sub(r'IssueInstant="[^"]+"', 'IssueInstant="2001-01-01T00:00:00Z"',
+                   logout_xml(SIGNED_SP, "_old"))  # fmt: skip
+    elsewhere = logout_xml(SIGNED_SP, "_far", destination="https://elsewhere.example/slo")
+    undirected = logout_xml(SIGNED_SP, "_nod", destination=None)
+    for xml in (stale, elsewhere, undirected):
+        reply = logout_answer(client.get("/t/acme/saml/slo?" + signed_query(sp_key, xml)))
+        assert not reply.success and signed_in(client), xml
