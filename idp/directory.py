@@ -194,6 +194,16 @@ def active_owners(s: Session, tenant: Tenant) -> list[int]:
     )
 
 
+def require_owner(s: Session, tenant: Tenant, actor: Actor, message: str) -> None:
+    """Raise :class:`Forbidden` with ``message`` unless ``actor`` is an active owner of
+    ``tenant`` or the operator at the CLI (an API client never is an owner)."""
+    if actor.operator:
+        return
+    by = s.get(User, actor.user_id) if actor.user_id is not None else None
+    if by is None or by.tenant_id != tenant.id or (by.role, by.status) != ("owner", "active"):
+        raise Forbidden(message)
+
+
 def check_may_manage(
     s: Session, tenant: Tenant, actor: Actor, target: User, *, removes_owner: bool = False
 ) -> None:
@@ -202,10 +212,7 @@ def check_may_manage(
     active owner (``removes_owner``: disable or demote). Raises :class:`Forbidden`."""
     if target.role != Role.OWNER.value:
         return
-    if not actor.operator:
-        by = s.get(User, actor.user_id) if actor.user_id is not None else None
-        if by is None or by.tenant_id != tenant.id or (by.role, by.status) != ("owner", "active"):
-            raise Forbidden(f"only an owner can change the owner {target.username!r}")
+    require_owner(s, tenant, actor, f"only an owner can change the owner {target.username!r}")
     if removes_owner and active_owners(s, tenant) == [target.id]:
         raise Forbidden(
             f"{target.username!r} is the last active owner of tenant {tenant.slug!r}: "

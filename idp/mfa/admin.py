@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope
+from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope, Role, UserFacts, policy_level
 from idp.directory import Actor as Actor  # moved to idp.directory; kept importable here
-from idp.directory import DirectoryError, audit, check_may_manage, now
+from idp.directory import DirectoryError, audit, check_may_manage, now, policy_of, require_owner
 from idp.directory import revoke_user_grants as revoke_user_grants
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
@@ -48,12 +48,18 @@ def _choice(name: str, value: Any, allowed: type[Any]) -> str:
     return str(value)
 
 
+def _owner_level(tenant: Tenant) -> int:
+    """The level the tenant policy alone asks of an owner (who has not turned MFA on)."""
+    return policy_level(policy_of(tenant, SECOND_FACTORS), UserFacts(role=Role.OWNER))
+
+
 def set_policy(s: Session, tenant: Tenant, changes: dict[str, Any], actor: Actor) -> dict[str, Any]:
     """Apply ``changes`` (keys of :func:`policy_json`); return the new policy."""
     unknown = set(changes) - set(policy_json(tenant))
     if unknown:
         raise DirectoryError(f"unknown policy field(s): {', '.join(sorted(unknown))}")
     before = policy_json(tenant)
+    owners_needed = _owner_level(tenant)
     if "mode" in changes:
         tenant.mfa_mode = _choice("mode", changes["mode"], MfaMode)
     if "scope" in changes:
@@ -79,6 +85,10 @@ def set_policy(s: Session, tenant: Tenant, changes: dict[str, Any], actor: Actor
             if not isinstance(changes[flag], bool):
                 raise DirectoryError(f"{flag} must be true or false")
             setattr(tenant, flag, changes[flag])
+    if _owner_level(tenant) < owners_needed:
+        require_owner(
+            s, tenant, actor, "only an owner can relax the policy that owners sign in under"
+        )
     after = policy_json(tenant)
     diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     if diff:

@@ -194,3 +194,36 @@ def test_disable_ends_the_users_sessions_and_token_families(cli_env: dict[str, s
         assert alice.sessions_revoked_at is not None and alice.sessions_revoked_at >= before
         assert all(g.revoked_at is not None for g in s.scalars(select(Grant)))
     assert "oauth.grants_revoked" in events(app)
+
+
+def test_only_an_owner_relaxes_the_policy_owners_sign_in_under(
+    app: Flask, client: FlaskClient, tenant: str, mb: MfaBrowser
+) -> None:
+    """Found in review: per-user changes were guarded, but an admin (or an API client) could
+    drop every owner's level through the tenant policy instead."""
+    add(app, "adam", "admin")
+    s_ = svc(app)
+    with s_.db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        t.admins_phishing_resistant = True  # owners and admins need level 3
+    bearer = {"Authorization": f"Bearer {admin_token(app, client)}"}
+    relax = client.put("/t/acme/admin/api/mfa-policy", headers=bearer,
+                       json={"admins_phishing_resistant": False})  # fmt: skip
+    assert relax.status_code == 403 and relax.get_json()["error"] == "forbidden"
+    tighten = client.put("/t/acme/admin/api/mfa-policy", headers=bearer, json={"mode": "optional"})
+    assert tighten.status_code == 200  # what does not lower an owner's level stays open
+    from idp.mfa import admin as mfa_admin
+
+    with s_.db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        adam = directory.require_user(s, t, "adam")
+        with pytest.raises(directory.Forbidden):
+            mfa_admin.set_policy(s, t, {"admins_phishing_resistant": False}, Actor(user_id=adam.id))
+        s.rollback()
+    with s_.db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        assert t.admins_phishing_resistant is True
+        olivia = directory.require_user(s, t, "olivia")
+        mfa_admin.set_policy(s, t, {"admins_phishing_resistant": False}, Actor(user_id=olivia.id))
+    with s_.db.session() as s:
+        assert directory.require_tenant(s, "acme").admins_phishing_resistant is False
