@@ -267,7 +267,9 @@ def _proceed(
         essential=True,
         app_min_level=sp.min_level,
         force_fresh=req.force_authn,
-        started_at=req.issue_instant,
+        # The SP's clock may run ahead (within the skew): never let its IssueInstant make a
+        # fresh login look older than the request, nor widen the binding window.
+        started_at=min(req.issue_instant, int(time.time())),
     )
     # ForceAuthn asks again whatever the session holds (core 3.4.1); after that login its
     # factors are newer than the request and satisfy the check.
