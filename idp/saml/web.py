@@ -268,7 +268,7 @@ def _proceed(
         app_min_level=sp.min_level,
         force_fresh=req.force_authn,
         # The SP's clock may run ahead (within the skew): never let its IssueInstant make a
-        # fresh login look older than the request, nor widen the binding window.
+        # fresh login look older than the request.
         started_at=min(req.issue_instant, int(time.time())),
     )
     # ForceAuthn asks again whatever the session holds (core 3.4.1); after that login its
