@@ -60,10 +60,6 @@ def _user(s: Session) -> User:
     return user
 
 
-def _confirmed(s: Session | None = None) -> bool:
-    return reauthenticated(s)
-
-
 def _confirm_first() -> Response:
     """Ask for what re-authentication needs, then come back to the security page."""
     return reauthenticate(url_for(".security"))
@@ -95,7 +91,7 @@ def security() -> ResponseReturnValue:
             enrollable=enrolment_kinds(policy),
             mfa_on=mfa_on(policy, facts),
             required=mfa_required(policy, facts),
-            confirmed=_confirmed(s),
+            confirmed=reauthenticated(s),
             apps=list_sps(s, current_tenant()),
         )
 
@@ -112,7 +108,7 @@ def add_factor() -> ResponseReturnValue:
 
 @bp.post("/account/factors/remove")
 def remove_factor() -> ResponseReturnValue:
-    if not _confirmed():
+    if not reauthenticated():
         return _confirm_first()
     tenant = current_tenant()
     with services().db.session() as s:
@@ -130,7 +126,7 @@ def remove_factor() -> ResponseReturnValue:
 
 @bp.post("/account/factors/rename")
 def rename_factor() -> ResponseReturnValue:
-    if not _confirmed():
+    if not reauthenticated():
         return _confirm_first()
     label = " ".join(request.form.get("label", "").split())[:LABEL_MAX]
     if not label:
@@ -153,7 +149,7 @@ def _own_factor(s: Session, user: User) -> Credential:
 
 @bp.post("/account/backup-codes")
 def regenerate_codes() -> ResponseReturnValue:
-    if not _confirmed():
+    if not reauthenticated():
         return _confirm_first()
     svc, tenant = services(), current_tenant()
     with svc.db.session() as s:
@@ -174,7 +170,7 @@ def _mfa_off_page(s: Session, user: User) -> ResponseReturnValue:
 
 @bp.post("/account/mfa/off")
 def mfa_off() -> ResponseReturnValue:
-    if not _confirmed():
+    if not reauthenticated():
         return _confirm_first()
     svc, tenant = services(), current_tenant()
     with svc.db.session() as s:
