@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -74,13 +75,15 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
 
 def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(server) -> None:  # type: ignore[no-untyped-def]
     base, env = server
-    first = fire(prepared_logins(base, PARALLEL), "wrong password!")
-    # At most the 3 free attempts plus the one that shuts the gate are checked; every other
-    # parallel guess is refused (and not counted), and nothing is locked by the burst.
-    assert 1 <= first[f"200 {GENERIC}"] <= 4, first
+    logins = prepared_logins(base, PARALLEL)
+    started = time.time()
+    first = fire(logins, "wrong password!")
+    # At most the 3 free attempts plus the one that shuts the gate are checked, and one more
+    # per whole-second boundary the burst spans (the 1 s gate is kept in whole seconds); every
+    # other parallel guess is refused (and not counted), and nothing is locked by the burst.
+    spanned = int(time.time()) - int(started)
+    assert 1 <= first[f"200 {GENERIC}"] <= 4 + spanned, first
     assert first["200 Too many attempts"] == PARALLEL - first[f"200 {GENERIC}"], first
-
-    import time
 
     checked = first[f"200 {GENERIC}"]
     for _ in range(20):  # keep guessing at the pace the back-off allows, up to the lock
