@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -44,6 +45,8 @@ class Unavailable(HttpError):
 def _render(status: int, title: str, message: str) -> tuple[Response | str, int]:
     if request.accept_mimetypes.best == "application/json":
         return jsonify(error=title.lower().replace(" ", "_"), error_description=message), status
+    if request_ctx.url_adapter is None:  # a Host that cannot be routed: no url_for, plain text
+        return Response(f"{title}: {message}\n", status, mimetype="text/plain"), status
     return render_template("errors/error.html", title=title, message=message), status
 
 

@@ -23,6 +23,7 @@ from idp.oidc.web import context
 from idp.services import services
 from idp.store.models import Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
+from idp.untrusted import parse_json
 
 bp = tenant_blueprint("admin_api", __name__, "/admin/api")
 
@@ -74,7 +75,12 @@ def _authorize(s: Session) -> mfa_admin.Actor:
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True) if request.mimetype == "application/json" else None
+    data = None
+    if request.mimetype == "application/json":
+        try:
+            data = parse_json(request.get_data())
+        except ValueError:  # not JSON, not UTF-8, or nested too deeply
+            data = None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "The body must be a JSON object.")
     return data

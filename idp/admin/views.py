@@ -21,6 +21,7 @@ from idp.saml.sps import add_sp, list_sps
 from idp.services import services
 from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
+from idp.untrusted import ascii_int
 
 bp = tenant_blueprint("admin", __name__, "/admin")
 ADMIN_ROLES = ("admin", "owner")
@@ -76,9 +77,10 @@ def policy() -> ResponseReturnValue:
     with services().db.session() as s:
         tenant = s.merge(current_tenant())
         try:
-            if not raw_days.isdigit():
+            days = ascii_int(raw_days, 3)
+            if days is None:
                 raise DirectoryError("reoffer_days must be a whole number from 0 to 365")
-            changes["reoffer_days"] = int(raw_days)
+            changes["reoffer_days"] = days
             mfa_admin.set_policy(s, tenant, changes, _actor())
         except DirectoryError as exc:
             s.rollback()

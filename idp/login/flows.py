@@ -49,7 +49,10 @@ def safe_return_to(tenant: Tenant, target: str | None) -> str:
     default = f"/t/{tenant.slug}/account"
     if not target or "\\" in target or any(ord(c) < 32 for c in target):
         return default
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+        return default
     if parts.scheme or parts.netloc or not parts.path.startswith(f"/t/{tenant.slug}/"):
         return default
     if "//" in parts.path or "/../" in parts.path:

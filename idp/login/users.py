@@ -12,6 +12,7 @@ from flows.context import AuthContext
 from idp.assurance import session_alive
 from idp.services import services
 from idp.store.models import User
+from idp.untrusted import ascii_int
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def install(manager: LoginManager) -> None:
     def _load(user_id: str) -> SignedInUser | None:
         tenant = g.get("tenant")
         auth = session.get("auth") or {}
-        if tenant is None or not user_id.isdigit() or auth.get("user_id") != int(user_id):
+        if tenant is None or ascii_int(user_id) is None or auth.get("user_id") != int(user_id):
             return None
         with services().db.session() as s:
             user = s.get(User, int(user_id))

@@ -16,6 +16,7 @@ from factors.errors import InvalidCode
 from factors.webauthn_rp import NewCredential
 from idp.crypto import DataCipher
 from idp.store.models import BackupCode, Credential, User
+from idp.untrusted import ascii_int
 
 VALUE_KINDS = ("totp", "sms", "email")  # a secret or a target, encrypted at rest
 KINDS = (*VALUE_KINDS, "webauthn")
@@ -39,7 +40,8 @@ def enrolled(user: User, kinds: tuple[str, ...] = KINDS) -> list[Credential]:
 def find(s: Session, user_id: int, choice: str) -> Credential:
     """The user's credential named by ``choice``; InvalidCode when it is not theirs."""
     kind, _, raw_id = choice.partition(":")
-    cred = s.get(Credential, int(raw_id)) if raw_id.isdigit() else None
+    number = ascii_int(raw_id)
+    cred = s.get(Credential, number) if number is not None else None
     if cred is None or cred.user_id != user_id or cred.type != kind:
         raise InvalidCode()
     return cred

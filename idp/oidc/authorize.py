@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flows.context import AuthContext
 from idp.oidc import acr
 from idp.oidc.provider import Context, HttpRequest, OAuthClient, OAuthRequest, Principal, Provider
+from idp.untrusted import ascii_int, parse_json
 
 RESPONSE_MODES = ("query", "form_post")
 PROMPTS = {"none", "login", "consent", "select_account"}
@@ -177,9 +178,10 @@ def _check_max_age(ctx: Context, client: OAuthClient, areq: AuthorizationRequest
     raw = _one(params, "max_age")
     if raw is None:
         return
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
+    max_age = ascii_int(raw)
+    if max_age is None:
         raise AuthorizeError(areq, "invalid_request", "max_age must be a number of seconds.")
-    areq.max_age = int(raw)
+    areq.max_age = max_age
 
 
 def _check_acr(ctx: Context, client: OAuthClient, areq: AuthorizationRequest,
@@ -207,7 +209,7 @@ def _check_acr(ctx: Context, client: OAuthClient, areq: AuthorizationRequest,
 def _acr_claim(areq: AuthorizationRequest, raw: str) -> dict[str, Any] | None:
     """The id_token's ``acr`` request in a ``claims`` parameter (Core 5.5), checked."""
     try:
-        claims = json.loads(raw)
+        claims = parse_json(raw)
     except ValueError:
         raise AuthorizeError(areq, "invalid_request", "claims is not JSON.") from None
     if not isinstance(claims, dict) or not all(

@@ -13,6 +13,7 @@ from typing import Any
 
 from idp.saml.contexts import COMPARISONS, Requested
 from idp.saml.xml import NS, XmlError, parse, q, text_of
+from idp.untrusted import ascii_int
 
 MAX_ENCODED = 64 * 1024
 MAX_INFLATED = 256 * 1024
@@ -108,9 +109,9 @@ def parse_authn_request(xml: bytes, now: int, skew: int, binding: str) -> AuthnR
     req.acs_url = root.get("AssertionConsumerServiceURL")
     index = root.get("AssertionConsumerServiceIndex")
     if index is not None:
-        if not index.isdigit() or len(index) > 5:
+        req.acs_index = ascii_int(index, 5)
+        if req.acs_index is None:
             raise SamlError("AssertionConsumerServiceIndex is not a number.")
-        req.acs_index = int(index)
     req.force_authn = root.get("ForceAuthn") in ("true", "1")
     req.is_passive = root.get("IsPassive") in ("true", "1")
     policy = root.find("samlp:NameIDPolicy", NS)
