@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -184,6 +185,15 @@ def idp(
     return subprocess.run(
         [exe, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
     )
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """End a helper process and close its pipes (left open, they warn as unclosed files)."""
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager

@@ -48,6 +48,7 @@ def rp_server() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/cb"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize("mode", ["query", "form_post"])

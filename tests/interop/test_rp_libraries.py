@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR, Live, TotpUser, sign_in
+from tests.servers import stop
 
 
 def assert_logged_out(browser: requests.Session, logout_url: str) -> None:
@@ -53,8 +54,7 @@ def run_node_rp(
         result = json.loads(proc.stdout.readline() or '{"error": "no output"}')
         assert "error" not in result, result
     finally:
-        proc.kill()
-        proc.wait()
+        stop(proc)
     return result, browser
 
 

@@ -79,8 +79,7 @@ class NodeSp:
         return answer
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        servers.stop(self.proc)
 
 
 SIGNED_SP = "http://sp.example/signed"

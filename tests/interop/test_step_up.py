@@ -48,8 +48,7 @@ class NodeRp:
         return answer
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        servers.stop(self.proc)
 
 
 @dataclass
@@ -106,6 +105,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             yield Setup(issuer, rps[0], rps[1], f"http://127.0.0.1:{server.server_port}/")
         finally:
             server.shutdown()
+            server.server_close()
             for rp in rps:
                 rp.close()
 
