@@ -94,8 +94,8 @@ def verdict(
         steps = plan(request, policy, user, True, standing.factors, probe, now, policy_cap)
     except UnmetAuthenticationRequirements:
         return Verdict(standing, (Reason.UNMET,))
-    except NoUsableFactor:
-        steps = ["verify"]  # the login flow shows the page that sends them to an admin
+    except NoUsableFactor:  # the login flow shows the page that sends them to an admin
+        return Verdict(standing, (Reason.LEVEL_MISSING,))
     if steps == ["password"]:
         return Verdict(standing, (Reason.FRESH_LOGIN,))
     if steps:

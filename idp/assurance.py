@@ -52,11 +52,14 @@ def session_alive(user: User, ctx: AuthContext) -> bool:
 def standing(tenant: Tenant, user: User, ctx: AuthContext) -> tuple[AuthContext, int | None]:
     """The session's factors that still count for ``user``, and the policy cap they keep:
     with ``mfa_apply=next_login`` a session keeps the policy level it signed in under."""
-    ctx = counted(ctx, user_facts(user), reset_applies(tenant))
-    if reset_applies(tenant):
-        return ctx, None
-    cap = session.get("policy_level")
-    return ctx, int(cap) if cap is not None else None
+    return counted(ctx, user_facts(user), reset_applies(tenant)), policy_cap(tenant)
+
+
+def policy_cap(tenant: Tenant) -> int | None:
+    """The policy level this session signed in under, which it keeps while the tenant applies
+    policy changes at the next login; None when they apply at once."""
+    raw = None if reset_applies(tenant) else session.get("policy_level")
+    return int(raw) if raw is not None else None
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,7 @@ def decide(
 
     ``consent`` tells whether the user still has to allow the application (OIDC)."""
     user, ctx = session_user(s, tenant)
-    cap: int | None = None
     facts = user_facts(user) if user is not None else None
-    if user is not None and ctx is not None and not reset_applies(tenant):
-        raw = session.get("policy_level")
-        cap = int(raw) if raw is not None else None
     found = verdict(
         replace(request, reauth_max_age=services().settings.reauth_window),
         tenant_policy(tenant),
@@ -101,7 +100,7 @@ def decide(
         ctx,
         now=int(time.time()) if now is None else now,
         reset_applies=reset_applies(tenant),
-        policy_cap=cap,
+        policy_cap=policy_cap(tenant),
         forced=forced,
         consent_needed=bool(consent and user is not None and consent(user)),
     )

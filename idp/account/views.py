@@ -20,13 +20,13 @@ from werkzeug.wrappers import Response
 
 from factors import backup
 from factors.errors import InvalidCode
-from flows.policy import Request, mfa_on, mfa_required
+from flows.policy import mfa_on, mfa_required
 from flows.second_factor import enrolment_kinds
 from flows.webauthn_steps import LABEL_MAX
 from idp import assurance
 from idp.errors import HttpError
 from idp.login import flows
-from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
+from idp.login.guard import reauthenticate, reauthenticated, require_signed_in, sudo_request
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.saml.sps import list_sps
@@ -101,8 +101,7 @@ def add_factor() -> ResponseReturnValue:
     kind = request.form.get("factor", "")
     if kind not in enrolment_kinds(assurance.tenant_policy(current_tenant())):
         raise HttpError("That method is not available here.")
-    sudo = Request(started_at=int(time.time()), reauth=True)
-    state = flows.start(current_tenant(), sudo, url_for(".security"), enrolling=kind)
+    state = flows.start(current_tenant(), sudo_request(), url_for(".security"), enrolling=kind)
     return redirect(url_for("login.login", flow=state.id))
 
 

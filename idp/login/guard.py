@@ -39,7 +39,8 @@ def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
     return None
 
 
-def _sudo_request() -> Request:
+def sudo_request() -> Request:
+    """Re-authentication at the account's level (DESIGN.md, "Sensitive actions")."""
     return Request(started_at=int(time.time()), reauth=True)
 
 
@@ -49,10 +50,10 @@ def reauthenticated(s: Session | None = None) -> bool:
     if s is None:
         with services().db.session() as s:
             return reauthenticated(s)
-    return assurance.decide(s, current_tenant(), _sudo_request()).verdict.ready
+    return assurance.decide(s, current_tenant(), sudo_request()).verdict.ready
 
 
 def reauthenticate(return_to: str) -> Response:
     """Run the login flow for what re-authentication still needs, then go to ``return_to``."""
-    state = flows.start(current_tenant(), _sudo_request(), return_to)
+    state = flows.start(current_tenant(), sudo_request(), return_to)
     return redirect(url_for("login.login", flow=state.id))

@@ -328,10 +328,10 @@ def end_session() -> ResponseReturnValue:
             return _sign_out(s, ctx, asked)
     session["end_session"] = asked
     page = render_template(
-        "oidc/end_session.html",
+        "login/confirm_sign_out.html",
         tenant=ctx.tenant,
-        client_name=asked["client_name"],
-        req_id=asked["id"],
+        asker=asked["client_name"],
+        action=url_for(".end_session_confirm", req=asked["id"]),
     )
     return allow_form_target(make_response(page), target)
 

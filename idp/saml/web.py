@@ -527,7 +527,10 @@ def _confirm_logout(
     pending = {**initiator, "key": secrets.token_urlsafe(12)}
     session["slo_confirm"] = pending
     page = render_template(
-        "saml/logout_confirm.html", tenant=tenant, sp_name=sp.name, req_id=pending["key"]
+        "login/confirm_sign_out.html",
+        tenant=tenant,
+        asker=sp.name,
+        action=url_for(".slo_confirm", req=pending["key"]),
     )
     return _allow_logout_targets(s, tenant, make_response(page))
 

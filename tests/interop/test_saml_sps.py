@@ -85,30 +85,37 @@ class NodeSp:
 SIGNED_SP = "http://sp.example/signed"
 
 
-def sp_key_pair(tmp: Path) -> tuple[str, str]:
-    """A key and self-signed certificate for an SP that signs its requests (PEM files)."""
+def self_signed(key: Any, common_name: str) -> Any:
+    """A self-signed certificate for ``key``, valid from yesterday for 30 days."""
     import datetime as dt
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def sp_key_pair(tmp: Path) -> tuple[str, str]:
+    """A key and self-signed certificate for an SP that signs its requests (PEM files)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     key_file, cert_file = tmp / "sp.key", tmp / "sp.crt"
     if not key_file.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test SP")])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .sign(key, hashes.SHA256())
-        )
+        cert = self_signed(key, "test SP")
         key_file.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,

@@ -123,26 +123,12 @@ def test_console_shows_bad_metadata_as_a_form_error(client: FlaskClient, tenant:
 def test_encryption_needs_an_rsa_certificate(app: Flask, tenant: str) -> None:
     """Assertions are encrypted with RSA-OAEP: an EC certificate is refused at registration,
     not found out by a failing sign-in."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EC SP")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    from tests.interop.test_saml_sps import self_signed
+
+    cert = self_signed(ec.generate_private_key(ec.SECP256R1()), "EC SP")
     body = "".join(cert.public_bytes(serialization.Encoding.PEM).decode().splitlines()[1:-1])
     metadata = variant(
         "<md:AssertionConsumerService",
