@@ -1,15 +1,13 @@
 """Typed errors of the flow engine; the web layer renders them in one place."""
 
+from factors.errors import StepwiseError
 
-class FlowError(Exception):
+
+class FlowError(StepwiseError):
     """Base class of every flow error. ``message`` is safe to show to the user."""
 
+    title = "Cannot sign in"
     message = "The sign-in could not continue."
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        if message:
-            self.message = message
 
 
 class FlowNotFound(FlowError):
@@ -37,6 +35,8 @@ class UnmetAuthenticationRequirements(FlowError):
 
     Mirrors OpenID Connect's ``unmet_authentication_requirements`` error.
     """
+
+    code, status = "unmet_authentication_requirements", 403
 
     message = "This sign-in needs a stronger method than this account can use."
 

@@ -1,101 +1,145 @@
-"""HTTP errors, and the one place where every error becomes a response.
+"""The web layer's errors, and the one place where an error becomes a response.
 
-Protocol blueprints (OIDC, SAML) register renderers for their own error types; everything
-else is shown as an HTML error page, or JSON for clients that ask for JSON.
+Every error raised on purpose derives from :class:`factors.errors.StepwiseError` and carries
+its protocol code, HTTP status and whether it may be redirected to the client. Each surface
+has one renderer, installed once per blueprint with :func:`install`:
+
+- pages (the default for the whole app): an HTML error page, or JSON for clients asking for it;
+- OAuth endpoints: ``{"error", "error_description"}`` (RFC 6749 5.2), in ``idp.oidc``;
+- SAML endpoints: a SAML status to the SP when redirectable, else a page, in ``idp.saml``;
+- the admin API: an RFC 9457 problem document (:func:`problem`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask.globals import request_ctx
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from flows.errors import FlowError, UnmetAuthenticationRequirements
+from factors.errors import StepwiseError
 from idp.ephemeral import EphemeralUnavailable
+
+__all__ = ["HttpError", "NotFound", "StepwiseError", "Unavailable", "install", "problem"]
 
 log = logging.getLogger("idp.errors")
 
+Renderer = Callable[[StepwiseError], ResponseReturnValue]
 
-class HttpError(Exception):
+
+class HttpError(StepwiseError):
     """An error with an HTTP status and a message safe to show."""
 
-    status = 400
-    title = "Bad request"
-
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
         if status is not None:
             self.status = status
 
 
 class NotFound(HttpError):
-    status, title = 404, "Not found"
+    code, status, title = "not_found", 404, "Not found"
 
 
 class Unavailable(HttpError):
-    status, title = 503, "Service unavailable"
+    code, status, title = "temporarily_unavailable", 503, "Service unavailable"
 
 
-def _render(status: int, title: str, message: str) -> tuple[Response | str, int]:
+class FormExpired(HttpError):
+    """A form without a valid CSRF token (Flask-WTF's :class:`CSRFError`)."""
+
+    title = "Form expired"
+    message = (
+        "This form has expired or came from another site. Go back, reload the page and try "
+        "again."
+    )
+
+
+class StorageDown(Unavailable):
+    """The database or the ephemeral store cannot be reached."""
+
+    message = "Stepwise cannot reach its storage right now. Please try again shortly."
+
+
+class Unexpected(StepwiseError):
+    """A bug: logged with its traceback, shown without details."""
+
+    code, status, title = "server_error", 500, "Something went wrong"
+    message = "An unexpected error occurred."
+
+
+HTTP_MESSAGES = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that kind of request.",
+    413: "The request is too large.",
+}
+
+
+def page(exc: StepwiseError) -> tuple[Response | str, int]:
+    """The page surface: HTML, or JSON for a client that asks for it."""
     if request.accept_mimetypes.best == "application/json":
-        return jsonify(error=title.lower().replace(" ", "_"), error_description=message), status
+        title = exc.title.lower().replace(" ", "_")
+        return jsonify(error=title, error_description=exc.message), exc.status
     if request_ctx.url_adapter is None:  # a Host that cannot be routed: no url_for, plain text
-        return Response(f"{title}: {message}\n", status, mimetype="text/plain"), status
-    return render_template("errors/error.html", title=title, message=message), status
+        return Response(f"{exc.title}: {exc.message}\n", exc.status, mimetype="text/plain"), (
+            exc.status
+        )
+    return render_template("errors/error.html", title=exc.title, message=exc.message), exc.status
+
+
+def problem(exc: StepwiseError) -> Response:
+    """The admin API surface: an RFC 9457 problem document.
+
+    ``error`` and ``error_description`` are kept as extension members (RFC 9457 3.2), so an
+    OAuth-style client reads the same answer.
+    """
+    resp = jsonify(
+        type=f"urn:stepwise:error:{exc.code}",
+        title=exc.title,
+        status=exc.status,
+        detail=exc.message,
+        error=exc.code,
+        error_description=exc.message,
+    )
+    resp.status_code = exc.status
+    resp.mimetype = "application/problem+json"
+    if exc.status == 401:
+        resp.headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    return resp
+
+
+def as_stepwise(exc: Exception) -> StepwiseError:
+    """Any exception that reaches a handler, as a member of the tree."""
+    if isinstance(exc, StepwiseError):
+        return exc
+    if isinstance(exc, CSRFError):
+        return FormExpired()
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        err = HttpError(HTTP_MESSAGES.get(code, "The request could not be handled."), code)
+        err.title = exc.name
+        return err
+    if isinstance(exc, EphemeralUnavailable | OperationalError | PoolTimeout):
+        log.error("backend unavailable: %s", exc.__class__.__name__)
+        return StorageDown()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return Unexpected()
+
+
+def install(target: Flask | Blueprint, render: Renderer) -> None:
+    """Render every error raised under ``target`` with ``render`` (one handler per surface)."""
+
+    def handle(exc: Exception) -> ResponseReturnValue:
+        return render(as_stepwise(exc))
+
+    target.register_error_handler(Exception, handle)
 
 
 def register(app: Flask) -> None:
-    """Install the error handlers."""
-
-    @app.errorhandler(HttpError)
-    def _http_error(exc: HttpError) -> tuple[Response | str, int]:
-        return _render(exc.status, exc.title, exc.message)
-
-    @app.errorhandler(CSRFError)
-    def _csrf(exc: CSRFError) -> tuple[Response | str, int]:
-        return _render(
-            400,
-            "Form expired",
-            "This form has expired or came from another site. Go back, reload the page "
-            "and try again.",
-        )
-
-    @app.errorhandler(UnmetAuthenticationRequirements)
-    def _unmet(exc: UnmetAuthenticationRequirements) -> tuple[Response | str, int]:
-        return _render(403, "Cannot sign in", exc.message)
-
-    @app.errorhandler(FlowError)
-    def _flow(exc: FlowError) -> tuple[Response | str, int]:
-        return _render(400, "Cannot sign in", exc.message)
-
-    @app.errorhandler(HTTPException)
-    def _werkzeug(exc: HTTPException) -> tuple[Response | str, int]:
-        code = exc.code or 500
-        messages = {
-            404: "There is nothing at this address.",
-            405: "This address does not accept that kind of request.",
-            413: "The request is too large.",
-        }
-        return _render(code, exc.name, messages.get(code, "The request could not be handled."))
-
-    @app.errorhandler(EphemeralUnavailable)
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def _down(exc: Exception) -> tuple[Response | str, int]:
-        log.error("backend unavailable: %s", exc.__class__.__name__)
-        return _render(
-            503,
-            "Service unavailable",
-            "Stepwise cannot reach its storage right now. Please try again shortly.",
-        )
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response | str, int]:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(500, "Something went wrong", "An unexpected error occurred.")
+    """Install the page surface for the whole app; blueprints install their own on top."""
+    install(app, page)
