@@ -5,7 +5,6 @@ decision that OIDC, SAML, the account page and the console ask for.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from flows.assurance import Verdict, counted, verdict
 from flows.context import AuthContext
 from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
+from idp import clock
 from idp.directory import policy_of
 from idp.services import services
 from idp.store.models import Tenant, User
@@ -98,7 +98,7 @@ def decide(
         tenant_policy(tenant),
         facts,
         ctx,
-        now=int(time.time()) if now is None else now,
+        now=clock.now() if now is None else now,
         reset_applies=reset_applies(tenant),
         policy_cap=policy_cap(tenant),
         forced=forced,

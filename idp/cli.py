@@ -14,7 +14,8 @@ import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from idp import build_services, directory
+from idp import clock, directory
+from idp.app import build_services
 from idp.mfa import admin as mfa_admin
 from idp.oidc import acr, clients, keys
 from idp.saml import keys as saml_keys
@@ -573,10 +574,9 @@ def keys_rotate(tenant_slug: str, alg: str, grace: int) -> None:
 @click.argument("tenant_slug", metavar="TENANT")
 def keys_list(tenant_slug: str) -> None:
     """List TENANT's published keys."""
-    import time
 
     with _services().db.session() as s:
-        for k in keys.published(s, directory.require_tenant(s, tenant_slug), int(time.time())):
+        for k in keys.published(s, directory.require_tenant(s, tenant_slug), clock.now()):
             state = "active" if k.active else f"retired, published until {k.publish_until}"
             click.echo(f"{k.kid}\t{k.alg}\t{state}")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from factors.password import PasswordFactor
 from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
 from flows.steps import USERNAME_MAX, normalize_username
+from idp import clock
 from idp.store.models import AuditEvent, Grant, Tenant, User
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -38,7 +38,8 @@ def new_subject() -> str:
 
 
 def now() -> int:
-    return int(time.time())
+    """The current time in whole seconds (``idp.clock``; the request's time in one)."""
+    return clock.now()
 
 
 def audit(

@@ -35,7 +35,7 @@ def run(svc: Services, host: str, port: int, workers: int) -> None:
     check_schema(svc)
     options: dict[str, Any] = tomllib.loads(CONFIG.read_text())
     Granian(
-        "idp:create_app",
+        "idp.app:create_app",
         factory=True,
         interface=Interfaces.WSGI,
         address=host,

@@ -8,6 +8,7 @@ from flask import current_app
 
 from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
+from idp.clock import Clock
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
 from idp.mfa.delivery import MailSender, SmsSender
@@ -26,6 +27,7 @@ class Services:
     cipher: DataCipher
     sms: SmsSender | None = None
     mail: MailSender | None = None
+    clock: Clock = field(default_factory=Clock)
     keys: KeyCache = field(default_factory=KeyCache)  # signing keys in memory (idp.oidc.tokens)
 
     @property

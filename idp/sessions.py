@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
+from idp import clock
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable
 
 COOKIE = "stepwise_session"
@@ -84,12 +84,13 @@ class ServerSessionInterface(SessionInterface):
         if raw is None:
             return ServerSession(None, None)
         data = json.loads(raw)
-        if time.time() - data.get("_created", 0) > self.absolute:
+        now = clock.now()
+        if now - data.get("_created", 0) > self.absolute:
             self.store.delete(f"session:{sid}")
             return ServerSession(None, None)
         session = ServerSession(data, sid)
-        if time.time() - data.get("_touched", 0) > TOUCH_EVERY:
-            session["_touched"] = int(time.time())  # renews the idle timeout at save
+        if now - data.get("_touched", 0) > TOUCH_EVERY:
+            session["_touched"] = now  # renews the idle timeout at save
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -111,8 +112,8 @@ class ServerSessionInterface(SessionInterface):
             session.sid = None
         if session.sid is None:
             session.sid = secrets.token_urlsafe(32)
-        session.setdefault("_created", int(time.time()))
-        session.setdefault("_touched", int(time.time()))
+        session.setdefault("_created", clock.now())
+        session.setdefault("_touched", clock.now())
         payload = json.dumps(dict(session), separators=(",", ":")).encode()
         self.store.set(f"session:{session.sid}", payload, self.idle)
         response.set_cookie(

@@ -3,12 +3,11 @@ RP-initiated logout, SAML Single Logout, turning MFA off)."""
 
 from __future__ import annotations
 
-import time
-
 from flask import request, session
 from flask_login import logout_user
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.assurance import session_context
 from idp.directory import audit
 from idp.oidc.provider import end_session_grants
@@ -21,7 +20,7 @@ def sign_out(s: Session, tenant: Tenant, reason: str) -> None:
     event, Flask-Login's user, and the server-side session with its cookie."""
     sid = session.get("sid")
     if sid:
-        end_session_grants(s, tenant, sid, int(time.time()))
+        end_session_grants(s, tenant, sid, clock.now())
     ctx = session_context()
     if ctx is not None:
         audit(s, tenant, "logout", subject=ctx.user_id, ip=request.remote_addr, reason=reason)

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from idp import create_app
+from idp.app import create_app
 from idp.services import Services
 from idp.store.migrate import upgrade
 from tests import servers

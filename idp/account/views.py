@@ -9,7 +9,6 @@ audited and confirmed by email (idp.mfa.notify). Turning MFA off ends the sessio
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from flask import redirect, render_template, request, url_for
@@ -23,7 +22,7 @@ from factors.errors import InvalidCode
 from flows.policy import mfa_on, mfa_required
 from flows.second_factor import enrolment_kinds
 from flows.webauthn_steps import LABEL_MAX
-from idp import assurance
+from idp import assurance, clock
 from idp.errors import HttpError
 from idp.login import flows
 from idp.login.guard import reauthenticate, reauthenticated, require_signed_in, sudo_request
@@ -155,7 +154,7 @@ def regenerate_codes() -> ResponseReturnValue:
         user = _user(s)
         if not credentials.enrolled(user):
             raise HttpError("Set up a sign-in method first: backup codes come with it.")
-        codes = credentials.new_backup_codes(s, svc.backup_key, user.id, int(time.time()))
+        codes = credentials.new_backup_codes(s, svc.backup_key, user.id, clock.now())
         security_event(s, svc, tenant, user, "mfa.backup_codes_regenerated",
                        ip=request.remote_addr, actor=user.id)  # fmt: skip
     return render_template("account/backup_codes.html", tenant=tenant, codes=codes)
@@ -177,7 +176,7 @@ def mfa_off() -> ResponseReturnValue:
         if request.form.get("action") != "confirm":
             return _mfa_off_page(s, user)
         removed = credentials.remove_all(s, user)
-        user.mfa_enabled, user.updated_at = False, int(time.time())
+        user.mfa_enabled, user.updated_at = False, clock.now()
         security_event(s, svc, tenant, user, "mfa.disabled", ip=request.remote_addr,
                        actor=user.id, removed=removed)  # fmt: skip
         sign_out(s, tenant, "mfa_off")

@@ -7,6 +7,7 @@ Both backends keep one contract, tested by tests/web/test_ephemeral_contract.py:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -24,12 +25,13 @@ class EphemeralStore(Protocol):
     def ping(self) -> None: ...
 
 
-def connect(redis_url: str) -> EphemeralStore:
-    """The Redis store for a ``redis://`` URL, else the in-process one."""
+def connect(redis_url: str, monotonic: Callable[[], float]) -> EphemeralStore:
+    """The Redis store for a ``redis://`` URL, else the in-process one (whose TTLs run on
+    ``monotonic``, the app's clock)."""
     if redis_url:
         from idp.ephemeral.redis_store import RedisStore
 
         return RedisStore(redis_url)
     from idp.ephemeral.memory import MemoryStore
 
-    return MemoryStore()
+    return MemoryStore(monotonic)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 
@@ -12,7 +11,7 @@ class MemoryStore:
 
     SWEEP_EVERY = 1024
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._data: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
         self._clock = clock

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from flows.second_factor import begin_enrolment
 from flows.state import FlowState
 from flows.throttle import Throttle
 from flows.webauthn_steps import b64, unb64
-from idp import assurance
+from idp import assurance, clock
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.directory import audit, find_user, set_status, subject_of
 from idp.mfa import credentials
@@ -76,7 +75,7 @@ def start(
         id=secrets.token_urlsafe(24),
         tenant=tenant.slug,
         request=replace(request, reauth_max_age=services().settings.reauth_window),
-        created_at=int(time.time()),
+        created_at=clock.now(),
         return_to=safe_return_to(tenant, return_to),
         continue_to=continue_to,
     )
@@ -142,13 +141,13 @@ def plan_for(s: Session, tenant: Tenant, state: FlowState) -> list[str]:
     pending = Pending(state.choice, state.enrolling, bool(state.codes), state.offer_skipped)
     facts = user_facts(user) if user is not None else None
     return plan(state.request, tenant_policy(tenant), facts, state.identified, achieved, pending,
-                int(time.time()), cap)  # fmt: skip
+                clock.now(), cap)  # fmt: skip
 
 
 def standing_flow(s: Session, tenant: Tenant, return_to: str) -> FlowState | None:
     """A flow to run when the signed-in session no longer meets the policy (after a stricter
     policy with ``apply=immediate``, an admin reset, or turning MFA off), else None."""
-    now = int(time.time())
+    now = clock.now()
     if assurance.decide(s, tenant, Request(started_at=now), now=now).verdict.ready:
         return None
     return start(tenant, Request(started_at=now), return_to)

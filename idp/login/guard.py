@@ -6,15 +6,13 @@ MFA turned off while required) is sent through the login flow again before anyth
 
 from __future__ import annotations
 
-import time
-
 from flask import redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from flows.policy import Request
-from idp import assurance
+from idp import assurance, clock
 from idp.errors import HttpError
 from idp.login import flows
 from idp.services import services
@@ -41,7 +39,7 @@ def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
 
 def sudo_request() -> Request:
     """Re-authentication at the account's level (DESIGN.md, "Sensitive actions")."""
-    return Request(started_at=int(time.time()), reauth=True)
+    return Request(started_at=clock.now(), reauth=True)
 
 
 def reauthenticated(s: Session | None = None) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 
 from flask import make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -15,6 +14,7 @@ from flows.context import AuthContext
 from flows.errors import FlowNotFound, NoUsableFactor, UnmetAuthenticationRequirements
 from flows.policy import Request, policy_level
 from flows.state import FlowState
+from idp import clock
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
 from idp.errors import HttpError
@@ -48,7 +48,7 @@ def login() -> ResponseReturnValue:
         fresh = request.args.get("prompt") == "login"
         state = flows.start(
             tenant,
-            Request(force_fresh=fresh, started_at=int(time.time())),
+            Request(force_fresh=fresh, started_at=clock.now()),
             request.args.get("return_to", ""),
         )
         return redirect(url_for(".login", flow=state.id))
@@ -113,7 +113,7 @@ def _stopped(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
 
 def _env(s: Session) -> flows.WebEnv:
     svc = services()
-    return flows.WebEnv(s, current_tenant(), int(time.time()), request.remote_addr or "-",
+    return flows.WebEnv(s, current_tenant(), clock.now(), request.remote_addr or "-",
                         svc.passwords)  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from flows.policy import MfaMode, Request, TenantPolicy, UserFacts
 from flows.registry import registry
 from flows.state import FlowState
 from flows.throttle import Throttle
+from idp.clock import SettableClock
 from idp.ephemeral.memory import MemoryStore
 
 PWD_OLD = VerifiedFactor("password", ("pwd",), 100)
@@ -76,7 +77,7 @@ class FakeEnv:
     passwords: PasswordFactor = PF
     users: dict[str, Subject] = field(default_factory=dict)
     locked: list[int] = field(default_factory=list)
-    store: MemoryStore = field(default_factory=MemoryStore)
+    store: MemoryStore = field(default_factory=lambda: MemoryStore(SettableClock().monotonic))
 
     def find_subject(self, tenant: str, user_id: int | None, username: str) -> Subject | None:
         return next(

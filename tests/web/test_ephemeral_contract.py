@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
+from idp.clock import SettableClock
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable, connect
 from idp.ephemeral.memory import MemoryStore
 from idp.ephemeral.redis_store import RedisStore
 
+Later = Callable[[float], None]
+
 
 @pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[EphemeralStore]:
+def backend(request: pytest.FixtureRequest) -> Iterator[tuple[EphemeralStore, Later]]:
+    """The store, and a way to let ``seconds`` pass for it without sleeping.
+
+    The in-process store runs on a settable clock. Redis keeps time itself, so time passes for
+    the test's keys by lowering each one's TTL, deleting those that would have expired.
+    """
     if request.param == "memory":
-        yield MemoryStore()
+        clock = SettableClock()
+        yield MemoryStore(clock.monotonic), clock.advance
     else:
-        yield RedisStore(request.getfixturevalue("redis_url"))
+        url = request.getfixturevalue("redis_url")
+        raw = redis.Redis.from_url(url)
+
+        def later(seconds: float) -> None:
+            for k in raw.scan_iter("test:*"):
+                left = int(raw.pttl(k))
+                if left > 0:
+                    if left <= seconds * 1000:
+                        raw.delete(k)
+                    else:
+                        raw.pexpire(k, left - int(seconds * 1000))
+
+        yield RedisStore(url), later
+        raw.close()
+
+
+@pytest.fixture
+def store(backend: tuple[EphemeralStore, Later]) -> EphemeralStore:
+    return backend[0]
+
+
+@pytest.fixture
+def later(backend: tuple[EphemeralStore, Later]) -> Later:
+    return backend[1]
 
 
 @pytest.fixture
@@ -28,8 +60,8 @@ def key() -> str:
 
 
 def test_connect_chooses_backend_by_url(redis_url: str) -> None:
-    assert isinstance(connect(""), MemoryStore)
-    assert isinstance(connect(redis_url), RedisStore)
+    assert isinstance(connect("", SettableClock().monotonic), MemoryStore)
+    assert isinstance(connect(redis_url, SettableClock().monotonic), RedisStore)
 
 
 def test_get_set_delete(store: EphemeralStore, key: str) -> None:
@@ -43,10 +75,10 @@ def test_get_set_delete(store: EphemeralStore, key: str) -> None:
     store.delete(key)  # deleting twice is fine
 
 
-def test_values_expire(store: EphemeralStore, key: str) -> None:
+def test_values_expire(store: EphemeralStore, later: Later, key: str) -> None:
     store.set(key, b"x", 1)
     store.set(key + "long", b"y", 30)
-    time.sleep(1.2)
+    later(1.2)
     assert store.get(key) is None
     assert store.get(key + "long") == b"y"
 
@@ -64,13 +96,13 @@ def test_take_is_single_use(store: EphemeralStore, key: str) -> None:
     assert store.get(key) is None
 
 
-def test_incr_counts_and_renews_ttl(store: EphemeralStore, key: str) -> None:
+def test_incr_counts_and_renews_ttl(store: EphemeralStore, later: Later, key: str) -> None:
     assert store.incr(key, 60) == 1
     assert store.incr(key, 60, 5) == 6
     assert store.incr(key, 60, -2) == 4
     assert store.get(key) == b"4"
     store.incr(key + "short", 1)
-    time.sleep(1.2)
+    later(1.2)
     assert store.incr(key + "short", 60) == 1
 
 

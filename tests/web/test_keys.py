@@ -11,7 +11,7 @@ from joserfc.errors import InvalidKeyIdError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from idp import create_app
+from idp.app import create_app
 from idp.oidc import keys
 from idp.store.models import SigningKey, Tenant
 from tests.conftest import services_for

@@ -15,7 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from idp import create_app, directory
+from idp import directory
+from idp.app import create_app
 from idp.directory import DirectoryError
 from idp.mfa.admin import Actor
 from idp.store.models import AuditEvent, Credential, Grant, User

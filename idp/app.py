@@ -1,0 +1,136 @@
+"""The Flask app factory: settings, services, blueprints and error surfaces (DESIGN.md "Layout").
+
+This is the composition root: the only module that imports every blueprint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, render_template
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from factors.password import Argon2Params, PasswordFactor
+from flows.throttle import ThrottleRules
+from idp import errors, security
+from idp.clock import Clock
+from idp.clock import install as install_clock
+from idp.crypto import DataCipher
+from idp.ephemeral import connect
+from idp.mfa.delivery import mail_sender, sms_sender
+from idp.services import Services
+from idp.sessions import ServerSessionInterface, require_available_session
+from idp.settings import ROOT, Settings, SettingsError, load
+from idp.store.db import Database
+from idp.tenancy import SlugConverter
+
+__all__ = ["SettingsError", "build_services", "create_app"]
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    """The long-lived services; ``clock`` is the system clock unless a test passes its own."""
+    clock = clock or Clock()
+    problems = settings.problems()
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return Services(
+        settings=settings,
+        db=Database(settings.effective_database_url),
+        store=connect(settings.redis_url, clock.monotonic),
+        passwords=PasswordFactor(
+            Argon2Params(
+                settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+            )
+        ),
+        throttle_rules=ThrottleRules(
+            free_attempts=settings.throttle_free_attempts,
+            max_delay=settings.throttle_max_delay,
+            lock_after=settings.throttle_lock_after,
+            ip_limit=settings.throttle_ip_limit,
+            ip_window=settings.throttle_ip_window,
+        ),
+        cipher=DataCipher(settings.data_key),
+        sms=sms_sender(settings),
+        mail=mail_sender(settings),
+        clock=clock,
+    )
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` keys that name settings override them; others go to Flask."""
+    test_config = dict(test_config or {})
+    flask_keys = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
+    clock = test_config.pop("clock", None)
+    settings = load(test_config)
+    svc = build_services(settings, clock)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    # authlib logs issued tokens and codes at DEBUG: never let them reach a log.
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    app = Flask(
+        "idp",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "idp" / "static"),
+        instance_path=str(settings.instance_dir),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_form_bytes,
+        MAX_FORM_PARTS=100,
+        PREFERRED_URL_SCHEME="https" if settings.https else "http",
+        WTF_CSRF_TIME_LIMIT=settings.flow_ttl * 4,
+        WTF_CSRF_SSL_STRICT=False,  # SameSite cookies and the token already bind the form
+    )
+    app.config.update(flask_keys)
+    app.extensions["stepwise"] = svc
+    install_clock(app, svc.clock)
+    app.url_map.converters["slug"] = SlugConverter
+    app.session_interface = ServerSessionInterface(
+        svc.store, settings.session_idle_timeout, settings.session_absolute_timeout, settings.https
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    app.before_request(require_available_session)
+    security.install_form_check(app)
+    csrf = CSRFProtect(app)
+    manager = LoginManager(app)
+    from idp.login.users import install
+
+    install(manager)
+    errors.register(app)
+    security.install_headers(app, settings.https)
+
+    from idp import account, health, login
+    from idp.admin import api as admin_api
+    from idp.admin import views as admin_views
+    from idp.oidc import views as oidc_api
+    from idp.oidc import web as oidc_web
+    from idp.saml import web as saml_web
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(oidc_web.bp)
+    app.register_blueprint(oidc_api.bp)
+    app.register_blueprint(admin_views.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(saml_web.bp)
+    # Relying parties post here from their own origin, without this site's CSRF token.
+    csrf.exempt(oidc_api.bp)
+    csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
+    csrf.exempt(saml_web.sso)  # SPs post AuthnRequests and LogoutRequests from their origin
+    csrf.exempt(saml_web.slo)
+    csrf.exempt(oidc_web.authorize)
+    csrf.exempt(oidc_web.end_session)
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html")
+
+    return app
