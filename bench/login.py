@@ -20,8 +20,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from factors.password import Argon2Params, PasswordFactor
-from tests.html import csrf_of
-from tests.servers import free_port, idp, seed, wait_for_port
+from testkit.html import csrf_of
+from testkit.servers import free_port, idp, seed, wait_for_port
 
 PASSWORD = "benchmark password 1"
 

@@ -32,8 +32,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.interop.conftest import sign_in
-from tests.servers import free_port, idp, seed, wait_for_port
+from testkit.servers import free_port, idp, seed, wait_for_port
+from testkit.signin import sign_in
 
 PASSWORD = "benchmark password 1"
 CALLBACK = "http://127.0.0.1:9/cb"

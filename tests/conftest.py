@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from idp.app import create_app
 from idp.services import Services
 from idp.store.migrate import upgrade
-from tests import servers
-from tests.html import csrf_of
+from testkit import servers
+from testkit.html import csrf_of
 from tests.outbox import Outboxes, sms_gateway, smtp_server
 
 

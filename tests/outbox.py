@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.servers import free_port
+from testkit.servers import free_port
 
 CODE = re.compile(r"\b(\d{6})\b")
 

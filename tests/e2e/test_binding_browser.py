@@ -16,11 +16,11 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
+from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD
 from tests.e2e.test_oidc_browser import rp_server  # noqa: F401 (a fixture)
 from tests.e2e.test_webauthn_browser import authenticator, password_login
-from tests.mfa_helpers import oathtool
-from tests.servers import idp, idp_env, live_idp, seed
 from tests.web.oidc_helpers import pkce
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.servers import idp, idp_env, live_idp
+from testkit.servers import idp, idp_env, live_idp
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.mfa_helpers import oathtool
-from tests.servers import ROOT, free_port, idp, idp_env, live_idp, wait_for_port
+from testkit.servers import ROOT, free_port, idp, idp_env, live_idp, wait_for_port
+from testkit.totp import oathtool
 
 pytestmark = pytest.mark.e2e
 

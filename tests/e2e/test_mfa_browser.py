@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD
-from tests.mfa_helpers import oathtool
-from tests.servers import idp, idp_env, live_idp, seed
 
 pytestmark = pytest.mark.e2e
 

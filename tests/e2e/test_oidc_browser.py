@@ -14,8 +14,8 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from testkit.servers import free_port, idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
-from tests.servers import free_port, idp, idp_env, live_idp, seed
 from tests.web.oidc_helpers import pkce
 
 pytestmark = pytest.mark.e2e

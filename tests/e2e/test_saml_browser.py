@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from testkit.servers import idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
-from tests.servers import idp, idp_env, live_idp, seed
 
 pytestmark = pytest.mark.e2e
 SP, ACS = "https://sp.example/saml", "http://127.0.0.1:9/acs"

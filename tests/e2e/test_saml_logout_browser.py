@@ -14,9 +14,9 @@ from playwright.sync_api import Page, Route, expect
 
 from idp.saml import logout
 from idp.saml.metadata import REDIRECT
+from testkit.servers import idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.test_saml_browser import ACS, METADATA, SP
-from tests.servers import idp, idp_env, live_idp, seed
 from tests.web.test_saml_attacks import authn_request, redirect_value
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from testkit.servers import idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
-from tests.servers import idp, idp_env, live_idp, seed
 
 pytestmark = pytest.mark.e2e
 

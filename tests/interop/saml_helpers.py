@@ -9,8 +9,9 @@ from urllib.parse import urljoin
 
 import requests
 
+from testkit.html import FORM, HIDDEN
+from testkit.signin import TotpUser, answer_form
 from tests.conftest import PASSWORD
-from tests.interop.conftest import FORM, HIDDEN, TotpUser, answer_form
 
 FORM_POST = re.compile(r'<form method="post" action="([^"]+)" id="form-post">')
 

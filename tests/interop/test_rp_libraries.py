@@ -13,12 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR, Live, TotpUser, sign_in
-from tests.servers import stop
+from testkit.servers import stop
+from testkit.signin import TotpUser, sign_in
+from tests.conftest import PASSWORD
+from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR, Live
 
 
 def assert_logged_out(browser: requests.Session, logout_url: str) -> None:
-    landed = sign_in(browser, logout_url, LOGGED_OUT)
+    landed = sign_in(browser, logout_url, LOGGED_OUT, "alice", PASSWORD)
     assert parse_qs(urlsplit(landed).query) == {"state": ["bye-1"]}
 
 
@@ -48,7 +50,7 @@ def run_node_rp(
         first = json.loads(proc.stdout.readline() or '{"error": "no output"}')
         assert "authorize" in first, first
         browser = requests.Session()
-        landed = sign_in(browser, first["authorize"], CALLBACK, username, totp=totp)
+        landed = sign_in(browser, first["authorize"], CALLBACK, username, PASSWORD, totp)
         proc.stdin.write(landed + "\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline() or '{"error": "no output"}')
@@ -82,7 +84,7 @@ def test_authlib_client(live: Live) -> None:
         meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce
     )
     browser = requests.Session()
-    callback = sign_in(browser, url, CALLBACK)
+    callback = sign_in(browser, url, CALLBACK, "alice", PASSWORD)
     token = rp.fetch_token(meta["token_endpoint"], authorization_response=callback,
                            code_verifier=verifier)  # fmt: skip
     keys = JsonWebKey.import_key_set(requests.get(meta["jwks_uri"], timeout=10).json())
@@ -135,7 +137,9 @@ def test_pyoidc_client(live: Live) -> None:
         }
     )
     browser = requests.Session()
-    callback = sign_in(browser, request.request(rp.authorization_endpoint), CALLBACK)
+    callback = sign_in(
+        browser, request.request(rp.authorization_endpoint), CALLBACK, "alice", PASSWORD
+    )
     answer = rp.parse_response(AuthorizationResponse, info=urlsplit(callback).query,
                                sformat="urlencoded")  # fmt: skip
     assert answer["state"] == state

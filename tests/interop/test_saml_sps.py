@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests import servers
+from testkit import servers
 from tests.conftest import PASSWORD
 from tests.interop.conftest import NODE_DIR
 from tests.interop.saml_helpers import confirm_sign_out, saml_login

@@ -20,9 +20,10 @@ import pytest
 import requests
 
 from idp.step_up import Requirement, TokenChecker, protect
-from tests import servers
+from testkit import servers
+from testkit.signin import TotpUser, sign_in
 from tests.conftest import PASSWORD
-from tests.interop.conftest import CALLBACK, NODE_DIR, TotpUser, sign_in
+from tests.interop.conftest import CALLBACK, NODE_DIR
 
 LOA1, LOA2, LOA3 = "urn:stepwise:loa:1", "urn:stepwise:loa:2", "urn:stepwise:loa:3"
 USERS = ("alice", "dave", "erin", "frank", "gina")
@@ -116,7 +117,7 @@ def login(
     """Authorize with ``params``, answer the forms; the RP's answer and the steps shown."""
     seen: list[str] = []
     url = rp.ask(cmd="authorize", params=params)["url"]
-    landed = sign_in(browser, url, CALLBACK, user, totp=totp, seen=seen)
+    landed = sign_in(browser, url, CALLBACK, user, PASSWORD, totp, seen)
     return rp.ask(cmd="callback", url=landed), seen
 
 
@@ -146,7 +147,7 @@ def test_step_up_runs_only_the_missing_steps(setup: Setup) -> None:
     browser2 = requests.Session()
     login(setup.rp, browser2, "alice")
     url = setup.rp.ask(cmd="authorize", params={"acr_values": LOA2, "prompt": "none"})["url"]
-    refused = setup.rp.ask(cmd="callback", url=sign_in(browser2, url, CALLBACK))
+    refused = setup.rp.ask(cmd="callback", url=sign_in(browser2, url, CALLBACK, "alice", PASSWORD))
     assert refused["error"] == "interaction_required"
 
     # max_age: factors older than it do not count; the password is asked again.

@@ -6,7 +6,7 @@ import pytest
 
 from factors import backup, codes, contact, totp
 from factors.errors import InvalidCode
-from tests.mfa_helpers import oathtool
+from testkit.totp import oathtool
 
 NOW = 1_700_000_000  # a step boundary is at a multiple of 30
 

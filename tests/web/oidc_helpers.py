@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from idp.oidc import clients, keys
 from idp.store.models import Tenant
+from testkit.html import csrf_of
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
 
 ISSUER = "http://127.0.0.1:8000/t/acme"
 REDIRECT = "https://rp.example/cb"

@@ -8,9 +8,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from testkit.html import csrf_of
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
-from tests.mfa_helpers import BACKUP, MfaBrowser, oathtool, set_policy
+from tests.mfa_helpers import BACKUP, MfaBrowser, set_policy
 from tests.outbox import Outboxes
 from tests.web.test_login import session_id
 

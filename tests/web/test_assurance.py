@@ -19,9 +19,10 @@ from idp import directory
 from idp.mfa import admin as mfa_admin
 from idp.saml import sps
 from idp.store.models import BackupCode, Credential
+from testkit.html import csrf_of
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
-from tests.html import csrf_of
-from tests.mfa_helpers import MfaBrowser, oathtool, set_policy
+from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
 from tests.softkey import SoftKey, options_in
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 
 from idp import directory
 from idp.saml import sps
+from testkit.html import csrf_of
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
 from tests.mfa_helpers import MfaBrowser
 from tests.web.oidc_helpers import authorize, pkce, register
 from tests.web.test_mfa_policy import admin_token

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import idp, idp_env
+from testkit.servers import idp, idp_env
 
 
 @pytest.fixture

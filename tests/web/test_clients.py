@@ -11,8 +11,8 @@ from sqlalchemy import select
 from idp.directory import DirectoryError
 from idp.oidc.clients import check_redirect_uri, new_client_id, secret_matches
 from idp.store.models import Client
+from testkit.servers import idp
 from tests.conftest import services_for
-from tests.servers import idp
 
 
 def stored(env: dict[str, str], client_id: str) -> Client:

@@ -14,8 +14,8 @@ import pytest
 from factors.errors import DeliveryFailed
 from idp.mfa.delivery import SmtpMail, TwilioSms, WebhookSms
 from idp.settings import load
+from testkit.servers import free_port
 from tests.outbox import Outboxes
-from tests.servers import free_port
 
 
 @pytest.fixture

@@ -143,7 +143,7 @@ def test_ping(store: EphemeralStore) -> None:
 
 
 def test_unreachable_redis_raises_a_typed_error() -> None:
-    from tests.servers import free_port
+    from testkit.servers import free_port
 
     down = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(EphemeralUnavailable):

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from idp.app import create_app
 from idp.oidc import keys
 from idp.store.models import SigningKey, Tenant
+from testkit.servers import idp
 from tests.conftest import services_for
-from tests.servers import idp
 
 
 def jwks_of(env: dict[str, str]) -> dict:  # type: ignore[type-arg]
@@ -106,7 +106,7 @@ def test_keys_cli_errors(cli_env: dict[str, str]) -> None:
 
 
 def test_jwks_over_http_and_unknown_tenant(cli_env: dict[str, str]) -> None:
-    from tests.servers import live_idp
+    from testkit.servers import live_idp
 
     with live_idp(cli_env) as base:
         resp = requests.get(f"{base}/t/acme/jwks", timeout=5)

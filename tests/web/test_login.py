@@ -14,8 +14,8 @@ from factors.password import Argon2Params, PasswordFactor
 from idp import directory
 from idp.sessions import COOKIE
 from idp.store.models import AuditEvent
+from testkit.html import alert_of, csrf_of
 from tests.conftest import PASSWORD, Browser, make_app, svc
-from tests.html import alert_of, csrf_of
 
 GENERIC = "Incorrect username or password."
 

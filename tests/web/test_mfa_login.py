@@ -17,8 +17,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
-from tests.mfa_helpers import MfaBrowser, age_flow_challenge, oathtool, set_policy
+from tests.mfa_helpers import MfaBrowser, age_flow_challenge, set_policy
 from tests.outbox import Outboxes
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 
@@ -50,7 +51,7 @@ def test_required_mfa_enrols_totp_then_asks_for_it_at_every_login(
 
 
 def _csrf(client: FlaskClient) -> str:
-    from tests.html import csrf_of
+    from testkit.html import csrf_of
 
     return csrf_of(client.get("/t/acme/account").get_data(as_text=True))
 

@@ -18,9 +18,10 @@ from idp import directory
 from idp.mfa import admin as mfa_admin
 from idp.oidc import clients, keys
 from idp.store.models import AuditEvent, Tenant, User
+from testkit.html import SECRET, csrf_of
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
-from tests.mfa_helpers import SECRET, MfaBrowser, oathtool, set_policy
+from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register, sign_in, token
 

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from testkit.html import csrf_of
 from tests.conftest import svc
-from tests.html import csrf_of
 from tests.web.oidc_helpers import (
     ISSUER,
     REDIRECT,

@@ -20,10 +20,10 @@ from idp.app import create_app
 from idp.directory import DirectoryError
 from idp.mfa.admin import Actor
 from idp.store.models import AuditEvent, Credential, Grant, User
+from testkit.html import csrf_of
+from testkit.servers import add_user, idp
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
 from tests.mfa_helpers import MfaBrowser
-from tests.servers import add_user, idp
 from tests.web.oidc_helpers import Rp, code_flow, exchange, register, token
 from tests.web.test_mfa_policy import admin_token
 

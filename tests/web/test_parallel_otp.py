@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from testkit.html import SECRET, csrf_of
+from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD
-from tests.html import csrf_of
-from tests.mfa_helpers import BACKUP, SECRET, oathtool
-from tests.servers import idp, idp_env, live_idp, seed
+from tests.mfa_helpers import BACKUP
 
 PARALLEL = 12
 STEP = re.compile(r'name="step" value="([a-z_]+)"')

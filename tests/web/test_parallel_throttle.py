@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from testkit.html import alert_of, csrf_of
+from testkit.servers import idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
-from tests.html import alert_of, csrf_of
-from tests.servers import idp, idp_env, live_idp, seed
 
 GENERIC = "Incorrect username or password."
 PARALLEL = 24

@@ -17,7 +17,7 @@ from idp import directory
 from idp.store.db import Database
 from idp.store.migrate import upgrade
 from idp.store.models import AuditEvent, Base, Credential, User
-from tests.servers import create_database
+from testkit.servers import create_database
 
 PF = PasswordFactor(Argon2Params(memory_kib=8192, time_cost=1))
 

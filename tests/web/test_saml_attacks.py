@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from idp import directory
 from idp.saml import sps
+from testkit.html import csrf_of
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
 
 SP = "https://sp.example/saml"
 ACS = "https://sp.example/acs"

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from idp import directory
 from idp.saml import logout as saml_logout
 from idp.saml import sps
+from testkit.html import csrf_of
 from tests.conftest import svc
-from tests.html import csrf_of
 from tests.interop.test_saml_sps import sp_key_pair
 from tests.web.test_saml_attacks import (
     METADATA,

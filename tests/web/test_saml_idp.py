@@ -11,8 +11,8 @@ from signxml.verifier import XMLVerifier
 
 from idp import directory
 from idp.saml import keys
+from testkit.servers import idp
 from tests.conftest import svc
-from tests.servers import idp
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
@@ -106,8 +106,8 @@ SP_METADATA = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:meta
 def test_console_adds_a_service_provider_from_pasted_metadata(
     app: Flask, client: FlaskClient, tenant: str
 ) -> None:
+    from testkit.html import csrf_of
     from tests.conftest import PASSWORD
-    from tests.html import csrf_of
     from tests.mfa_helpers import MfaBrowser
 
     MfaBrowser(client, "acme").password("olivia", PASSWORD)

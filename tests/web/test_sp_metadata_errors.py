@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from idp import directory
 from idp.directory import DirectoryError
 from idp.saml import sps
+from testkit.html import csrf_of
+from testkit.servers import idp
 from tests.conftest import PASSWORD, svc
-from tests.html import csrf_of
 from tests.mfa_helpers import MfaBrowser
-from tests.servers import idp
 from tests.web.test_saml_idp import SP_METADATA
 
 ACS = '<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"'

@@ -12,8 +12,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from idp import directory
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
-from tests.mfa_helpers import MfaBrowser, oathtool
+from tests.mfa_helpers import MfaBrowser
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 from tests.web.test_login import session_id
 

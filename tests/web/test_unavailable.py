@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from idp import directory
 from idp.store.models import AuditEvent
-from tests import servers
+from testkit import servers
 from tests.conftest import PASSWORD, Browser, make_app, svc
 
 

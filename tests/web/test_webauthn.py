@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent, Credential
+from testkit.html import csrf_of
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
-from tests.html import csrf_of
 from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
 from tests.softkey import SoftKey, b64, options_in
