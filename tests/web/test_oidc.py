@@ -269,8 +269,11 @@ def test_revocation_and_introspection(client: FlaskClient, rp: Rp) -> None:
     assert after.get_json() == {"active": False}
     unknown = client.post("/t/acme/revoke", data={"token": "nothing"}, auth=auth)
     assert unknown.status_code == 200
+    # Introspection is for authenticated clients (RFC 7662 section 2.1): with no credentials the
+    # client authentication fails, 401 invalid_client with a challenge (RFC 6749 section 5.2).
     anonymous = client.post("/t/acme/introspect", data={"token": body["access_token"]})
-    assert anonymous.status_code in (400, 401)
+    assert anonymous.status_code == 401 and anonymous.get_json()["error"] == "invalid_client"
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
 
 
 def test_third_party_client_asks_for_consent_once(app: Flask, client: FlaskClient,
