@@ -32,7 +32,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[tuple[EphemeralStore, La
         raw = redis.Redis.from_url(url)
 
         def later(seconds: float) -> None:
-            for k in raw.scan_iter("test:*"):
+            for k in raw.scan_iter(RedisStore.PREFIX + "test:*"):
                 left = int(raw.pttl(k))
                 if left > 0:
                     if left <= seconds * 1000:
