@@ -2,7 +2,8 @@
 
 Each code carries 49.5 random bits (10 characters from a 31-letter alphabet without look-alike
 characters), so a keyed HMAC-SHA256 is enough at rest: without the server's key the stored
-values cannot even be brute-forced offline. amr value ``otp`` (RFC 8176 section 2).
+values cannot even be brute-forced offline. Its ``amr`` values and label are declared in
+:mod:`factors.kinds`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import secrets
 
 from factors.errors import InvalidCode
 
-KIND = "backup"
-AMR = ("otp",)
 COUNT = 10
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no i, l, o, 0, 1
 LOW_WARNING = 3

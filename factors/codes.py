@@ -4,7 +4,7 @@ A code is 6 random digits, valid for 5 minutes, with at most 5 attempts; a new o
 sent after a short cool-down. Only an HMAC of the code is kept (with a per-code random key),
 and the comparison is constant-time. The caller stores the :class:`Challenge` and counts
 attempts atomically; this module only decides.
-amr values: ``sms`` (RFC 8176 section 2) for SMS; ``otp`` for email codes.
+Each kind's ``amr`` values and label are declared in :mod:`factors.kinds`.
 """
 
 from __future__ import annotations
@@ -99,10 +99,8 @@ class CodeFactor:
     """
 
     kind: str
-    amr: tuple[str, ...]
     normalize: Callable[[str], str]
     mask: Callable[[str], str]
-    phishing_resistant: bool = False
 
     def enroll_begin(
         self, typed: str, now: int, previous: Challenge | None = None
@@ -129,6 +127,6 @@ class CodeFactor:
         verify(challenge, code, now, attempt)
 
 
-SMS = CodeFactor("sms", contact.SMS_AMR, contact.normalize_phone, contact.mask_phone)
-EMAIL = CodeFactor("email", contact.EMAIL_AMR, contact.normalize_email, contact.mask_email)
+SMS = CodeFactor("sms", contact.normalize_phone, contact.mask_phone)
+EMAIL = CodeFactor("email", contact.normalize_email, contact.mask_email)
 BY_KIND = {f.kind: f for f in (SMS, EMAIL)}

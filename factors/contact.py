@@ -11,9 +11,6 @@ from email_validator import EmailNotValidError, validate_email
 
 from factors.errors import FactorError
 
-SMS_KIND, SMS_AMR = "sms", ("sms",)
-EMAIL_KIND, EMAIL_AMR = "email", ("otp",)
-
 
 class InvalidContact(FactorError):
     """Not a usable phone number or email address; the message says why."""

@@ -2,7 +2,7 @@
 
 Parameters default to OWASP's argon2id minimum (m=19 MiB, t=2, p=1) and are configurable.
 Unknown users are "verified" against a dummy hash so timing does not reveal them.
-amr value ``pwd`` (RFC 8176 section 2).
+Its ``amr`` values and label are declared in :mod:`factors.kinds`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from factors.errors import InvalidCredentials, WeakSecret
 
-AMR = ("pwd",)
-PHISHING_RESISTANT = False
 MIN_LENGTH = 8  # NIST SP 800-63B section 3.1.1.2
 MAX_LENGTH = 256
 

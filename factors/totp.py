@@ -3,7 +3,7 @@
 Those defaults are what authenticator apps support (RFC 6238 section 5.2 and the de-facto
 ``otpauth://`` key URI format). A code is accepted within one step either side of now, and
 never twice: the caller stores the accepted time step and passes it back as ``last_step``.
-amr value ``otp`` (RFC 8176 section 2).
+Its kind, ``amr`` values and label are declared in :mod:`factors.kinds`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import pyotp
 
 from factors.errors import InvalidCode
 
-KIND = "totp"
-AMR = ("otp",)
-PHISHING_RESISTANT = False
 DIGITS = 6
 INTERVAL = 30
 WINDOW = 1

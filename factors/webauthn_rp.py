@@ -37,8 +37,6 @@ from webauthn.helpers.structs import (
 
 from factors.errors import InvalidCredentials
 
-KIND = "webauthn"
-PHISHING_RESISTANT = True
 ALGORITHMS = [
     COSEAlgorithmIdentifier.ECDSA_SHA_256,
     COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
@@ -93,6 +91,27 @@ def amr_for(synced: bool, user_verified: bool) -> tuple[str, ...]:
 
 def new_challenge() -> bytes:
     return secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
+class Nonce:
+    """A challenge handed to the browser and not yet answered (kept in the flow state).
+
+    It is taken out of the flow before the answer is checked, so each is used at most once.
+    """
+
+    value: bytes
+
+    @classmethod
+    def new(cls) -> Nonce:
+        return cls(new_challenge())
+
+    def to_json(self) -> str:
+        return bytes_to_base64url(self.value)
+
+    @classmethod
+    def from_json(cls, text: str) -> Nonce:
+        return cls(base64url_to_bytes(text))
 
 
 def enroll_begin(

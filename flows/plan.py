@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from factors.kinds import PHISHING_RESISTANT
 from flows.context import LEVEL_ONE_FACTOR, LEVEL_PHISHING_RESISTANT, VerifiedFactor, level_of
 from flows.errors import NoUsableFactor, UnmetAuthenticationRequirements
 from flows.policy import (
@@ -148,9 +149,9 @@ def _phishing_resistant(
 ) -> list[str]:
     """Level 3: only WebAuthn will do (DESIGN.md "Assurance levels"). A user with another
     second factor but no key verifies that factor first, then enrols a key."""
-    if "webauthn" in user.held:
+    if user.holds_phishing_resistant:
         return ["verify_webauthn"]
-    if "webauthn" not in policy.enrollable:
+    if not any(k in policy.enrollable for k in PHISHING_RESISTANT):
         raise UnmetAuthenticationRequirements()
     if may_bind(user, achieved, since):
         return ["enroll_phishing_resistant"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from factors import kinds
 from flows.context import (
     LEVEL_MULTI_FACTOR,
     LEVEL_ONE_FACTOR,
@@ -36,7 +37,7 @@ class MfaApply(StrEnum):
     IMMEDIATE = "immediate"
 
 
-SECOND_FACTORS = ("totp", "webauthn", "sms", "email")  # what a tenant can allow
+SECOND_FACTORS = kinds.ALLOWABLE  # what a tenant can allow
 DAY = 86400
 
 
@@ -89,6 +90,11 @@ class UserFacts:
         return frozenset({kind_of(c) for c in self.enrolled} | set(self.unverifiable))
 
     @property
+    def holds_phishing_resistant(self) -> bool:
+        """The user holds a factor that reaches level 3 (a WebAuthn credential)."""
+        return any(k in self.held for k in kinds.PHISHING_RESISTANT)
+
+    @property
     def has_second_factor(self) -> bool:
         return bool(self.held) or self.has_backup_codes
 
@@ -96,7 +102,7 @@ class UserFacts:
 def held_level(user: UserFacts) -> int:
     """The highest level the user's enrolled factors reach (DESIGN.md "Binding rule"): 3 with
     a WebAuthn credential, 2 with any other second factor or backup codes, else 1."""
-    if "webauthn" in user.held:
+    if user.holds_phishing_resistant:
         return LEVEL_PHISHING_RESISTANT
     return LEVEL_MULTI_FACTOR if user.has_second_factor else LEVEL_ONE_FACTOR
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import ClassVar
 
-from factors import backup, codes, contact, totp
+from factors import codes, contact, kinds, totp
 from factors.errors import DeliveryFailed, InvalidCode
 from flows.context import VerifiedFactor
 from flows.env import Env
@@ -26,8 +26,6 @@ WRONG_CODE = "That code is not correct. Try again."
 EXPIRED_CODE = "That code has expired or was tried too often. Send a new one."
 SEND_FAILED = "The code could not be sent just now. Try again in a moment."
 MAX_SENDS_PER_HOUR = 10
-AMR = {"totp": totp.AMR, "sms": codes.SMS.amr, "email": codes.EMAIL.amr, "backup": backup.AMR}
-CONTACT_FIELD = {"sms": "phone", "email": "email"}
 
 
 def user_id_of(state: FlowState) -> int:
@@ -40,7 +38,8 @@ def choose(state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
     wanted = answer.get("factor", "")
     if wanted not in choices(env.facts(user_id_of(state))):
         return StepResult.again("Choose one of the listed methods.")
-    state.choice, state.challenge = wanted, None
+    state.choice = wanted
+    state.forget_challenges()
     return StepResult.again()
 
 
@@ -64,22 +63,16 @@ def _checked(state: FlowState, env: Env, check: Callable[[], None]) -> StepResul
     return None
 
 
-def sent_code(state: FlowState) -> codes.Challenge | None:
-    """The SMS or email code this flow sent last, if any."""
-    if not state.challenge or "d" not in state.challenge:
-        return None
-    return codes.Challenge.from_json(state.challenge)
-
-
 def verified(kind: str, env: Env) -> VerifiedFactor:
-    return VerifiedFactor(kind, AMR[kind], env.now)
+    """``kind`` verified now, with its ``amr`` values (a TOTP, a sent or a backup code)."""
+    return VerifiedFactor(kind, kinds.KINDS[kind].amr, env.now)
 
 
 def _send(state: FlowState, env: Env, kind: str, typed: str, enrolling: bool = False) -> StepResult:
     """Send a fresh code (cool-down and an hourly cap per account and per IP); ``typed`` is
     the target as the user entered it when ``enrolling``, else the stored target."""
     factor = codes.BY_KIND[kind]
-    previous = sent_code(state)
+    previous = state.sent_code
     try:
         if enrolling:
             target, code, challenge = factor.enroll_begin(typed, env.now, previous)
@@ -98,7 +91,7 @@ def _send(state: FlowState, env: Env, kind: str, typed: str, enrolling: bool = F
         env.send_code(kind, target, code)
     except DeliveryFailed:
         return StepResult.retry(SEND_FAILED)
-    state.challenge = challenge.to_json()
+    state.sent_code = challenge
     if enrolling:
         state.contact = env.seal(target)
     return StepResult.again(f"We sent a code to {factor.mask(target)}.")
@@ -110,7 +103,7 @@ def _check_code(
     """The check of a sent code; ``enrolling``: the target being added, which it must match."""
 
     def check() -> None:
-        challenge = sent_code(state)
+        challenge = state.sent_code
         if challenge is None:
             raise codes.CodeExpired()
         attempt = env.count(f"otp-attempts:{challenge.key}", codes.LIFETIME)
@@ -150,7 +143,7 @@ class VerifyStep:
     def _done(self, state: FlowState, env: Env, kind: str) -> StepResult:
         if kind != "backup":  # a backup code is a fallback, never the method offered first
             env.factor_used(user_id_of(state), state.choice)
-        state.challenge = None
+        state.forget_challenges()
         return StepResult.ok(verified(kind, env))
 
 
@@ -220,16 +213,15 @@ class VerifyBackupStep(VerifyStep):
 def enrolment_kinds(policy: TenantPolicy, phishing_resistant: bool = False) -> tuple[str, ...]:
     """What the user may choose to set up: the tenant's methods, WebAuthn as two choices
     (a security key, or a passkey that also signs in without a password)."""
-    out: list[str] = []
-    for kind in policy.enrollable:
-        out.extend(["webauthn", "passkey"] if kind == "webauthn" else [kind])
-    return tuple(k for k in out if k in ("webauthn", "passkey") or not phishing_resistant)
+    out = [k for kind in policy.enrollable for k in kinds.enrolment_choices(kind)]
+    return tuple(k for k in out if kinds.KINDS[k].phishing_resistant or not phishing_resistant)
 
 
 def begin_enrolment(state: FlowState, kind: str, seal: Callable[[str], str]) -> None:
     """Set the flow up to enrol ``kind`` (one of :func:`enrolment_kinds`)."""
-    state.contact, state.secret, state.challenge = "", "", None
-    state.enrolling = "webauthn" if kind == "passkey" else kind
+    state.contact, state.secret = "", ""
+    state.forget_challenges()
+    state.enrolling = kinds.stored_as(kind)
     state.passkey = kind == "passkey"  # the page adds the WebAuthn challenge when shown
     if kind == "totp":  # made now, kept sealed in the flow until activated
         state.secret = seal(totp.new_secret())
@@ -299,7 +291,8 @@ def finish_enrolment(
     if first:
         state.codes = env.seal(json.dumps(env.new_backup_codes(user_id_of(state))))
     state.enrolling = state.secret = state.contact = ""
-    state.choice, state.challenge, state.passkey = choice, None, False
+    state.choice, state.passkey = choice, False
+    state.forget_challenges()
     return StepResult.ok(factor)
 
 
@@ -339,10 +332,11 @@ class EnrollContactStep:
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         action, uid = answer.get("action"), user_id_of(state)
         if action == "back":
-            state.enrolling, state.contact, state.challenge = "", "", None
+            state.enrolling, state.contact = "", ""
+            state.forget_challenges()
             return StepResult.again()
         if action == "resend":
-            typed = answer.get(CONTACT_FIELD[self.kind], "").strip()
+            typed = answer.get(kinds.KINDS[self.kind].contact_field, "").strip()
             if not typed and state.contact:  # "Send a new code" to the same target
                 return _send(state, env, self.kind, env.unseal(state.contact))
             if not typed:

@@ -1,13 +1,28 @@
-"""Flow state: plain JSON (never pickle), kept server-side with a TTL by the web layer."""
+"""Flow state: plain JSON (never pickle), kept server-side with a TTL by the web layer.
+
+A challenge the flow handed out has a typed slot per class (factors.kinds declares which
+class each kind uses). A flow stored before these slots existed kept both challenges in one
+``challenge`` dict: that key is ignored, so such a flow loads with nothing pending and the
+user is asked to send a new code or use the key again.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from factors.codes import Challenge
+from factors.webauthn_rp import Nonce
 from flows.context import VerifiedFactor
 from flows.policy import Request
+
+T = TypeVar("T")
+
+
+def _optional(load: Callable[[Any], T], value: Any) -> T | None:
+    return None if value is None else load(value)
 
 
 @dataclass
@@ -34,9 +49,14 @@ class FlowState:
     passkey: bool = False  # enrolling WebAuthn as a passkey (discoverable, UV required)
     secret: str = ""  # a TOTP secret being set up
     contact: str = ""  # a phone number or email address being verified
-    challenge: dict[str, Any] | None = None  # the code sent (factors.codes.Challenge)
+    sent_code: Challenge | None = None  # the code sent last, by SMS or email
+    webauthn_challenge: Nonce | None = None  # made when a page asks for a key
     codes: str = ""  # new backup codes, until the user has seen them
     offer_skipped: bool = False
+
+    def forget_challenges(self) -> None:
+        """Drop the code sent and the WebAuthn challenge: neither may answer a later step."""
+        self.sent_code = self.webauthn_challenge = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -57,7 +77,10 @@ class FlowState:
                 "passkey": self.passkey,
                 "secret": self.secret,
                 "contact": self.contact,
-                "challenge": self.challenge,
+                "sent_code": self.sent_code.to_json() if self.sent_code else None,
+                "webauthn_challenge": (
+                    self.webauthn_challenge.to_json() if self.webauthn_challenge else None
+                ),
                 "codes": self.codes,
                 "offer_skipped": self.offer_skipped,
             },
@@ -84,7 +107,8 @@ class FlowState:
             passkey=bool(data.get("passkey", False)),
             secret=str(data.get("secret", "")),
             contact=str(data.get("contact", "")),
-            challenge=data.get("challenge"),
+            sent_code=_optional(Challenge.from_json, data.get("sent_code")),
+            webauthn_challenge=_optional(Nonce.from_json, data.get("webauthn_challenge")),
             codes=str(data.get("codes", "")),
             offer_skipped=bool(data.get("offer_skipped", False)),
         )

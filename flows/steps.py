@@ -11,12 +11,13 @@ from enum import StrEnum
 from typing import ClassVar, Protocol
 
 from factors.errors import InvalidCredentials
-from factors.password import AMR as PASSWORD_AMR
+from factors.kinds import KINDS
 from flows.context import VerifiedFactor
 from flows.env import Env, Subject
 from flows.errors import AccountLocked, Throttled
 from flows.state import FlowState
 
+PASSWORD = KINDS["password"]
 GENERIC_LOGIN_ERROR = "Incorrect username or password."
 USERNAME_MAX = 150
 
@@ -112,7 +113,7 @@ class PasswordStep:
             return StepResult.fail("This account is disabled. Contact your administrator.")
         if subject.password_hash and env.passwords.needs_rehash(subject.password_hash):
             env.store_password_hash(subject.user_id, env.passwords.hash(password))
-        return StepResult.ok(VerifiedFactor("password", PASSWORD_AMR, env.now))
+        return StepResult.ok(VerifiedFactor(PASSWORD.name, PASSWORD.amr, env.now))
 
     @staticmethod
     def _retry(state: FlowState, message: str) -> StepResult:

@@ -1,8 +1,8 @@
 """WebAuthn steps: passkey sign-in on the first page, a key as second factor, registration.
 
 A challenge is made when the page that needs it is shown (the web layer puts it in
-``state.challenge["wa"]``) and is taken out of the flow before the answer is checked, so each
-is used at most once and only by this flow. Every rejected response is audited with its
+``state.webauthn_challenge``) and is taken out of the flow before the answer is checked, so
+each is used at most once and only by this flow. Every rejected response is audited with its
 reason (replay, wrong origin or rp.id, bad signature, unknown credential).
 """
 
@@ -12,6 +12,7 @@ import base64
 from collections.abc import Callable
 from typing import ClassVar
 
+from factors import kinds
 from factors import webauthn_rp as wa
 from flows.context import VerifiedFactor
 from flows.env import Env, StoredKey
@@ -20,7 +21,7 @@ from flows.second_factor import VerifyStep, finish_enrolment, turns_mfa_on, user
 from flows.state import FlowState
 from flows.steps import IdentifyStep, StepResult
 
-KIND = "webauthn"
+WEBAUTHN = kinds.KINDS["webauthn"]
 REJECTED = "That security key or passkey could not be verified. Try again."
 CLONED = "This security key may have been copied, so it was blocked. Use another method."
 LABEL_MAX = 100
@@ -36,14 +37,14 @@ def unb64(text: str) -> bytes:
 
 def take_challenge(state: FlowState) -> bytes | None:
     """The flow's WebAuthn challenge, removed from it: a response can use it only once."""
-    if not state.challenge or "wa" not in state.challenge:
-        return None
-    return unb64(str(state.challenge.pop("wa")))
+    nonce, state.webauthn_challenge = state.webauthn_challenge, None
+    return nonce.value if nonce is not None else None
 
 
 def factor_of(assertion: wa.Assertion | wa.NewCredential, env: Env) -> VerifiedFactor:
     amr = wa.amr_for(assertion.synced, assertion.user_verified)
-    return VerifiedFactor(KIND, amr, env.now, True, assertion.user_verified)
+    resists = WEBAUTHN.phishing_resistant
+    return VerifiedFactor(WEBAUTHN.name, amr, env.now, resists, assertion.user_verified)
 
 
 def _verify_with(
@@ -71,11 +72,11 @@ class PasskeyIdentifyStep(IdentifyStep):
         response = answer.get("credential", "")
         nonce = take_challenge(state)
         if not response:
-            state.challenge = None  # the passkey offer ends with the username
+            state.forget_challenges()  # the passkey offer ends with the username
             return super().run(state, answer, env)
         owner: int | None = None
         try:
-            if KIND not in self.policy(state).enrollable:
+            if WEBAUTHN.name not in self.policy(state).enrollable:
                 raise wa.InvalidAssertion("WebAuthn is not allowed in this tenant")
             key = env.webauthn_key(wa.credential_id_of(response))
             if key is None:
@@ -115,7 +116,8 @@ class VerifyWebauthnStep(VerifyStep):
             return StepResult.retry(REJECTED)
         if not env.webauthn_used(key, assertion):
             return StepResult.retry(CLONED)
-        state.choice, state.challenge = key.choice, None
+        state.choice = key.choice
+        state.forget_challenges()
         return StepResult.ok(factor_of(assertion, env))
 
 
@@ -127,7 +129,8 @@ class EnrollWebauthnStep:
 
     def run(self, state: FlowState, answer: dict[str, str], env: Env) -> StepResult:
         if answer.get("action") == "back":
-            state.enrolling, state.challenge = "", None
+            state.enrolling = ""
+            state.forget_challenges()
             return StepResult.again()
         uid = user_id_of(state)
         passkey = state.passkey
@@ -146,6 +149,6 @@ class EnrollWebauthnStep:
             return StepResult.retry("That security key is already registered.")
         label = " ".join(answer.get("label", "").split())[:LABEL_MAX]
         first = not env.facts(uid).has_backup_codes
-        label = label or ("Passkey" if passkey else "Security key")
+        label = label or kinds.KINDS["passkey" if passkey else WEBAUTHN.name].label
         choice = env.add_webauthn(uid, new, passkey, label, turns_mfa_on(state))
         return finish_enrolment(state, env, choice, factor_of(new, env), first)

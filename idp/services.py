@@ -33,8 +33,10 @@ class Services:
     @property
     def deliverable(self) -> tuple[str, ...]:
         """Second factors this deployment can offer (SMS and email need a sender)."""
-        return ("totp", "webauthn", *(["sms"] if self.sms else []),
-                *(["email"] if self.mail else []))  # fmt: skip
+        from factors.kinds import ALLOWABLE, KINDS
+
+        senders = {"sms": self.sms, "email": self.mail}
+        return tuple(k for k in ALLOWABLE if not KINDS[k].needs_sender or senders.get(k))
 
     @property
     def backup_key(self) -> bytes:

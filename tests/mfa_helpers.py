@@ -132,5 +132,5 @@ def age_flow_challenge(app: Flask, flow_id: str, seconds: int) -> None:
     raw = store.get(f"flow:{flow_id}")
     assert raw is not None
     data = json.loads(raw)
-    data["challenge"]["s"] -= seconds
+    data["sent_code"]["s"] -= seconds
     store.set(f"flow:{flow_id}", json.dumps(data).encode(), 600)

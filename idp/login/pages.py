@@ -12,25 +12,16 @@ from typing import Any
 import segno
 from sqlalchemy.orm import Session
 
-from factors import codes, totp
+from factors import codes, kinds, totp
 from factors import webauthn_rp as wa
 from flows.plan import choices, chosen
 from flows.policy import kind_of
-from flows.second_factor import enrolment_kinds, sent_code
+from flows.second_factor import enrolment_kinds
 from flows.state import FlowState
-from flows.webauthn_steps import b64, unb64
 from idp.assurance import tenant_policy
 from idp.login.flows import WebEnv, save
 from idp.mfa import credentials
 from idp.store.models import Tenant, User
-
-KIND_LABELS = {
-    "totp": "Authenticator app",
-    "sms": "Text message (SMS)",
-    "email": "Email to another address",
-    "webauthn": "Security key",
-    "passkey": "Passkey",
-}
 
 
 def qr_data_uri(uri: str) -> str:
@@ -42,7 +33,7 @@ def choice_labels(s: Session, user: User, options: tuple[str, ...]) -> list[tupl
     out = []
     for option in options:
         if option == "backup":
-            out.append((option, "A backup code"))
+            out.append((option, kinds.KINDS[option].label))
         else:
             out.append((option, credentials.find(s, user.id, option).label))
     return out
@@ -56,12 +47,10 @@ def json_block(text: str) -> str:
 
 def _nonce(state: FlowState) -> bytes:
     """This flow's WebAuthn challenge, made (and saved with the flow) when first shown."""
-    challenge = dict(state.challenge or {})
-    if "wa" not in challenge:
-        challenge["wa"] = b64(wa.new_challenge())
-        state.challenge = challenge
+    if state.webauthn_challenge is None:
+        state.webauthn_challenge = wa.Nonce.new()
         save(state)
-    return unb64(str(challenge["wa"]))
+    return state.webauthn_challenge.value
 
 
 def page_data(
@@ -78,10 +67,10 @@ def page_data(
     user = s.get(User, state.user_id)
     assert user is not None
     facts = env.facts(user.id)
-    data: dict[str, Any] = {"code_sent": sent_code(state) is not None}
+    data: dict[str, Any] = {"code_sent": state.sent_code is not None}
     if step in ("enroll", "offer", "enroll_phishing_resistant"):
-        kinds = enrolment_kinds(policy, step == "enroll_phishing_resistant")
-        data["kinds"] = [(k, KIND_LABELS[k]) for k in kinds]
+        enrolment = enrolment_kinds(policy, step == "enroll_phishing_resistant")
+        data["kinds"] = [(k, kinds.KINDS[k].label) for k in enrolment]
     elif step == "verify_webauthn":
         keys = [k.credential_id for k in env.webauthn_keys(user.id)]
         data["webauthn"] = json_block(wa.challenge(env.relying_party(), keys, False, _nonce(state)))
@@ -98,8 +87,9 @@ def page_data(
         current = chosen(facts, state.choice)
         data["current"] = current
         data["options"] = [o for o in choice_labels(s, user, choices(facts)) if o[0] != current]
-        if kind_of(current) in ("sms", "email"):
-            data["target"] = codes.BY_KIND[kind_of(current)].mask(env.contact(user.id, current))
+        sent = codes.BY_KIND.get(kind_of(current))  # SMS or email: name where the code went
+        if sent is not None:
+            data["target"] = sent.mask(env.contact(user.id, current))
     elif step == "enroll_totp":
         secret = env.unseal(state.secret)
         uri = totp.provisioning_uri(secret, user.username, tenant.name)

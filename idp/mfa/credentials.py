@@ -11,16 +11,16 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from factors import backup, contact
+from factors import backup, codes, kinds
 from factors.errors import InvalidCode
 from factors.webauthn_rp import NewCredential
 from idp.crypto import DataCipher
 from idp.store.models import BackupCode, Credential, User
 from idp.untrusted import ascii_int
 
-VALUE_KINDS = ("totp", "sms", "email")  # a secret or a target, encrypted at rest
-KINDS = (*VALUE_KINDS, "webauthn")
-LABELS = {"totp": "Authenticator app", "sms": "Text message", "email": "Email"}
+KINDS = kinds.ALLOWABLE  # every second factor a user can enrol is stored here
+# A secret or a target, encrypted at rest; WebAuthn keeps a public key (add_webauthn).
+VALUE_KINDS = tuple(k for k in KINDS if k != "webauthn")
 
 
 def choice_of(cred: Credential) -> str:
@@ -48,11 +48,10 @@ def find(s: Session, user_id: int, choice: str) -> Credential:
 
 
 def label_for(kind: str, value: str) -> str:
-    if kind == "sms":
-        return f"{LABELS[kind]} to {contact.mask_phone(value)}"
-    if kind == "email":
-        return f"{LABELS[kind]} to {contact.mask_email(value)}"
-    return LABELS[kind]
+    """The kind's label, and for a sent code where it goes (masked)."""
+    label = kinds.KINDS[kind].label
+    sent = codes.BY_KIND.get(kind)
+    return f"{label} to {sent.mask(value)}" if sent is not None else label
 
 
 def add(

@@ -16,6 +16,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from factors.kinds import ALLOWABLE
+
 
 class Base(DeclarativeBase):
     pass
@@ -35,7 +37,8 @@ class Tenant(Base):
     # and token families below the new requirement must step up (idp.mfa).
     mfa_apply: Mapped[str] = mapped_column(String(16), default="next_login")
     mfa_factors: Mapped[list[str]] = mapped_column(
-        JSON, default=lambda: ["totp", "webauthn", "sms", "email"]
+        JSON,
+        default=lambda: list(ALLOWABLE),  # every second factor allowed
     )
     mfa_reoffer_days: Mapped[int] = mapped_column(default=7)  # Optional mode: offer again after
     totp_two_codes: Mapped[bool] = mapped_column(default=False)  # activate TOTP with two codes
