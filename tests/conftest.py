@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from idp.app import create_app
+from idp.clock import SettableClock
 from idp.services import Services
 from idp.store.migrate import upgrade
 from testkit import servers
@@ -37,6 +38,7 @@ def make_app(tmp_path: Path, **overrides: Any) -> Flask:
         "argon2_memory_kib": 8192,
         "argon2_time_cost": 1,
         "TESTING": True,
+        "clock": SettableClock(),
     }
     config.update(overrides)
     app = create_app(config)
@@ -47,6 +49,13 @@ def make_app(tmp_path: Path, **overrides: Any) -> Flask:
 def svc(app: Flask) -> Services:
     services: Services = app.extensions["stepwise"]
     return services
+
+
+def later(app: Flask, seconds: float) -> None:
+    """Let ``seconds`` pass for the app (its settable clock) instead of sleeping."""
+    clock = svc(app).clock
+    assert isinstance(clock, SettableClock)
+    clock.advance(seconds)
 
 
 @pytest.fixture

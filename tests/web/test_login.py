@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from flask import Flask
@@ -15,7 +14,7 @@ from idp import directory
 from idp.sessions import COOKIE
 from idp.store.models import AuditEvent
 from testkit.html import alert_of, csrf_of
-from tests.conftest import PASSWORD, Browser, make_app, svc
+from tests.conftest import PASSWORD, Browser, later, make_app, svc
 
 GENERIC = "Incorrect username or password."
 
@@ -210,9 +209,9 @@ def test_back_off_then_lock_then_admin_unlock(tmp_path: Path) -> None:
     assert alert_of(b.login("alice", "bad-3").get_data(as_text=True)) == GENERIC
     throttled = alert_of(b.login("alice", PASSWORD).get_data(as_text=True))
     assert throttled and throttled.startswith("Too many attempts")
-    time.sleep(1.1)
+    later(app, 1.1)
     assert alert_of(b.login("alice", "bad-4").get_data(as_text=True)) == GENERIC
-    time.sleep(1.1)
+    later(app, 1.1)
     locked = alert_of(b.login("alice", PASSWORD).get_data(as_text=True))
     assert locked and "administrator" in locked
     with services.db.session() as s:
@@ -288,7 +287,7 @@ def test_idle_timeout_is_the_server_side_ttl(
     sid = session_id(client)
     store = svc(app).store
     store.set(f"session:{sid}", store.get(f"session:{sid}") or b"", 1)  # as if idle for long
-    time.sleep(1.1)
+    later(app, 1.1)
     assert client.get("/t/acme/account").status_code == 302
 
 

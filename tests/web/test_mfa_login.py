@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from idp.store.models import AuditEvent
 from testkit.totp import oathtool
-from tests.conftest import PASSWORD, svc
+from tests.conftest import PASSWORD, later, svc
 from tests.mfa_helpers import MfaBrowser, age_flow_challenge, set_policy
 from tests.outbox import Outboxes
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
@@ -106,7 +106,7 @@ def test_a_sent_code_allows_five_attempts(
     assert mb.alert == "That code has expired or was tried too often. Send a new one."
     age_flow_challenge(app, mb.flow_id, 31)  # past the resend cool-down
     mb.submit(action="resend")
-    time.sleep(1.1)  # six failures in a row also shut the account's gate for a second
+    later(app, 1.1)  # six failures in a row also shut the account's gate for a second
     mb.submit(code=outboxes.mail.code(ALT_EMAIL, 2), action="verify")
     assert mb.finished
 
