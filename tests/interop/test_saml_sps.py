@@ -357,7 +357,7 @@ def onelogin_request(post: dict[str, str] | None = None) -> dict[str, Any]:
 def test_python3_saml_sp_accepts_signed_response_and_steps_up_to_refeds_mfa(idp: Idp) -> None:
     from onelogin.saml2.auth import OneLogin_Saml2_Auth
 
-    from tests.interop.conftest import TotpUser
+    from testkit.signin import TotpUser
 
     browser, totp = requests.Session(), TotpUser()
     plain = OneLogin_Saml2_Auth(onelogin_request(), onelogin_settings(idp))
@@ -587,7 +587,7 @@ def test_python3_saml_decrypts_an_encrypted_assertion(idp: Idp) -> None:
 
 
 def test_node_saml_post_binding_step_up_and_single_logout(idp: Idp) -> None:
-    from tests.interop.conftest import TotpUser
+    from testkit.signin import TotpUser
 
     assert idp.node is not None
     browser = requests.Session()
@@ -635,7 +635,7 @@ def test_pysaml2_steps_up_to_refeds_mfa_and_starts_single_logout(idp: Idp) -> No
     from saml2.saml import AuthnContextClassRef
     from saml2.samlp import RequestedAuthnContext
 
-    from tests.interop.conftest import TotpUser
+    from testkit.signin import TotpUser
 
     client = Saml2Client(config=pysaml2_config(idp))
     browser, totp = requests.Session(), TotpUser()
