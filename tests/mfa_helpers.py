@@ -1,37 +1,23 @@
-"""Helpers for the MFA tests: an app wired to real local SMTP and SMS-webhook servers, TOTP
-codes from ``oathtool`` (an independent implementation), and page readers."""
+"""Helpers for the MFA tests: a browser that answers the login steps through the Flask test
+client (TOTP codes from ``testkit.totp.oathtool``), and page readers."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 
 from idp import directory
+from testkit.html import SECRET, alert_of, csrf_of
+from testkit.totp import oathtool
 from tests.conftest import Browser, svc
-from tests.html import alert_of, csrf_of
 from tests.outbox import Inbox
 
-SECRET = re.compile(r'id="totp-secret">([A-Z2-7]+)<')
 STEP = re.compile(r'name="step" value="([a-z_]+)"')
 BACKUP = re.compile(r"<li><code>([a-z0-9-]+)</code></li>")
-
-
-def oathtool(secret: str, at: float | None = None) -> str:
-    """The TOTP code for ``secret`` at ``at`` (default now), computed by oathtool."""
-    when = int(time.time() if at is None else at)
-    out = subprocess.run(
-        ["oathtool", "--totp", "-b", "-N", f"@{when}", secret],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
 
 
 def step_of(html: str) -> str | None:
