@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user
 from sqlalchemy.orm import Session
 
+from factors.kinds import KINDS
 from factors.webauthn_rp import MAX_RESPONSE
 from flows.context import AuthContext
 from flows.errors import FlowNotFound, NoUsableFactor, UnmetAuthenticationRequirements
@@ -29,7 +30,8 @@ from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("login", __name__)
-ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action", "phone", "email",
+CONTACT_FIELDS = tuple(k.contact_field for k in KINDS.values() if k.contact_field)  # phone, email
+ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action", *CONTACT_FIELDS,
                  "confirm", "credential", "label")  # fmt: skip
 LIMITS = {"credential": MAX_RESPONSE}  # a WebAuthn response (JSON) from the browser
 
