@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from idp import clock
 from idp.assurance import session_context
 from idp.directory import audit
-from idp.oidc.provider import end_session_grants
+from idp.grants import end_session_grants
 from idp.sessions import ServerSession
 from idp.store.models import Tenant
 

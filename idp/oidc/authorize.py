@@ -18,7 +18,10 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from flows.context import AuthContext
 from idp.oidc import acr
-from idp.oidc.provider import Context, HttpRequest, OAuthClient, OAuthRequest, Principal, Provider
+from idp.oidc.clients import OAuthClient
+from idp.oidc.context import Context, HttpRequest, OAuthRequest
+from idp.oidc.grants import Principal
+from idp.oidc.provider import Provider
 from idp.untrusted import ascii_int, parse_json
 
 RESPONSE_MODES = ("query", "form_post")

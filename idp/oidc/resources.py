@@ -9,14 +9,9 @@ from sqlalchemy import select
 
 from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
-from idp.oidc.provider import (
-    Context,
-    OAuthClient,
-    digest,
-    family_ends_at,
-    refresh_live,
-    revoke_grant,
-)
+from idp.oidc.clients import OAuthClient
+from idp.oidc.context import Context
+from idp.oidc.grants import digest, family_ends_at, refresh_live, revoke_grant
 from idp.store.models import Grant, RefreshToken, User
 from idp.user_facts import family_reason
 

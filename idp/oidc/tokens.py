@@ -1,9 +1,14 @@
-"""JWTs this provider issues and accepts: id_tokens (OpenID Connect Core 1.0 section 2) and
-access tokens in the JWT profile of RFC 9068, signed with the tenant's keys (joserfc).
+"""JWS with the tenant's keys (joserfc): the key cache, signing, and verifying a JWT's
+signature, issuer, type and expiry.
+
+Two kinds of JWT use it: id_tokens (built and checked in idp.oidc.id_token) and access
+tokens in the JWT profile of RFC 9068 (built by the token endpoint in idp.oidc.provider,
+checked in idp.oidc.resources).
 
 Signing keys are cached in memory per kid (their material never changes); which kid is
 active is re-read every few seconds, so a rotation made by another process is picked up
-quickly while retired keys stay published for verification (idp/oidc/keys.py).
+quickly while retired keys stay published for verification (idp/oidc/keys.py). The caller
+passes the time: ``now`` in whole seconds and a monotonic reading for the cache.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import base64
 import hashlib
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from idp.crypto import DataCipher
 from idp.oidc import keys
+from idp.oidc.errors import OAuthError
 from idp.store.models import SigningKey, Tenant
 
 ACTIVE_TTL = 5.0
@@ -30,8 +35,10 @@ ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 section 2.1: a media type, n
 MAX_TOKEN = 8192
 
 
-class InvalidToken(Exception):
-    """A token that is malformed, not ours, expired, or of the wrong type."""
+class InvalidToken(OAuthError):
+    """A token that is malformed, not ours, expired, or of the wrong type (RFC 6750 3.1)."""
+
+    code, status = "invalid_token", 401
 
 
 @dataclass(frozen=True)
@@ -50,15 +57,17 @@ class KeyCache:
         self._published: dict[int, tuple[float, dict[str, Any], KeySet]] = {}
         self._lock = threading.Lock()
 
-    def signer(self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str) -> Signer:
-        now = time.monotonic()
+    def signer(
+        self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str, monotonic: float
+    ) -> Signer:
+        """The tenant's active key for ``alg``; ``monotonic`` times the cache."""
         cached = self._active.get((tenant.id, alg))
-        if cached is None or cached[0] < now:
+        if cached is None or cached[0] < monotonic:
             row = keys.active_key(s, tenant, alg)
             if row is None:
                 raise LookupError(f"tenant {tenant.slug!r} has no active {alg} key; run idp init")
             s.expunge(row)
-            cached = (now + ACTIVE_TTL, row)
+            cached = (monotonic + ACTIVE_TTL, row)
             with self._lock:
                 self._active[(tenant.id, alg)] = cached
         row = cached[1]
@@ -69,23 +78,25 @@ class KeyCache:
                 self._keys[(tenant.id, row.kid)] = key
         return Signer(row.kid, row.alg, key)
 
-    def _published_keys(self, s: Session, tenant: Tenant) -> tuple[dict[str, Any], KeySet]:
-        now = time.monotonic()
+    def _published_keys(
+        self, s: Session, tenant: Tenant, now: int, monotonic: float
+    ) -> tuple[dict[str, Any], KeySet]:
         cached = self._published.get(tenant.id)
-        if cached is None or cached[0] < now:
-            document = keys.jwks(s, tenant, int(time.time()))
+        if cached is None or cached[0] < monotonic:
+            document = keys.jwks(s, tenant, now)
             keyset = KeySet.import_key_set(document)  # type: ignore[arg-type]
-            cached = (now + ACTIVE_TTL, document, keyset)
+            cached = (monotonic + ACTIVE_TTL, document, keyset)
             with self._lock:
                 self._published[tenant.id] = cached
         return cached[1], cached[2]
 
-    def jwks(self, s: Session, tenant: Tenant) -> dict[str, Any]:
+    def jwks(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> dict[str, Any]:
         """The published JWK Set (RFC 7517 section 5), re-read every few seconds."""
-        return self._published_keys(s, tenant)[0]
+        return self._published_keys(s, tenant, now, monotonic)[0]
 
-    def verifier(self, s: Session, tenant: Tenant) -> KeySet:
-        return self._published_keys(s, tenant)[1]
+    def verifier(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> KeySet:
+        """The published keys, to verify tokens with."""
+        return self._published_keys(s, tenant, now, monotonic)[1]
 
 
 def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:
@@ -129,20 +140,6 @@ def verify(
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp + leeway < now:
         raise InvalidToken("expired")
-    return claims
-
-
-def verify_id_token(
-    token: str, keyset: KeySet, issuer: str, now: int, leeway: int = 0
-) -> dict[str, Any]:
-    """An ID token of ``issuer`` (Core 2): ``typ`` JWT, for a client (``aud`` and ``azp``),
-    never an access token (RFC 9068 ``at+jwt``, ``aud`` the issuer); else InvalidToken."""
-    claims = verify(token, keyset, issuer, now, typ="jwt", leeway=leeway)
-    aud = claims.get("aud")
-    if not isinstance(aud, str) or aud == issuer or claims.get("azp") != aud:
-        raise InvalidToken("not an ID token")
-    if not isinstance(claims.get("sub"), str) or "scope" in claims or "client_id" in claims:
-        raise InvalidToken("not an ID token")
     return claims
 
 

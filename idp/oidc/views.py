@@ -13,7 +13,9 @@ from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from idp.oidc import acr, discovery, resources
-from idp.oidc.provider import Context, HttpRequest, HttpResponse, OAuthClient, Provider
+from idp.oidc.clients import OAuthClient
+from idp.oidc.context import Context, HttpRequest, HttpResponse
+from idp.oidc.provider import Provider
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.web import context, issuer_of, request_params
 from idp.services import services
@@ -48,7 +50,7 @@ def openid_configuration() -> ResponseReturnValue:
 def jwks() -> ResponseReturnValue:
     """The tenant's public signing keys (RFC 7517), including retired keys still in grace."""
     with services().db.session() as s:
-        document = services().keys.jwks(s, current_tenant())
+        document = context(s).jwks()
     resp = jsonify(document)
     resp.headers["Cache-Control"] = "public, max-age=300"
     resp.mimetype = "application/jwk-set+json"

@@ -5,7 +5,6 @@ flow and the consent page) and RP-initiated logout (OpenID Connect RP-Initiated 
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 from flask import make_response, redirect, render_template, request, session, url_for
@@ -16,15 +15,16 @@ from sqlalchemy.orm import Session
 from flows.assurance import Reason
 from flows.context import AuthContext
 from flows.policy import Request
-from idp import assurance, pending
+from idp import assurance, clock, pending
 from idp.crosssite import bounce, bounced
 from idp.errors import HttpError
 from idp.login import flows
-from idp.oidc import acr, tokens
+from idp.oidc import acr, id_token
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
 from idp.oidc.clients import find_client
-from idp.oidc.provider import Context
+from idp.oidc.context import Context
+from idp.oidc.tokens import InvalidToken
 from idp.security import allow_form_target
 from idp.services import services
 from idp.signout import sign_out
@@ -55,9 +55,10 @@ def context(s: Session) -> Context:
         issuer=issuer_of(tenant),
         cipher=svc.cipher,
         store=svc.store,
-        now=int(time.time()),
+        now=clock.now(),
         keys=svc.keys,
         client_ip=request.remote_addr or "-",
+        monotonic=clock.current().monotonic(),
     )
 
 
@@ -169,7 +170,7 @@ def consent() -> ResponseReturnValue:
                 return redirect(url_for(".resume", req=areq.id))  # signed out meanwhile
             if request.form.get("action") != "allow":
                 raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
-            _remember_consent(s, user, client, areq)
+            _remember_consent(s, user, client, areq, ctx.now)
             return _issue(s, ctx, areq, client, user, auth)
         except authz.AuthorizeError as exc:
             _drop_pending(areq)
@@ -267,14 +268,14 @@ def _needs_consent(
 
 
 def _remember_consent(s: Session, user: User, client: Client,
-                      areq: authz.AuthorizationRequest) -> None:  # fmt: skip
+                      areq: authz.AuthorizationRequest, now: int) -> None:  # fmt: skip
     given = s.scalar(
         select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
     )
     scopes = scope_claims.split(areq.scope)
     if given is None:
         s.add(Consent(user_id=user.id, client_id=client.client_id, scopes=scopes,
-                      created_at=int(time.time())))  # fmt: skip
+                      created_at=now))  # fmt: skip
     else:
         given.scopes = sorted(set(given.scopes) | set(scopes))
 
@@ -304,8 +305,8 @@ def end_session() -> ResponseReturnValue:
         if hint:
             try:  # an expired hint still names the session (section 2: "even if expired")
                 keyset = ctx.verifier()
-                claims = tokens.verify_id_token(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
-            except tokens.InvalidToken:
+                claims = id_token.verify(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
+            except InvalidToken:
                 return _logout_error("The id_token_hint is not valid.")
         aud = claims.get("aud") if claims else None
         client_id = params.get("client_id") or (aud[0] if isinstance(aud, list) else aud)
