@@ -25,6 +25,7 @@ from idp.sessions import ServerSessionInterface, require_available_session
 from idp.settings import ROOT, Settings, SettingsError, load
 from idp.store.db import Database
 from idp.tenancy import SlugConverter
+from idp.unread_body import DrainUnreadBody
 
 __all__ = ["SettingsError", "build_services", "create_app"]
 
@@ -95,6 +96,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    # Outermost: it sees the answer last, after the app has read all the body it will read.
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
 
     app.before_request(require_available_session)
     security.install_form_check(app)
