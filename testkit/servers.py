@@ -196,12 +196,46 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             pipe.close()
 
 
+class ServerClock:
+    """A live server's wall clock that tests move forward instead of sleeping.
+
+    The server runs under Debian's libfaketime, which reads the offset from a file at every
+    clock read; monotonic time is left alone (timers and the in-process store's TTLs keep real
+    time, as after a wall-clock step). Whole seconds only.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path, self.offset = directory / "faketime", 0
+        self.path.write_text("+0\n")
+
+    def env(self) -> dict[str, str]:
+        found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+        if not found:
+            raise RuntimeError("libfaketime is missing: scripts/test installs it")
+        return {
+            "LD_PRELOAD": found[0],
+            "FAKETIME_TIMESTAMP_FILE": str(self.path),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+
+    def advance(self, seconds: int) -> None:
+        self.offset += seconds
+        self.path.write_text(f"+{self.offset}\n")
+
+
 @contextmanager
-def live_idp(env: dict[str, str], workers: int = 1, host: str = "127.0.0.1") -> Iterator[str]:
+def live_idp(
+    env: dict[str, str],
+    workers: int = 1,
+    host: str = "127.0.0.1",
+    clock: ServerClock | None = None,
+) -> Iterator[str]:
     """``idp serve`` on a free port; yields the base URL, named with ``host`` (WebAuthn needs
-    a domain such as ``localhost``: an IP address is no valid rp.id)."""
+    a domain such as ``localhost``: an IP address is no valid rp.id). With ``clock``, the
+    server's wall clock is one the test moves."""
     port = free_port()
-    env = {**env, "IDP_BASE_URL": f"http://{host}:{port}"}
+    env = {**env, "IDP_BASE_URL": f"http://{host}:{port}", **(clock.env() if clock else {})}
     exe = str(Path(sys.executable).parent / "idp")
     log = open(Path(env["IDP_INSTANCE_PATH"]) / f"serve-{port}.log", "wb")
     proc = subprocess.Popen(

@@ -9,9 +9,9 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -58,6 +58,7 @@ class Setup:
     rp: NodeRp
     strict_rp: NodeRp  # a client whose minimum level is 2
     api: str  # a resource server protected by idp.step_up (level 2 within 60 s)
+    clock: servers.ServerClock  # the server's wall clock, moved instead of sleeping
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         servers.add_user(env, "acme", name, PASSWORD)
     # No WebAuthn in this tenant: level 3 cannot be reached (for the unmet cases).
     assert servers.idp(env, "tenant", "set-mfa", "acme", "--factors", "totp").returncode == 0
-    with servers.live_idp(env) as base:
+    clock = servers.ServerClock(Path(env["IDP_INSTANCE_PATH"]).parent)
+    with servers.live_idp(env, clock=clock) as base:
         issuer = f"{base}/t/acme"
         rps = []
         for extra in ([], ["--min-level", "2"]):
@@ -103,7 +105,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         server = make_server("127.0.0.1", servers.free_port(), api, handler_class=Quiet)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            yield Setup(issuer, rps[0], rps[1], f"http://127.0.0.1:{server.server_port}/")
+            yield Setup(issuer, rps[0], rps[1], f"http://127.0.0.1:{server.server_port}/", clock)
         finally:
             server.shutdown()
             server.server_close()
@@ -126,7 +128,7 @@ def test_step_up_runs_only_the_missing_steps(setup: Setup) -> None:
     first, seen = login(setup.rp, browser, "alice")
     assert first["claims"]["acr"] == LOA1 and first["claims"]["amr"] == ["pwd"]
     assert seen == ["identify"]
-    time.sleep(1.1)
+    setup.clock.advance(2)  # the server's clock; auth_time is in whole seconds
     # Level 2 asked: alice has no second factor yet, so she enrols one inside the step-up;
     # the password is not asked again.
     second, seen = login(setup.rp, browser, "alice", totp, acr_values=LOA2)
@@ -151,7 +153,7 @@ def test_step_up_runs_only_the_missing_steps(setup: Setup) -> None:
     assert refused["error"] == "interaction_required"
 
     # max_age: factors older than it do not count; the password is asked again.
-    time.sleep(2.1)
+    setup.clock.advance(3)
     fresh, seen = login(setup.rp, browser, "alice", totp, max_age="1")
     assert seen == ["password"] and fresh["claims"]["auth_time"] > up["claims"]["auth_time"]
     assert fresh["claims"]["acr"] == LOA1

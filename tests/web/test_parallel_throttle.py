@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from testkit.html import alert_of, csrf_of
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import ServerClock, idp, idp_env, live_idp, seed
 from tests.conftest import PASSWORD
 
 GENERIC = "Incorrect username or password."
@@ -69,12 +69,13 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
         workers = 2
     env = idp_env(tmp_path / "instance", **extra)
     seed(env, "acme", "alice", PASSWORD)
-    with live_idp(env, workers=workers) as base:
-        yield base, env
+    clock = ServerClock(tmp_path)
+    with live_idp(env, workers=workers, clock=clock) as base:
+        yield base, env, clock
 
 
 def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(server) -> None:  # type: ignore[no-untyped-def]
-    base, env = server
+    base, env, clock = server
     logins = prepared_logins(base, PARALLEL)
     started = time.time()
     first = fire(logins, "wrong password!")
@@ -89,7 +90,7 @@ def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(serv
     for _ in range(20):  # keep guessing at the pace the back-off allows, up to the lock
         if checked >= 6:
             break
-        time.sleep(1.1)
+        clock.advance(1)  # the 1 s gate re-opens on the server's clock
         logins = prepared_logins(base, 8)
         started = time.time()
         burst = fire(logins, "wrong password!")
@@ -100,7 +101,7 @@ def test_parallel_guesses_get_only_the_free_attempts_then_back_off_and_lock(serv
         assert burst[f"200 {GENERIC}"] <= max(0, 3 - checked) + 1 + reopened, burst
         checked += burst[f"200 {GENERIC}"]
     assert checked == 6, "the back-off never let the guesses through"
-    time.sleep(1.1)
+    clock.advance(1)
     locked = fire(prepared_logins(base, 8), PASSWORD)
     assert set(locked) == {
         "200 Too many failed attempts. Ask your administrator to unlock the account."
