@@ -24,7 +24,7 @@ from flask import Flask, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.serving import run_simple
 
-from idp.step_up import Requirement, TokenChecker, parse_challenge, requires
+from stepwise_rs import Requirement, TokenChecker, parse_challenge, requires
 
 ROOT = Path(__file__).resolve().parent.parent
 SENSITIVE = Requirement(["urn:stepwise:loa:2"], max_age=300)

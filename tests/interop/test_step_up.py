@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 import requests
 
-from idp.step_up import Requirement, TokenChecker, protect
+from stepwise_rs import Requirement, TokenChecker, protect
 from testkit import servers
 from testkit.signin import TotpUser, sign_in
 from tests.conftest import PASSWORD

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from idp.step_up import (
+from stepwise_rs import (
     InsufficientUserAuthentication,
     InvalidToken,
     Requirement,

@@ -1,5 +1,8 @@
 """Step-up for resource servers: OAuth 2.0 Step Up Authentication Challenge (RFC 9470).
 
+A package of its own: a resource server imports it without the identity provider's app
+(no Flask app factory, no SQLAlchemy; Flask only inside :func:`requires`).
+
 A resource server protects a route with a :class:`Requirement` (acceptable ``acr`` values,
 and a ``max_age`` in seconds). :class:`TokenChecker` validates an access token from a
 Stepwise tenant (RFC 9068 JWT: signature against the tenant's JWKS, fetched from discovery and
@@ -40,7 +43,8 @@ from joserfc.jwk import KeySet
 
 from flows.assurance import Reason, token_meets
 from idp.oidc.acr import LEVELS
-from idp.oidc.tokens import ACCESS_TOKEN_TYP
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 section 2.1: a media type, not a secret)
 
 CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
