@@ -1,4 +1,4 @@
-"""What a step may ask of the outside world; the web layer implements it (idp.login.flows).
+"""What a step may ask of the outside world; the web layer implements it (idp.login.web_env).
 
 Everything here takes and returns plain values. Methods that take a ``choice`` (``kind:id``)
 check that it belongs to ``user_id`` and raise :class:`factors.errors.InvalidCode` otherwise.

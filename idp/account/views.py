@@ -24,7 +24,7 @@ from flows.second_factor import enrolment_kinds
 from flows.webauthn_steps import LABEL_MAX
 from idp import assurance, clock
 from idp.errors import HttpError
-from idp.login import flows
+from idp.login import flow_store
 from idp.login.guard import reauthenticate, reauthenticated, require_signed_in, sudo_request
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
@@ -100,7 +100,7 @@ def add_factor() -> ResponseReturnValue:
     kind = request.form.get("factor", "")
     if kind not in enrolment_kinds(assurance.tenant_policy(current_tenant())):
         raise HttpError("That method is not available here.")
-    state = flows.start(current_tenant(), sudo_request(), url_for(".security"), enrolling=kind)
+    state = flow_store.start(current_tenant(), sudo_request(), url_for(".security"), enrolling=kind)
     return redirect(url_for("login.login", flow=state.id))
 
 

@@ -14,7 +14,8 @@ from werkzeug.wrappers import Response
 from flows.policy import Request
 from idp import assurance, clock
 from idp.errors import HttpError
-from idp.login import flows
+from idp.login import flow_store
+from idp.login.planning import standing_flow
 from idp.services import services
 from idp.store.models import User
 from idp.tenancy import current_tenant
@@ -29,7 +30,7 @@ def require_signed_in(roles: tuple[str, ...] = ()) -> Response | None:
     with services().db.session() as s:
         user = s.get(User, int(current_user.get_id()))
         assert user is not None
-        state = flows.standing_flow(s, tenant, here if request.method == "GET" else "")
+        state = standing_flow(s, tenant, here if request.method == "GET" else "")
         if state is not None:
             return redirect(url_for("login.login", flow=state.id))
         if roles and user.role not in roles:
@@ -53,5 +54,5 @@ def reauthenticated(s: Session | None = None) -> bool:
 
 def reauthenticate(return_to: str) -> Response:
     """Run the login flow for what re-authentication still needs, then go to ``return_to``."""
-    state = flows.start(current_tenant(), sudo_request(), return_to)
+    state = flow_store.start(current_tenant(), sudo_request(), return_to)
     return redirect(url_for("login.login", flow=state.id))

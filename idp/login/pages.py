@@ -19,7 +19,8 @@ from flows.policy import kind_of
 from flows.second_factor import enrolment_kinds
 from flows.state import FlowState
 from idp.assurance import tenant_policy
-from idp.login.flows import WebEnv, save
+from idp.login.flow_store import save
+from idp.login.web_env import WebEnv
 from idp.mfa import credentials
 from idp.store.models import Tenant, User
 

@@ -19,8 +19,9 @@ from idp import clock
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
 from idp.errors import HttpError
-from idp.login import flows, pages
+from idp.login import flow_store, pages
 from idp.login.users import SignedInUser
+from idp.login.web_env import WebEnv, engine_for
 from idp.pending import SESSION_KEY as PENDING
 from idp.security import allow_form_target, form_fields
 from idp.services import services
@@ -48,26 +49,26 @@ def login() -> ResponseReturnValue:
     flow_id = request.args.get("flow", "")
     if not flow_id:
         fresh = request.args.get("prompt") == "login"
-        state = flows.start(
+        state = flow_store.start(
             tenant,
             Request(force_fresh=fresh, started_at=clock.now()),
             request.args.get("return_to", ""),
         )
         return redirect(url_for(".login", flow=state.id))
-    return _show(flows.load(flow_id))
+    return _show(flow_store.load(flow_id))
 
 
 @bp.post("/login")
 def answer() -> ResponseReturnValue:
     tenant = current_tenant()
-    state = flows.load(request.args.get("flow", ""))
+    state = flow_store.load(request.args.get("flow", ""))
     try:
         answer = form_fields(ANSWER_FIELDS, LIMITS)
     except HttpError as exc:
         return _show(state, exc.message, 400)
     with services().db.session() as s:
         env = _env(s)
-        engine = flows.engine_for(s, tenant)
+        engine = engine_for(s, tenant)
         try:
             progress = engine.submit(state, request.form.get("step", ""), answer, env)
         except UnmetAuthenticationRequirements as exc:
@@ -75,13 +76,13 @@ def answer() -> ResponseReturnValue:
         except NoUsableFactor as exc:
             return _stopped(state, exc)
         if progress.failed:
-            flows.finish(state)
+            flow_store.finish(state)
             assert progress.result is not None
             return render_template(
                 "errors/error.html", title="Cannot sign in", message=progress.result.message
             ), 403
         if not progress.finished:
-            flows.save(state)
+            flow_store.save(state)
             message = progress.result.message if progress.result else None
             return _show(state, message, 200, progress.remaining, s)
         user = s.get(User, state.user_id)
@@ -90,14 +91,14 @@ def answer() -> ResponseReturnValue:
         audit_event(
             s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
         )
-    flows.finish(state)
+    flow_store.finish(state)
     return redirect(state.return_to)
 
 
 def _unmet(state: FlowState, exc: UnmetAuthenticationRequirements) -> ResponseReturnValue:
     """The level asked for cannot be reached. An application's request returns to it with
     ``unmet_authentication_requirements``; a sign-in of our own shows why."""
-    flows.finish(state)
+    flow_store.finish(state)
     if state.continue_to:
         return redirect(state.return_to + ("&" if "?" in state.return_to else "?") + "unmet=1")
     page = render_template("errors/error.html", title="Cannot sign in", message=exc.message)
@@ -107,15 +108,15 @@ def _unmet(state: FlowState, exc: UnmetAuthenticationRequirements) -> ResponseRe
 def _stopped(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
     """The user's second factors cannot be verified here and nothing new may be bound after
     the password alone: a page that sends them to their admin, never an enrolment."""
-    flows.finish(state)
+    flow_store.finish(state)
     page = render_template("errors/error.html", title="Ask your administrator",
                            message=exc.message)  # fmt: skip
     return page, 403
 
 
-def _env(s: Session) -> flows.WebEnv:
+def _env(s: Session) -> WebEnv:
     svc = services()
-    return flows.WebEnv(s, current_tenant(), clock.now(), request.remote_addr or "-",
+    return WebEnv(s, current_tenant(), clock.now(), request.remote_addr or "-",
                         svc.passwords)  # fmt: skip
 
 
@@ -157,7 +158,7 @@ def _show(
     tenant = current_tenant()
     if remaining is None:
         try:
-            remaining = flows.engine_for(s, tenant).remaining(state)
+            remaining = engine_for(s, tenant).remaining(state)
         except UnmetAuthenticationRequirements as exc:
             return _unmet(state, exc)
         except NoUsableFactor as exc:

@@ -3,7 +3,7 @@
 Each operation validates its input (raising :class:`idp.directory.DirectoryError` with a
 message fit for the user), writes an audit event in the same transaction, and notifies the
 user where the product promises it. Policy changes need no background job: sessions and token
-families are held to the policy when they are next used (idp.login.flows, idp.oidc.grants).
+families are held to the policy when they are next used (idp.login.planning, idp.oidc.grants).
 Only owners act on an owner: :func:`idp.directory.check_may_manage` is the one rule (raising
 :class:`idp.directory.Forbidden`), and an API client is never an owner.
 """

@@ -18,7 +18,7 @@ from flows.policy import Request
 from idp import assurance, clock, pending
 from idp.crosssite import bounce, bounced
 from idp.errors import HttpError
-from idp.login import flows
+from idp.login import flow_store
 from idp.oidc import acr, id_token
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
@@ -245,7 +245,7 @@ def _proceed(
             req_id=areq.id,
         )
         return allow_form_target(make_response(page), areq.redirect_uri)
-    state = flows.start(
+    state = flow_store.start(
         ctx.tenant,
         _flow_request(ctx, client, areq),
         url_for(".resume", req=areq.id),

@@ -27,7 +27,7 @@ from idp import pending as waiting
 from idp.crosssite import bounce, bounced
 from idp.directory import DirectoryError
 from idp.errors import HttpError
-from idp.login import flows
+from idp.login import flow_store
 from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
@@ -281,7 +281,7 @@ def _proceed(
         assert reason is not None
         if reason is Reason.UNMET or req.is_passive:
             return _refuse(s, sp, req, acs, *SAML_STATUS[reason])
-        state = flows.start(tenant, wanted, url_for(".resume", req=req.key), continue_to=acs)
+        state = flow_store.start(tenant, wanted, url_for(".resume", req=req.key), continue_to=acs)
         return redirect(url_for("login.login", flow=state.id))
     ctx = found.context
     assert ctx is not None and user is not None

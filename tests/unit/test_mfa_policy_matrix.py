@@ -18,10 +18,10 @@ Mapping from the end-to-end version (tests/web/test_mfa_policy.py keeps a few of
 ``test_a_signed_in_session_after_a_policy_change`` (48 cases: the 24 x apply next_login or
 immediate, for a session signed in under mode off, so at policy level 1)
   - web: the account page answers 200                    ->  here: the authority's verdict on
-    the session (``verdict``, as ``idp.login.flows.standing_flow`` asks it) is ready
+    the session (``verdict``, as ``idp.login.planning.standing_flow`` asks it) is ready
   - web: 302 to a login flow whose step is ``enroll``    ->  here: the verdict is not ready,
     for ``level_missing``, and the plan of the new flow, seeded with the session's standing
-    factors (as ``idp.login.flows.plan_for`` does), is ``["enroll"]``
+    factors (as ``idp.login.planning.plan_for`` does), is ``["enroll"]``
   - web: next_login keeps the session at the level it signed in under (the ``policy_level``
     kept in the session) -> here: ``policy_cap=1``; immediate -> ``policy_cap=None`` and
     ``reset_applies=True`` (``idp.assurance.policy_cap`` and ``reset_applies``)

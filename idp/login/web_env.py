@@ -1,117 +1,34 @@
-"""Flow state storage and the bridge between the flow engine and the web app.
-
-A flow lives in the ephemeral store under a random id with a TTL. Its id is also recorded in
-the browser session, and a flow is only found through that session: a flow id that leaks
-(in a log or a Referer) is useless in another browser.
-"""
+"""The flow engine's adapter to the web app: :class:`WebEnv` implements ``flows.env.Env``
+over the database, the ephemeral store, the senders and the audit log for one request."""
 
 from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import session
 from sqlalchemy.orm import Session
 
 from factors import backup
 from factors.errors import DeliveryFailed
 from factors.password import PasswordFactor
 from factors.webauthn_rp import Assertion, NewCredential, RelyingParty
-from flows.context import VerifiedFactor, merge
 from flows.engine import Engine
 from flows.env import StoredKey, Subject
-from flows.errors import FlowNotFound
-from flows.plan import Pending, plan
-from flows.policy import Request, UserFacts
+from flows.policy import UserFacts
 from flows.registry import registry
-from flows.second_factor import begin_enrolment
-from flows.state import FlowState
 from flows.throttle import Throttle
 from flows.webauthn_steps import b64, unb64
-from idp import assurance, clock
-from idp.assurance import session_alive, session_context, tenant_policy, user_facts
+from idp.assurance import tenant_policy, user_facts
 from idp.directory import audit, find_user, set_status, subject_of
+from idp.login.flow_store import SEAL, seal
+from idp.login.planning import plan_for
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import services
 from idp.store.models import Credential, Tenant, User
-
-MAX_FLOWS_PER_SESSION = 5
-SEAL = "flow-state"  # associated data of secrets kept in a flow (idp.crypto)
-
-
-def safe_return_to(tenant: Tenant, target: str | None) -> str:
-    """Only paths inside this tenant are followed after login (no open redirects)."""
-    default = f"/t/{tenant.slug}/account"
-    if not target or "\\" in target or any(ord(c) < 32 for c in target):
-        return default
-    try:
-        parts = urlsplit(target)
-    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
-        return default
-    if parts.scheme or parts.netloc or not parts.path.startswith(f"/t/{tenant.slug}/"):
-        return default
-    if "//" in parts.path or "/../" in parts.path:
-        return default
-    return target
-
-
-def seal(value: str) -> str:
-    """Encrypt a secret for keeping in a flow (the ephemeral store is storage too)."""
-    return base64.urlsafe_b64encode(services().cipher.encrypt(value.encode(), SEAL)).decode()
-
-
-def start(
-    tenant: Tenant, request: Request, return_to: str, continue_to: str = "", enrolling: str = ""
-) -> FlowState:
-    """Create a flow for this browser session; a signed-in user is already identified.
-
-    ``enrolling`` starts the flow at setting up that factor (the security page's "Add").
-    """
-    state = FlowState(
-        id=secrets.token_urlsafe(24),
-        tenant=tenant.slug,
-        request=replace(request, reauth_max_age=services().settings.reauth_window),
-        created_at=clock.now(),
-        return_to=safe_return_to(tenant, return_to),
-        continue_to=continue_to,
-    )
-    if enrolling:
-        begin_enrolment(state, enrolling, seal)
-    ctx = session_context()
-    if ctx is not None:
-        with services().db.session() as s:
-            user = s.get(User, ctx.user_id)
-            if user is not None and user.tenant_id == tenant.id and session_alive(user, ctx):
-                state.identified = state.reauth = True
-                state.user_id = user.id
-                state.username = user.username_norm
-    save(state)
-    flows = [f for f in session.get("flows", []) if f != state.id][-(MAX_FLOWS_PER_SESSION - 1) :]
-    session["flows"] = [*flows, state.id]
-    return state
-
-
-def load(flow_id: str) -> FlowState:
-    if flow_id not in session.get("flows", []):
-        raise FlowNotFound()
-    raw = services().store.get(f"flow:{flow_id}")
-    if raw is None:
-        raise FlowNotFound()
-    return FlowState.from_json(raw)
-
-
-def save(state: FlowState) -> None:
-    svc = services()
-    svc.store.set(f"flow:{state.id}", state.to_json().encode(), svc.settings.flow_ttl)
-
-
-def finish(state: FlowState) -> None:
-    services().store.delete(f"flow:{state.id}")
-    session["flows"] = [f for f in session.get("flows", []) if f != state.id]
 
 
 def relying_party(tenant: Tenant) -> RelyingParty:
@@ -119,38 +36,6 @@ def relying_party(tenant: Tenant) -> RelyingParty:
     parts = urlsplit(services().settings.base_url)
     return RelyingParty(id=parts.hostname or "", name=tenant.name,
                         origin=f"{parts.scheme}://{parts.netloc}")  # fmt: skip
-
-
-def plan_for(s: Session, tenant: Tenant, state: FlowState) -> list[str]:
-    """The steps ``state`` still needs, given the tenant's policy and this browser's session.
-
-    The session's factors that still count (idp.assurance) are merged with the flow's; a
-    forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's, since
-    the session's may carry the same second as the request.
-    """
-    user = s.get(User, state.user_id) if state.user_id is not None else None
-    ctx = session_context()
-    achieved: list[VerifiedFactor] = []
-    cap: int | None = None
-    if user is not None and ctx is not None and ctx.user_id == user.id:
-        if not state.request.force_fresh:
-            standing, cap = assurance.standing(tenant, user, ctx)
-            achieved = list(standing.factors)
-    for factor in state.verified:
-        achieved = merge(achieved, factor)
-    pending = Pending(state.choice, state.enrolling, bool(state.codes), state.offer_skipped)
-    facts = user_facts(user) if user is not None else None
-    return plan(state.request, tenant_policy(tenant), facts, state.identified, achieved, pending,
-                clock.now(), cap)  # fmt: skip
-
-
-def standing_flow(s: Session, tenant: Tenant, return_to: str) -> FlowState | None:
-    """A flow to run when the signed-in session no longer meets the policy (after a stricter
-    policy with ``apply=immediate``, an admin reset, or turning MFA off), else None."""
-    now = clock.now()
-    if assurance.decide(s, tenant, Request(started_at=now), now=now).verdict.ready:
-        return None
-    return start(tenant, Request(started_at=now), return_to)
 
 
 def engine_for(s: Session, tenant: Tenant) -> Engine:
