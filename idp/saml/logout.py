@@ -8,16 +8,12 @@ import zlib
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from idp.saml.authn import SamlError, parse_instant
-from idp.saml.metadata import sign
 from idp.saml.response import STATUS, instant, new_id
+from idp.saml.signatures import Signer, sign, sign_redirect
 from idp.saml.xml import NS, XmlError, parse, q, text_of
-
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
 
 @dataclass(frozen=True)
@@ -114,9 +110,7 @@ def build_response(
 
 def signed(xml: bytes, key_pem: bytes, cert_pem: str) -> bytes:
     """Our own message with an enveloped signature after its Issuer (for HTTP-POST)."""
-    root = etree.fromstring(xml)
-    root.insert(1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder"))
-    return bytes(etree.tostring(sign(root, key_pem, cert_pem)))
+    return bytes(etree.tostring(sign(etree.fromstring(xml), Signer(key_pem, cert_pem))))
 
 
 def redirect_url(
@@ -128,9 +122,4 @@ def redirect_url(
     query = f"{param}={quote_plus(encoded)}"
     if relay_state is not None:
         query += f"&RelayState={quote_plus(relay_state)}"
-    query += f"&SigAlg={quote_plus(RSA_SHA256)}"
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    signature = key.sign(query.encode(), padding.PKCS1v15(), hashes.SHA256())
-    query += f"&Signature={quote_plus(base64.b64encode(signature).decode())}"
-    return location + ("&" if "?" in location else "?") + query
+    return location + ("&" if "?" in location else "?") + sign_redirect(query, key_pem)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from lxml import etree
-from signxml.signer import XMLSigner
 
 from idp.saml.keys import cert_body
+from idp.saml.signatures import Signer, sign
 from idp.saml.xml import NS, XmlError, parse, q
 
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
@@ -20,35 +20,19 @@ NAMEID_FORMATS = {
     "transient": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
     "unspecified": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
 }
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 MAX_INDEX = 65535
 MAX_URL = 2048
 MAX_ENTITY_ID = 1024  # the column's size
 
 
-def signer() -> XMLSigner:
-    """RSA-SHA256 with exclusive canonicalisation, as SAML 2.0 profiles expect."""
-    return XMLSigner(
-        signature_algorithm="rsa-sha256", digest_algorithm="sha256", c14n_algorithm=EXC_C14N
-    )
-
-
-def sign(element: etree._Element, key_pem: bytes, cert_pem: str) -> etree._Element:
-    """Enveloped signature over ``element`` (by its ID), placed where its placeholder is."""
-    return signer().sign(element, key=key_pem, cert=cert_pem, reference_uri=element.get("ID"))
-
-
-def idp_document(
-    entity_id: str, sso: str, slo: str, cert_pem: str, key_pem: bytes, certs: list[str]
-) -> bytes:
-    """The IdP's EntityDescriptor, signed with ``cert_pem``'s key (SAML 2.0 metadata section
+def idp_document(entity_id: str, sso: str, slo: str, signer: Signer, certs: list[str]) -> bytes:
+    """The IdP's EntityDescriptor, signed by ``signer`` (SAML 2.0 metadata sections 2.3.2 and
     3); ``certs`` are the signing certificates to list (the current one and the next)."""
     E = etree.Element
     root = E(q("md", "EntityDescriptor"), nsmap={"md": NS["md"], "ds": NS["ds"]})
     root.set("entityID", entity_id)
-    root.set("ID", "_md" + cert_body(cert_pem)[-16:].replace("/", "_").replace("+", "-"))
-    etree.SubElement(root, q("ds", "Signature"), Id="placeholder")
+    root.set("ID", "_md" + cert_body(signer.cert_pem)[-16:].replace("/", "_").replace("+", "-"))
     idp = etree.SubElement(root, q("md", "IDPSSODescriptor"))
     idp.set("protocolSupportEnumeration", NS["samlp"])
     idp.set("WantAuthnRequestsSigned", "false")
@@ -63,9 +47,8 @@ def idp_document(
         etree.SubElement(idp, q("md", "NameIDFormat")).text = fmt
     for binding in (REDIRECT, POST):
         etree.SubElement(idp, q("md", "SingleSignOnService"), Binding=binding, Location=sso)
-    return bytes(
-        etree.tostring(sign(root, key_pem, cert_pem), xml_declaration=True, encoding="UTF-8")
-    )
+    signed = sign(root, signer, at=0)
+    return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
 
 
 @dataclass

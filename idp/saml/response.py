@@ -1,22 +1,38 @@
 """The Response and its Assertion (SAML 2.0 core sections 2 and 3.2; Web Browser SSO profile,
-SAML 2.0 profiles section 4.1.4.2): bearer SubjectConfirmation, audience, short validity,
-AuthnStatement with the achieved context, attributes; signed with RSA-SHA256."""
+SAML 2.0 profiles section 4.1.4.2): the NameID and the attributes released to the SP, bearer
+SubjectConfirmation, audience, short validity, AuthnStatement with the achieved context.
+
+Everything an assertion states is built here; it is signed by ``idp.saml.signatures.sign``
+(RSA-SHA256) and, when the SP asks, encrypted for it here too.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from lxml import etree
 
-from idp.saml.metadata import sign
+from idp.saml.metadata import NAMEID_FORMATS
+from idp.saml.signatures import Signer, sign
 from idp.saml.xml import NS, q
+from idp.store.models import User
 
 STATUS = "urn:oasis:names:tc:SAML:2.0:status:"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 URI_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 VALIDITY = 300
+# What an SP may be released (``ServiceProvider.attributes``): (Name, FriendlyName).
+ATTRIBUTES = {
+    "username": ("urn:oid:0.9.2342.19200300.100.1.1", "uid"),
+    "email": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
+    "role": ("urn:stepwise:attribute:role", "role"),
+}
 
 
 def instant(t: int) -> str:
@@ -27,10 +43,24 @@ def new_id() -> str:
     return "_" + secrets.token_hex(20)  # an NCName: never starts with a digit
 
 
-@dataclass
-class Signer:
-    key_pem: bytes
-    cert_pem: str
+def name_id(fmt: str, user: User, sp_entity_id: str, pairwise_key: bytes) -> str:
+    """The user's NameID for this SP in ``fmt`` (SAML 2.0 core 8.3). A persistent one is
+    pairwise: an HMAC of the SP and the user's ``sub`` under ``pairwise_key``, stable for the
+    SP and meaningless to any other (core 8.3.7)."""
+    if fmt == NAMEID_FORMATS["email"]:
+        return user.email
+    if fmt == NAMEID_FORMATS["transient"]:
+        return "_" + secrets.token_hex(16)
+    if fmt == NAMEID_FORMATS["unspecified"]:
+        return user.username
+    digest = hmac.new(pairwise_key, f"{sp_entity_id}\n{user.sub}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def attributes(released: Iterable[str], user: User) -> list[tuple[str, str, list[str]]]:
+    """The attributes the SP is released, as (Name, FriendlyName, values) (core 2.7.3)."""
+    values = {"username": user.username, "email": user.email, "role": user.role}
+    return [(*ATTRIBUTES[a], [values[a]]) for a in released if a in ATTRIBUTES]
 
 
 @dataclass
@@ -76,6 +106,8 @@ def _response(
 
 
 def assertion(grant: Grant, now: int, skew: int) -> etree._Element:
+    """The unsigned Assertion (core 2.3.3) stating ``grant``, valid from ``now - skew`` for
+    ``VALIDITY`` seconds (profiles 4.1.4.2)."""
     a = etree.Element(
         q("saml", "Assertion"), nsmap={"saml": NS["saml"], "xs": NS["xs"], "xsi": NS["xsi"]}
     )
@@ -83,7 +115,6 @@ def assertion(grant: Grant, now: int, skew: int) -> etree._Element:
     a.set("Version", "2.0")
     a.set("IssueInstant", instant(now))
     etree.SubElement(a, q("saml", "Issuer")).text = grant.issuer
-    etree.SubElement(a, q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
     subject = etree.SubElement(a, q("saml", "Subject"))
     name_id = etree.SubElement(
         subject,
@@ -145,7 +176,7 @@ def success(
 ) -> bytes:
     """A Response with one signed Assertion (and a signed Response when asked); the assertion
     is encrypted for the SP's certificate ``encrypt_for`` when given."""
-    signed = sign(assertion(grant, now, skew), signer.key_pem, signer.cert_pem)
+    signed = sign(assertion(grant, now, skew), signer)
     root = _response(grant.issuer, grant.recipient, grant.in_response_to, now, "Success")
     if encrypt_for:
         holder = etree.SubElement(root, q("saml", "EncryptedAssertion"))
@@ -154,10 +185,7 @@ def success(
     else:
         root.append(signed)
     if sign_response:
-        root.insert(
-            1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
-        )
-        root = sign(root, signer.key_pem, signer.cert_pem)
+        root = sign(root, signer)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
@@ -199,9 +227,4 @@ def failure(
 ) -> bytes:
     """A signed Response carrying only a non-success Status (no assertion)."""
     root = _response(issuer, recipient, in_response_to, now, status, sub, message)
-    root.insert(1, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder"))
-    return bytes(
-        etree.tostring(
-            sign(root, signer.key_pem, signer.cert_pem), xml_declaration=True, encoding="UTF-8"
-        )
-    )
+    return bytes(etree.tostring(sign(root, signer), xml_declaration=True, encoding="UTF-8"))

@@ -1,6 +1,10 @@
-"""Signed requests from SPs, AuthnRequest and LogoutRequest (SAML 2.0 bindings 3.4.4.1 and
-core 5): the HTTP-Redirect binding's detached signature over the query string (as parsed once by
-``idp.saml.query``), and the HTTP-POST binding's enveloped XML signature.
+"""SAML signatures, both ways (SAML 2.0 core 5; bindings 3.4.4.1 and 3.5).
+
+- :func:`sign`: our enveloped XML signature over an assertion, a Response, a LogoutRequest or
+  LogoutResponse, or the metadata; :func:`sign_redirect`: our HTTP-Redirect query signature.
+- :func:`verify_redirect` and :func:`verify_post`: an SP's signed AuthnRequest or
+  LogoutRequest, the detached signature over the query string (as parsed once by
+  ``idp.saml.query``) or the enveloped XML signature.
 
 Against signature wrapping, the POST check returns the element the signature actually covers
 and insists that it is the message's root (by ID); the caller parses that element only.
@@ -10,23 +14,65 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 from signxml.exceptions import InvalidInput
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
+from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from idp.saml.authn import SamlError
 from idp.saml.query import RedirectQuery
-from idp.saml.xml import parse
+from idp.saml.xml import NS, parse, q
+
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A tenant's SAML signing key (PEM, decrypted) and its certificate (``idp.saml.keys``)."""
+
+    key_pem: bytes
+    cert_pem: str
+
+
+def sign(element: etree._Element, signer: Signer, at: int = 1) -> etree._Element:
+    """``element`` with an enveloped RSA-SHA256 signature over it, referenced by its ID and
+    exclusively canonicalised (SAML core 5.4.1 to 5.4.4). The ``ds:Signature`` is its child
+    number ``at``: after the Issuer in an assertion or a protocol message (core 2.3.3, 3.2.1,
+    3.2.2), first in metadata (metadata 2.3.2)."""
+    element.insert(
+        at, etree.Element(q("ds", "Signature"), nsmap={"ds": NS["ds"]}, Id="placeholder")
+    )
+    xml_signer = XMLSigner(
+        signature_algorithm="rsa-sha256", digest_algorithm="sha256", c14n_algorithm=EXC_C14N
+    )
+    return xml_signer.sign(
+        element, key=signer.key_pem, cert=signer.cert_pem, reference_uri=element.get("ID")
+    )
+
+
+def sign_redirect(query: str, key_pem: bytes) -> str:
+    """``query`` (``SAMLRequest=..[&RelayState=..]``, values URL-encoded) with ``SigAlg`` and
+    the RSA-SHA256 ``Signature`` over all of it appended (SAML bindings 3.4.4.1)."""
+    query += f"&SigAlg={quote_plus(RSA_SHA256)}"
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("SAML signing keys are RSA keys")
+    signature = key.sign(query.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return query + f"&Signature={quote_plus(base64.b64encode(signature).decode())}"
+
 
 # SigAlg -> (key type, digest): the key of the certificate must be of the named type.
 ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": (rsa.RSAPublicKey, hashes.SHA256()),
+    RSA_SHA256: (rsa.RSAPublicKey, hashes.SHA256()),
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": (rsa.RSAPublicKey, hashes.SHA384()),
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": (rsa.RSAPublicKey, hashes.SHA512()),
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": (

@@ -8,7 +8,6 @@ after that, a refusal is a signed Response with a SAML status, never an assertio
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 import time
@@ -31,14 +30,14 @@ from idp.login import flow_store
 from idp.saml import keys, logout, response
 from idp.saml.authn import AuthnRequest, SamlError, decode, parse_authn_request
 from idp.saml.contexts import Unsatisfiable
-from idp.saml.metadata import NAMEID_FORMATS, POST, REDIRECT, idp_document
+from idp.saml.metadata import POST, REDIRECT, idp_document
 from idp.saml.query import RedirectQuery, parse_query
-from idp.saml.signatures import verify_post, verify_redirect
+from idp.saml.signatures import Signer, verify_post, verify_redirect
 from idp.saml.sps import acs_for, find_sp
 from idp.security import CSP, allow_form_target, form_target_source
 from idp.services import services
 from idp.signout import sign_out
-from idp.store.models import ServiceProvider, Tenant, User
+from idp.store.models import ServiceProvider, Tenant
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("saml", __name__, "/saml")
@@ -55,11 +54,6 @@ SAML_STATUS: dict[Reason, tuple[str, str, str]] = {
 }
 REPLAY_TTL = 3600
 MAX_PENDING = 5
-ATTRIBUTES = {
-    "username": ("urn:oid:0.9.2342.19200300.100.1.1", "uid"),
-    "email": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
-    "role": ("urn:stepwise:attribute:role", "role"),
-}
 
 
 def _skew() -> int:
@@ -70,9 +64,9 @@ def entity_id(tenant: Tenant) -> str:
     return f"{services().settings.base_url.rstrip('/')}/t/{tenant.slug}/saml/metadata"
 
 
-def _signer(s: Session, tenant: Tenant) -> response.Signer:
+def _signer(s: Session, tenant: Tenant) -> Signer:
     row = keys.ensure_key(s, services().cipher, tenant)
-    return response.Signer(keys.private_pem(services().cipher, tenant, row), row.cert_pem)
+    return Signer(keys.private_pem(services().cipher, tenant, row), row.cert_pem)
 
 
 @bp.get("/metadata")
@@ -82,9 +76,7 @@ def metadata() -> ResponseReturnValue:
     with services().db.session() as s:
         signer = _signer(s, s.merge(tenant))
         certs = [k.cert_pem for k in keys.published(s, s.merge(tenant))]
-        doc = idp_document(
-            entity_id(tenant), base + "/sso", base + "/slo", signer.cert_pem, signer.key_pem, certs
-        )
+        doc = idp_document(entity_id(tenant), base + "/sso", base + "/slo", signer, certs)
     return Response(doc, mimetype="application/samlmetadata+xml")
 
 
@@ -295,12 +287,12 @@ def _proceed(
         audience=sp.entity_id,
         recipient=acs,
         in_response_to=req.id or None,  # None: unsolicited (IdP-initiated)
-        name_id=_name_id(sp, user),
+        name_id=response.name_id(sp.nameid_format, user, sp.entity_id, _pairwise_key()),
         name_id_format=sp.nameid_format,
         session_index=session.setdefault("saml_index", "_" + secrets.token_hex(16)),
         authn_instant=ctx.auth_time(not_before) or int(time.time()),
         class_ref=class_ref,
-        attributes=_attributes(sp, user),
+        attributes=response.attributes(sp.attributes, user),
     )
     body = response.success(
         grant,
@@ -320,23 +312,9 @@ def _proceed(
     return _post(acs, body, req.relay_state, sp.name)
 
 
-def _name_id(sp: ServiceProvider, user: User) -> str:
-    fmt = sp.nameid_format
-    if fmt == NAMEID_FORMATS["email"]:
-        return user.email
-    if fmt == NAMEID_FORMATS["transient"]:
-        return "_" + secrets.token_hex(16)
-    if fmt == NAMEID_FORMATS["unspecified"]:
-        return user.username
-    # persistent: pairwise per SP, stable, reveals nothing (SAML 2.0 core 8.3.7)
-    key = services().cipher.derive("saml persistent nameid")
-    digest = hmac.new(key, f"{sp.entity_id}\n{user.sub}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _attributes(sp: ServiceProvider, user: User) -> list[tuple[str, str, list[str]]]:
-    values = {"username": user.username, "email": user.email, "role": user.role}
-    return [(*ATTRIBUTES[a], [values[a]]) for a in sp.attributes if a in ATTRIBUTES]
+def _pairwise_key() -> bytes:
+    """The key of persistent NameIDs (``response.name_id``)."""
+    return services().cipher.derive("saml persistent nameid")
 
 
 def _refuse(
@@ -398,7 +376,7 @@ def _send_logout(
     param: str,
     xml: bytes,
     relay: str | None,
-    signer: response.Signer,
+    signer: Signer,
     sp_name: str,
 ) -> ResponseReturnValue:
     binding, location = endpoint
