@@ -20,6 +20,7 @@ from flows.context import AuthContext
 from idp.oidc import acr
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, OAuthRequest
+from idp.oidc.errors import OAuthError
 from idp.oidc.grants import Principal
 from idp.oidc.provider import Provider
 from idp.untrusted import ascii_int, parse_json
@@ -30,20 +31,28 @@ MAX_PARAM = 2048
 S256 = "S256"
 
 
-class NotRedirectable(Exception):
-    """An error about the client or redirect URI itself: shown as a page, never redirected."""
+class NotRedirectable(OAuthError):
+    """An error about the client or redirect URI itself: shown as a page, never redirected
+    (RFC 6749 4.1.2.1)."""
+
+    redirectable = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
-class AuthorizeError(Exception):
-    """An error returned to the client's redirect URI (RFC 6749 4.1.2.1)."""
+class AuthorizeError(OAuthError):
+    """An error returned to the client's redirect URI (RFC 6749 4.1.2.1, Core 3.1.2.6).
+
+    Raised only once ``client_id`` and ``redirect_uri`` were validated together, so it
+    carries that request (``areq``) and may be redirected.
+    """
+
+    redirectable = True
 
     def __init__(self, areq: AuthorizationRequest, error: str, description: str = "") -> None:
-        super().__init__(description or error)
-        self.areq, self.error, self.description = areq, error, description
+        super().__init__(description, code=error)
+        self.areq = areq
 
 
 @dataclass
@@ -72,11 +81,11 @@ class AuthorizationRequest:
     def from_json(cls, raw: bytes) -> AuthorizationRequest:
         return cls(**json.loads(raw))
 
-    def redirect_params(self, ctx: Context, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def redirect_params(self, issuer: str, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
         out = list(params)
         if self.state is not None:
             out.append(("state", self.state))
-        out.append(("iss", ctx.issuer))  # RFC 9207: mix-up defence
+        out.append(("iss", issuer))  # RFC 9207: mix-up defence
         return out
 
 
@@ -147,7 +156,7 @@ def _check_with_authlib(ctx: Context, client: OAuthClient, areq: AuthorizationRe
     try:
         grant = Provider(ctx).get_consent_grant(req)
     except OAuth2Error as exc:
-        raise AuthorizeError(areq, exc.error, exc.description or "") from None
+        raise AuthorizeError(areq, str(exc.error), exc.description or "") from None
     areq.scope = grant.request.scope or ""
 
 
@@ -252,14 +261,15 @@ def issue_code(ctx: Context, areq: AuthorizationRequest, who: Principal) -> list
     req.user = who
     code = grant.generate_authorization_code()
     grant.save_authorization_code(code, req)
-    return areq.redirect_params(ctx, [("code", code)])
+    return areq.redirect_params(ctx.issuer, [("code", code)])
 
 
-def error_params(ctx: Context, exc: AuthorizeError) -> list[tuple[str, str]]:
-    params = [("error", exc.error)]
+def error_params(issuer: str, exc: AuthorizeError) -> list[tuple[str, str]]:
+    """The error response's parameters (RFC 6749 4.1.2.1, RFC 9207 ``iss``)."""
+    params = [("error", exc.code)]
     if exc.description:
         params.append(("error_description", exc.description))
-    return exc.areq.redirect_params(ctx, params)
+    return exc.areq.redirect_params(issuer, params)
 
 
 def query_redirect(redirect_uri: str, params: list[tuple[str, str]]) -> str:

@@ -17,7 +17,7 @@ import secrets
 from typing import Any
 
 from authlib.oauth2 import rfc6749
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
 
@@ -25,9 +25,11 @@ from idp.oidc import claims as scope_claims
 from idp.oidc import clients, id_token, tokens
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse, OAuthRequest
+from idp.oidc.errors import OAuthError
 from idp.oidc.grants import CodeGrant, CredentialsGrant, Principal, RefreshGrant, save_grant
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+TOKEN_AUTH = ["client_secret_basic", "client_secret_post", "none"]
 
 
 def _basic(query_client: Any, request: OAuthRequest) -> OAuthClient | None:
@@ -135,9 +137,19 @@ class Provider(rfc6749.AuthorizationServer):
 
 
 def token_response(ctx: Context, req: HttpRequest) -> HttpResponse:
-    """The token endpoint (RFC 6749 section 3.2). authlib answers its own errors (5.2)."""
+    """The token endpoint (RFC 6749 section 3.2). authlib answers its own errors (5.2) in the
+    response, after the grant's writes (a revoked family) are made."""
     if (req.params.get("grant_type") or [""])[0] not in GRANT_TYPES:
-        body = {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type."}
-        return HttpResponse(400, body)
+        raise OAuthError("Unsupported grant_type.", code="unsupported_grant_type")
     response: HttpResponse = Provider(ctx).create_token_response(req)
     return response
+
+
+def authenticate_client(ctx: Context, req: HttpRequest) -> OAuthClient:
+    """Client authentication for revocation and introspection (RFC 7009 2.1, RFC 7662 2.1),
+    or raise :class:`OAuthError` (``invalid_client``, RFC 6749 5.2)."""
+    provider = Provider(ctx)
+    try:
+        return provider.authenticate_client(provider.create_oauth2_request(req), TOKEN_AUTH)
+    except OAuth2Error as exc:
+        raise OAuthError.from_authlib(exc) from None

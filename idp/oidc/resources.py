@@ -11,6 +11,7 @@ from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context
+from idp.oidc.errors import OAuthError
 from idp.oidc.grants import digest, family_ends_at, refresh_live, revoke_grant
 from idp.store.models import Grant, RefreshToken, User
 from idp.user_facts import family_reason
@@ -19,12 +20,12 @@ INTROSPECTED = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", 
                 "auth_time")  # fmt: skip
 
 
-class BearerError(Exception):
-    """RFC 6750 section 3.1: rendered as 401 with ``WWW-Authenticate: Bearer error=...``."""
+class BearerError(OAuthError):
+    """A protected resource's error (RFC 6750 section 3.1): rendered with
+    ``WWW-Authenticate: Bearer error=...`` (section 3)."""
 
     def __init__(self, error: str, description: str, status: int = 401) -> None:
-        super().__init__(description)
-        self.error, self.description, self.status = error, description, status
+        super().__init__(description, code=error, status=status)
 
 
 def _live_grant(ctx: Context, gid: str | None) -> Grant | None:

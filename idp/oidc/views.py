@@ -8,15 +8,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from factors.errors import StepwiseError
+from idp import errors
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse
-from idp.oidc.provider import Provider
+from idp.oidc.errors import OAuthError
+from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
+from idp.oidc.resources import BearerError
 from idp.oidc.web import context, issuer_of, request_params
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
@@ -59,17 +63,13 @@ def jwks() -> ResponseReturnValue:
 
 def _http_request() -> HttpRequest:
     if request.method == "POST" and request.mimetype not in (FORM, ""):
-        raise _Invalid("The body must be application/x-www-form-urlencoded.")
+        raise OAuthError("The body must be application/x-www-form-urlencoded.")
     return HttpRequest(
         method=request.method,
         uri=issuer_of(current_tenant()) + request.path.split(current_tenant().slug, 1)[1],
         headers=dict(request.headers),
         params=request_params(),
     )
-
-
-class _Invalid(Exception):
-    pass
 
 
 def _json(resp: HttpResponse) -> Response:
@@ -81,30 +81,33 @@ def _json(resp: HttpResponse) -> Response:
     return out
 
 
-def _oauth_error(exc: OAuth2Error) -> Response:
-    status, body, headers = exc()
-    return _json(HttpResponse(status, body, list(headers)))
+def render_error(exc: StepwiseError) -> Response:
+    """This surface's one error handler: OAuth JSON ``{"error", "error_description"}``
+    (RFC 6749 5.2, never cached), and for a bearer token's error the ``WWW-Authenticate``
+    challenge (RFC 6750 3). Errors from elsewhere in the tree keep their code and status."""
+    if isinstance(exc, BearerError):
+        resp = jsonify(error=exc.code, error_description=exc.description)
+        resp.status_code = exc.status
+        resp.headers["WWW-Authenticate"] = (
+            f'Bearer error="{exc.code}", error_description="{exc.description}"'
+        )
+        resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+        return resp
+    if isinstance(exc, OAuthError):
+        return _json(HttpResponse(exc.status, exc.body(), exc.headers))
+    body = {"error": exc.code, "error_description": exc.message}
+    return _json(HttpResponse(exc.status, body))
+
+
+errors.install(bp, render_error)
 
 
 @bp.post("/token")
 def token() -> ResponseReturnValue:
     """RFC 6749 section 3.2: authorization_code, refresh_token, client_credentials."""
-    try:
-        req = _http_request()
-    except _Invalid as exc:
-        return _oauth_error(InvalidRequestError(str(exc)))
+    req = _http_request()
     with services().db.session() as s:
         return _json(run_token_endpoint(context(s), req))
-
-
-def _authenticated_client(ctx: Context, req: HttpRequest) -> OAuthClient:
-    """Client authentication for revocation and introspection (RFC 7009 2.1, RFC 7662 2.1)."""
-    provider = Provider(ctx)
-    oreq = provider.create_oauth2_request(req)
-    client: OAuthClient = provider.authenticate_client(
-        oreq, ["client_secret_basic", "client_secret_post", "none"], "token"
-    )
-    return client
 
 
 TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]
@@ -112,21 +115,17 @@ TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]
 
 def _about_a_token(action: TokenAction, confidential_only: bool = False) -> Response:
     """Parse ``token``/``token_type_hint``, authenticate the client, run ``action``."""
-    try:
-        req = _http_request()
-        params = {k: v[0] for k, v in req.params.items() if v}
-        if not params.get("token"):
-            raise _Invalid("The token parameter is missing.")
-    except _Invalid as exc:
-        return _oauth_error(InvalidRequestError(str(exc)))
+    req = _http_request()
+    params = {k: v[0] for k, v in req.params.items() if v}
+    if not params.get("token"):
+        raise OAuthError("The token parameter is missing.")
     with services().db.session() as s:
         ctx = context(s)
-        try:
-            client = _authenticated_client(ctx, req)
-            if confidential_only and client.row.public:
-                raise InvalidClientError(status_code=401, description="Public clients cannot.")
-        except OAuth2Error as exc:
-            return _oauth_error(exc)
+        client = authenticate_client(ctx, req)
+        if confidential_only and client.row.public:
+            raise OAuthError.from_authlib(
+                InvalidClientError(status_code=401, description="Public clients cannot.")
+            )
         answer = action(ctx, client, params["token"], params.get("token_type_hint"))
     return _json(HttpResponse(200, answer))
 
@@ -154,25 +153,12 @@ def userinfo() -> ResponseReturnValue:
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
         from_body = request.form.get("access_token", "")
     if from_header and from_body:
-        return _bearer_error(resources.BearerError("invalid_request", "Two tokens given.", 400))
+        raise BearerError("invalid_request", "Two tokens given.", 400)
     token = from_header or from_body
     if not token:
-        return _bearer_error(resources.BearerError("invalid_token", "No access token.", 401))
+        raise BearerError("invalid_token", "No access token.", 401)
     with services().db.session() as s:
-        try:
-            claims = resources.userinfo(context(s), token)
-        except resources.BearerError as exc:
-            return _bearer_error(exc)
+        claims = resources.userinfo(context(s), token)
     resp = jsonify(claims)
     resp.headers.update(NO_STORE)
-    return resp
-
-
-def _bearer_error(exc: resources.BearerError) -> Response:
-    resp = jsonify(error=exc.error, error_description=exc.description)
-    resp.status_code = exc.status
-    resp.headers["WWW-Authenticate"] = (
-        f'Bearer error="{exc.error}", error_description="{exc.description}"'
-    )
-    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
     return resp

@@ -12,10 +12,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from factors.errors import StepwiseError
 from flows.assurance import Reason
 from flows.context import AuthContext
 from flows.policy import Request
-from idp import assurance, clock, pending
+from idp import assurance, clock, errors, pending
 from idp.crosssite import bounce, bounced
 from idp.errors import HttpError
 from idp.login import flow_store
@@ -24,6 +25,7 @@ from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
 from idp.oidc.clients import find_client
 from idp.oidc.context import Context
+from idp.oidc.errors import OIDC_ERRORS, LogoutError, OAuthError
 from idp.oidc.tokens import InvalidToken
 from idp.security import allow_form_target
 from idp.services import services
@@ -33,17 +35,6 @@ from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("oidc", __name__)
 MAX_PARAMS = 50
-UNMET = "unmet_authentication_requirements"
-# The assurance authority's reasons as OpenID Connect errors (Core 3.1.2.6; unmet: OpenID
-# Connect Extended Authentication Profile / RFC 9470 usage), one table.
-OIDC_ERRORS: dict[Reason, tuple[str, str]] = {
-    Reason.NO_SESSION: ("login_required", "The user is not signed in."),
-    Reason.USER_INACTIVE: ("login_required", "The user is not signed in."),
-    Reason.FRESH_LOGIN: ("login_required", "The user must sign in again."),
-    Reason.LEVEL_MISSING: ("interaction_required", "The session does not meet the request."),
-    Reason.CONSENT_NEEDED: ("consent_required", "The user has not consented."),
-    Reason.UNMET: (UNMET, "The requested level cannot be met."),
-}
 
 
 def context(s: Session) -> Context:
@@ -113,15 +104,24 @@ def _deliver(areq: authz.AuthorizationRequest, params: list[tuple[str, str]],
     return redirect(authz.query_redirect(areq.redirect_uri, params))
 
 
-def _deliver_error(ctx: Context, exc: authz.AuthorizeError) -> ResponseReturnValue:
-    return _deliver(exc.areq, authz.error_params(ctx, exc), "the application")
+def render_error(exc: StepwiseError) -> ResponseReturnValue:
+    """This surface's one error handler. An error about a validated request is redirected
+    to the client (RFC 6749 4.1.2.1, its pending copy dropped); the provider's other errors
+    are shown on the tenant's error page; anything else is the app's page."""
+    if exc.redirectable and isinstance(exc, authz.AuthorizeError):
+        if pending.find("oidc", exc.areq.id) is not None:
+            _drop_pending(exc.areq)
+        params = authz.error_params(issuer_of(current_tenant()), exc)
+        return _deliver(exc.areq, params, "the application")
+    if isinstance(exc, OAuthError):
+        page = render_template(
+            "errors/error.html", tenant=current_tenant(), title=exc.title, message=exc.message
+        )
+        return page, exc.status
+    return errors.page(exc)
 
 
-def _not_redirectable(message: str) -> ResponseReturnValue:
-    page = render_template(
-        "errors/error.html", tenant=current_tenant(), title="Cannot sign in", message=message
-    )
-    return page, 400
+errors.install(bp, render_error)
 
 
 # --- authorization endpoint ---------------------------------------------------------------
@@ -133,28 +133,17 @@ def authorize() -> ResponseReturnValue:
     params = request_params()
     with services().db.session() as s:
         ctx = context(s)
-        try:
-            areq = authz.validate(ctx, params)
-            return _proceed(s, ctx, areq)
-        except authz.NotRedirectable as exc:
-            return _not_redirectable(exc.message)
-        except authz.AuthorizeError as exc:
-            return _deliver_error(ctx, exc)
+        return _proceed(s, ctx, authz.validate(ctx, params))
 
 
 @bp.get("/authorize/resume")
 def resume() -> ResponseReturnValue:
     """Where the login flow returns to: check again, then consent or a code."""
     areq = _load_pending(request.args.get("req", ""))
+    if request.args.get("unmet"):  # the login flow could not reach what was asked
+        raise authz.AuthorizeError(areq, *OIDC_ERRORS[Reason.UNMET])
     with services().db.session() as s:
-        ctx = context(s)
-        try:
-            if request.args.get("unmet"):  # the login flow could not reach what was asked
-                raise authz.AuthorizeError(areq, UNMET, "The requested level cannot be met.")
-            return _proceed(s, ctx, areq, after_login=True)
-        except authz.AuthorizeError as exc:
-            _drop_pending(areq)
-            return _deliver_error(ctx, exc)
+        return _proceed(s, context(s), areq, after_login=True)
 
 
 @bp.post("/authorize/consent")
@@ -162,19 +151,15 @@ def consent() -> ResponseReturnValue:
     areq = _load_pending(request.args.get("req", ""))
     with services().db.session() as s:
         ctx = context(s)
-        try:
-            client = _client(s, ctx, areq)
-            decision = _decide(s, ctx, client, areq, after_login=True, consent=False)
-            user, auth = decision.user, decision.verdict.context
-            if not decision.verdict.ready or user is None or auth is None:
-                return redirect(url_for(".resume", req=areq.id))  # signed out meanwhile
-            if request.form.get("action") != "allow":
-                raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
-            _remember_consent(s, user, client, areq, ctx.now)
-            return _issue(s, ctx, areq, client, user, auth)
-        except authz.AuthorizeError as exc:
-            _drop_pending(areq)
-            return _deliver_error(ctx, exc)
+        client = _client(s, ctx, areq)
+        decision = _decide(s, ctx, client, areq, after_login=True, consent=False)
+        user, auth = decision.user, decision.verdict.context
+        if not decision.verdict.ready or user is None or auth is None:
+            return redirect(url_for(".resume", req=areq.id))  # signed out meanwhile
+        if request.form.get("action") != "allow":
+            raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
+        _remember_consent(s, user, client, areq, ctx.now)
+        return _issue(s, ctx, areq, client, user, auth)
 
 
 def _flow_request(ctx: Context, client: Client, areq: authz.AuthorizationRequest) -> Request:
@@ -307,16 +292,16 @@ def end_session() -> ResponseReturnValue:
                 keyset = ctx.verifier()
                 claims = id_token.verify(hint, keyset, ctx.issuer, ctx.now, leeway=10**9)
             except InvalidToken:
-                return _logout_error("The id_token_hint is not valid.")
+                raise LogoutError("The id_token_hint is not valid.") from None
         aud = claims.get("aud") if claims else None
         client_id = params.get("client_id") or (aud[0] if isinstance(aud, list) else aud)
         if claims and params.get("client_id") and params["client_id"] != claims.get("aud"):
-            return _logout_error("client_id does not match the id_token_hint.")
+            raise LogoutError("client_id does not match the id_token_hint.")
         client = find_client(s, ctx.tenant, str(client_id)) if client_id else None
         if claims is not None and client is None:
-            return _logout_error("The id_token_hint is not valid.")
+            raise LogoutError("The id_token_hint is not valid.")
         if target and (client is None or target not in client.post_logout_redirect_uris):
-            return _logout_error("The post_logout_redirect_uri is not registered.")
+            raise LogoutError("The post_logout_redirect_uri is not registered.")
         asked = {
             "id": secrets.token_urlsafe(12),
             "target": target,
@@ -352,13 +337,6 @@ def end_session_confirm() -> ResponseReturnValue:
         )
     with services().db.session() as s:
         return _sign_out(s, context(s), asked)
-
-
-def _logout_error(message: str) -> ResponseReturnValue:
-    page = render_template(
-        "errors/error.html", tenant=current_tenant(), title="Cannot sign out", message=message
-    )
-    return page, 400
 
 
 def _sign_out(s: Session, ctx: Context, logout: dict[str, Any]) -> ResponseReturnValue:
