@@ -1,8 +1,14 @@
-"""The app's long-lived services, built once by the app factory."""
+"""The app's long-lived services, built once by the app factory (idp.app).
+
+This module depends only on shared modules and on small protocols (the senders below), so
+that every package may use it and it uses none of them: the app factory plugs the
+implementations in (idp.mfa.delivery, idp.oidc).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from flask import current_app
 
@@ -11,10 +17,23 @@ from flows.throttle import Throttle, ThrottleRules
 from idp.clock import Clock
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
-from idp.mfa.delivery import MailSender, SmsSender
 from idp.oidc.tokens import KeyCache
 from idp.settings import Settings
 from idp.store.db import Database
+
+T = TypeVar("T")
+
+
+class SmsSender(Protocol):
+    """Hands a text message to a provider (idp.mfa.delivery)."""
+
+    def send(self, to: str, text: str) -> None: ...
+
+
+class MailSender(Protocol):
+    """Hands an email to a provider (idp.mfa.delivery)."""
+
+    def send(self, to: str, subject: str, text: str) -> None: ...
 
 
 @dataclass

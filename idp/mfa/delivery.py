@@ -18,22 +18,14 @@ import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import Protocol
 
 from factors.errors import DeliveryFailed
+from idp.services import MailSender, SmsSender
 from idp.settings import Settings
 
 log = logging.getLogger("idp.delivery")
 TIMEOUT = 10
 TWILIO_API = "https://api.twilio.com/2010-04-01/Accounts/{sid}/Messages.json"
-
-
-class SmsSender(Protocol):
-    def send(self, to: str, text: str) -> None: ...
-
-
-class MailSender(Protocol):
-    def send(self, to: str, subject: str, text: str) -> None: ...
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], provider: str) -> None:
