@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from factors.errors import WeakSecret
+from factors.errors import StepwiseError, WeakSecret
 from factors.password import PasswordFactor
 from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
@@ -28,7 +28,7 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 STATUS_EVENTS = {"active": "user.enabled", "disabled": "user.disabled", "locked": "user.locked"}
 
 
-class DirectoryError(Exception):
+class DirectoryError(StepwiseError):
     """A user-facing error: bad input, a duplicate, something not found."""
 
 
@@ -182,6 +182,8 @@ class Actor:
 
 class Forbidden(DirectoryError):
     """The actor may not do this to this user (the admin API answers 403)."""
+
+    code, status, title = "forbidden", 403, "Forbidden"
 
 
 def active_owners(s: Session, tenant: Tenant) -> list[int]:
