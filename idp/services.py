@@ -7,6 +7,7 @@ implementations in (idp.mfa.delivery, idp.oidc).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -17,7 +18,6 @@ from flows.throttle import Throttle, ThrottleRules
 from idp.clock import Clock
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
-from idp.oidc.tokens import KeyCache
 from idp.settings import Settings
 from idp.store.db import Database
 
@@ -47,7 +47,7 @@ class Services:
     sms: SmsSender | None = None
     mail: MailSender | None = None
     clock: Clock = field(default_factory=Clock)
-    keys: KeyCache = field(default_factory=KeyCache)  # signing keys in memory (idp.oidc.tokens)
+    caches: dict[str, object] = field(default_factory=dict)  # see cached()
 
     @property
     def deliverable(self) -> tuple[str, ...]:
@@ -60,6 +60,14 @@ class Services:
     @property
     def backup_key(self) -> bytes:
         return self.cipher.derive("backup codes")
+
+    def cached(self, name: str, make: Callable[[], T]) -> T:
+        """This process's cache called ``name`` (e.g. idp.oidc's signing keys), made on first
+        use; clearing ``caches`` is what a fresh process sees."""
+        found = self.caches.get(name)
+        if found is None:
+            found = self.caches[name] = make()
+        return found  # type: ignore[return-value]  # made by ``make`` under this name
 
     def throttle(self, scope: str) -> Throttle:
         return Throttle(self.store, scope, self.throttle_rules)
