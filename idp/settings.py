@@ -22,42 +22,45 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = "production"
-    base_url: str = "http://127.0.0.1:8000"
-    database_url: str = ""
-    redis_url: str = ""
-    secret_key: str = ""
-    data_key: str = ""
-    instance_path: str = "instance"
-    log_level: str = "INFO"
-    session_idle_timeout: int = 1800
-    session_absolute_timeout: int = 43200
-    flow_ttl: int = 900
-    reauth_window: int = 300
-    argon2_memory_kib: int = 19456
-    argon2_time_cost: int = 2
-    argon2_parallelism: int = 1
-    throttle_free_attempts: int = 5
-    throttle_max_delay: int = 900
-    throttle_lock_after: int = 100
-    throttle_ip_limit: int = 100
-    throttle_ip_window: int = 900
-    max_form_bytes: int = 65536
-    trusted_proxies: int = 0
-    sms_sender: str = ""
-    sms_webhook_url: str = ""
-    sms_webhook_token: str = ""
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
-    twilio_from: str = ""
-    mail_sender: str = ""
-    mail_from: str = ""
-    smtp_host: str = ""
-    smtp_port: int = 587
-    smtp_security: str = "starttls"
-    smtp_username: str = ""
-    smtp_password: str = ""
-    saml_clock_skew: int = 120
+    """Every setting. The defaults are in config/defaults.toml, the one place they are written
+    (``load`` refuses a file that lacks one or names an unknown one)."""
+
+    env: str
+    base_url: str
+    database_url: str
+    redis_url: str
+    secret_key: str
+    data_key: str
+    instance_path: str
+    log_level: str
+    session_idle_timeout: int
+    session_absolute_timeout: int
+    flow_ttl: int
+    reauth_window: int
+    argon2_memory_kib: int
+    argon2_time_cost: int
+    argon2_parallelism: int
+    throttle_free_attempts: int
+    throttle_max_delay: int
+    throttle_lock_after: int
+    throttle_ip_limit: int
+    throttle_ip_window: int
+    max_form_bytes: int
+    trusted_proxies: int
+    sms_sender: str
+    sms_webhook_url: str
+    sms_webhook_token: str
+    twilio_account_sid: str
+    twilio_auth_token: str
+    twilio_from: str
+    mail_sender: str
+    mail_from: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_username: str
+    smtp_password: str
+    saml_clock_skew: int
 
     @property
     def dev(self) -> bool:
@@ -146,17 +149,22 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
 
 
 def load(
-    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    defaults: Path = DEFAULTS_FILE,
 ) -> Settings:
     """Build settings from the defaults file, the environment and ``overrides``."""
     environ = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
-    if DEFAULTS_FILE.exists():
-        values.update(tomllib.loads(DEFAULTS_FILE.read_text()))
+    try:
+        values: dict[str, Any] = tomllib.loads(defaults.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read the defaults file {defaults}: {exc}") from None
     known = {f.name: f.type for f in fields(Settings)}
-    unknown = set(values) - set(known)
+    unknown, missing = set(values) - set(known), set(known) - set(values)
     if unknown:
-        raise SettingsError(f"unknown setting(s) in {DEFAULTS_FILE}: {', '.join(sorted(unknown))}")
+        raise SettingsError(f"unknown setting(s) in {defaults}: {', '.join(sorted(unknown))}")
+    if missing:
+        raise SettingsError(f"no default in {defaults} for: {', '.join(sorted(missing))}")
     for name in known:
         env_name = f"IDP_{name.upper()}"
         if env_name in environ:
