@@ -12,20 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from idp.saml.contexts import COMPARISONS, Requested
-from idp.saml.xml import NS, XmlError, parse, q, text_of
+from idp.saml.errors import SamlError
+from idp.saml.xml import NS, parse, q, text_of
 from idp.untrusted import ascii_int
 
 MAX_ENCODED = 64 * 1024
 MAX_INFLATED = 256 * 1024
-
-
-class SamlError(Exception):
-    """A request we refuse. ``status`` is the SAML StatusCode to answer with when the SP and
-    ACS are known (else an error page); ``message`` is safe to show."""
-
-    def __init__(self, message: str, status: str = "Requester", sub: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.sub = message, status, sub
 
 
 @dataclass
@@ -80,6 +72,7 @@ def decode(value: str, deflated: bool) -> bytes:
 
 
 def parse_instant(value: str | None) -> int:
+    """An ``xs:dateTime`` IssueInstant (core 1.3.3) in seconds since the epoch, UTC if unzoned."""
     if not value:
         raise SamlError("The request has no IssueInstant.")
     try:
@@ -90,15 +83,13 @@ def parse_instant(value: str | None) -> int:
 
 
 def parse_authn_request(xml: bytes, now: int, skew: int, binding: str) -> AuthnRequest:
-    """Parse and check an AuthnRequest; the SP and its ACS are checked by the caller."""
-    try:
-        root = parse(xml)
-    except XmlError as exc:
-        raise SamlError(str(exc)) from None
+    """Parse and check an AuthnRequest, sent at most ``skew`` + 5 minutes from ``now``; the SP
+    and its ACS are checked by the caller. SamlError (or its XmlError) says what is wrong."""
+    root = parse(xml)
     if root.tag != q("samlp", "AuthnRequest"):
         raise SamlError("Not a samlp:AuthnRequest.")
     if root.get("Version") != "2.0":
-        raise SamlError("Only SAML 2.0 requests.", "VersionMismatch")
+        raise SamlError("Only SAML 2.0 requests.", "version_mismatch")
     request_id, issuer = root.get("ID", ""), text_of(root, "saml:Issuer")
     if not request_id or not issuer or len(request_id) > 256 or len(issuer) > 1024:
         raise SamlError("The request needs an ID and an Issuer.")

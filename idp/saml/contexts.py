@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from idp.saml.errors import Unsatisfiable
+
 PPT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 REFEDS_SFA = "https://refeds.org/profile/sfa"
 REFEDS_MFA = "https://refeds.org/profile/mfa"
@@ -12,10 +14,7 @@ LOA3 = "urn:stepwise:loa:3"
 LEVELS = {PPT: 1, REFEDS_SFA: 1, REFEDS_MFA: 2, LOA3: 3}
 DEFAULT = {1: PPT, 2: REFEDS_MFA, 3: LOA3}
 COMPARISONS = ("exact", "minimum", "better", "maximum")
-
-
-class Unsatisfiable(Exception):
-    """The request names no class we know, or asks for something no level can be."""
+UNSUPPORTED = "The requested authentication context is not supported."
 
 
 @dataclass(frozen=True)
@@ -31,10 +30,10 @@ class Requested:
         if not self.refs:
             return 0
         if not known:
-            raise Unsatisfiable("no requested AuthnContextClassRef is supported")
+            raise Unsatisfiable(UNSUPPORTED)  # no requested class is one we know
         if self.comparison == "better":
             if min(known) >= 3:
-                raise Unsatisfiable("nothing is better than the strongest level")
+                raise Unsatisfiable(UNSUPPORTED)  # nothing is better than the strongest
             return min(known) + 1
         if self.comparison == "maximum":
             return 1
@@ -59,4 +58,4 @@ class Requested:
             ceiling = max(level for _, level in known)
             if achieved >= 1:
                 return DEFAULT[min(achieved, ceiling)]
-        raise Unsatisfiable("the authentication does not meet the requested context")
+        raise Unsatisfiable()  # the authentication does not meet the requested context

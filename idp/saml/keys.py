@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.crypto import DataCipher
 from idp.directory import audit, now
 from idp.store.models import SamlKey, Tenant
@@ -27,7 +28,8 @@ def _purpose(tenant: Tenant) -> str:
 def _new(s: Session, cipher: DataCipher, tenant: Tenant, state: str) -> SamlKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Stepwise SAML {tenant.slug}")])
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    # Valid from a little before now, for relying parties whose clocks run behind.
+    start = dt.datetime.fromtimestamp(clock.current().time(), dt.UTC) - dt.timedelta(minutes=5)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

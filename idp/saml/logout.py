@@ -10,10 +10,13 @@ from urllib.parse import quote_plus
 
 from lxml import etree
 
-from idp.saml.authn import SamlError, parse_instant
-from idp.saml.response import STATUS, instant, new_id
+from idp.saml.authn import parse_instant
+from idp.saml.errors import STATUS, SamlError
+from idp.saml.response import instant, new_id
 from idp.saml.signatures import Signer, sign, sign_redirect
-from idp.saml.xml import NS, XmlError, parse, q, text_of
+from idp.saml.xml import NS, parse, q, text_of
+
+MAX_AGE = 300  # seconds a LogoutRequest stays acceptable, beyond the clock skew
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,14 @@ class LogoutResponse:
 
 
 def _root(xml: bytes, tag: str) -> etree._Element:
-    try:
-        root = parse(xml)
-    except XmlError as exc:
-        raise SamlError(str(exc)) from None
+    root = parse(xml)
     if root.tag != q("samlp", tag) or root.get("Version") != "2.0":
         raise SamlError(f"Not a SAML 2.0 samlp:{tag}.")
     return root
 
 
 def parse_request(xml: bytes) -> LogoutRequest:
+    """A LogoutRequest's ID, Issuer, NameID, IssueInstant and Destination (core 3.7.1)."""
     root = _root(xml, "LogoutRequest")
     request_id, issuer = root.get("ID", ""), text_of(root, "saml:Issuer")
     if not request_id or not issuer:
@@ -57,6 +58,7 @@ def parse_request(xml: bytes) -> LogoutRequest:
 
 
 def parse_response(xml: bytes) -> LogoutResponse:
+    """A LogoutResponse's InResponseTo, Issuer and whether it says Success (core 3.7.2)."""
     root = _root(xml, "LogoutResponse")
     issuer = text_of(root, "saml:Issuer")
     if not issuer:
@@ -64,6 +66,16 @@ def parse_response(xml: bytes) -> LogoutResponse:
     code = root.find("samlp:Status/samlp:StatusCode", NS)
     ok = code is not None and code.get("Value") == STATUS + "Success"
     return LogoutResponse(root.get("InResponseTo"), issuer, ok)
+
+
+def check_request(req: LogoutRequest, here: str, now: int, skew: int, signed: bool) -> None:
+    """A LogoutRequest is for ``here``, our SLO endpoint (its Destination, which a signed one
+    must carry: bindings 3.4.5.2 and 3.5.5.2), and recent (IssueInstant within the clock skew
+    and five minutes of ``now``); else SamlError. The caller makes sure it is used once."""
+    if req.destination != here and (signed or req.destination is not None):
+        raise SamlError("The logout request is not addressed to this endpoint.")
+    if abs(req.issue_instant - now) > skew + MAX_AGE:
+        raise SamlError("The logout request is too old or from the future.")
 
 
 def _message(tag: str, issuer: str, destination: str, now: int) -> etree._Element:
@@ -99,12 +111,20 @@ def build_request(
 
 
 def build_response(
-    issuer: str, destination: str, in_response_to: str, now: int, status: str = "Success"
+    issuer: str,
+    destination: str,
+    in_response_to: str,
+    now: int,
+    status: str = "Success",
+    second: str | None = None,
 ) -> bytes:
+    """A LogoutResponse with ``status`` and the nested ``second`` status code (core 3.2.2.2)."""
     root = _message("LogoutResponse", issuer, destination, now)
     root.set("InResponseTo", in_response_to)
     status_el = etree.SubElement(root, q("samlp", "Status"))
-    etree.SubElement(status_el, q("samlp", "StatusCode"), Value=STATUS + status)
+    code = etree.SubElement(status_el, q("samlp", "StatusCode"), Value=STATUS + status)
+    if second:
+        etree.SubElement(code, q("samlp", "StatusCode"), Value=STATUS + second)
     return bytes(etree.tostring(root))
 
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from lxml import etree
 
+from idp.saml.errors import XmlError
 from idp.saml.keys import cert_body
 from idp.saml.signatures import Signer, sign
-from idp.saml.xml import NS, XmlError, parse, q
+from idp.saml.xml import NS, parse, q
 
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from idp.saml.authn import SamlError
+from idp.saml.errors import SamlError
 
 MESSAGES = ("SAMLRequest", "SAMLResponse")
 MAX_NAME = 64

@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from idp.saml.errors import STATUS
 from idp.saml.metadata import NAMEID_FORMATS
 from idp.saml.signatures import Signer, sign
 from idp.saml.xml import NS, q
 from idp.store.models import User
 
-STATUS = "urn:oasis:names:tc:SAML:2.0:status:"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 URI_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 VALIDITY = 300

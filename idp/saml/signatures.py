@@ -27,7 +27,7 @@ from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from idp.saml.authn import SamlError
+from idp.saml.errors import SignatureInvalid
 from idp.saml.query import RedirectQuery
 from idp.saml.xml import NS, parse, q
 
@@ -87,25 +87,19 @@ def verify_redirect(query: RedirectQuery, certs: list[str]) -> None:
     (SAML bindings 3.4.4.1); the caller then processes the same query's decoded values."""
     encoded_signature, alg = query.get("Signature"), query.get("SigAlg")
     if encoded_signature is None or alg is None:
-        raise SamlError(
-            "This service provider must sign its requests.", "Requester", "RequestDenied"
-        )
+        raise SignatureInvalid("This service provider must sign its requests.")
     if alg not in ALGORITHMS:
-        raise SamlError(
-            "The request's signature algorithm is not accepted.", "Requester", "RequestDenied"
-        )
+        raise SignatureInvalid("The request's signature algorithm is not accepted.")
     try:
         signature = base64.b64decode(encoded_signature, validate=True)
     except (binascii.Error, ValueError):
-        raise SamlError(
-            "The request's signature is not base64.", "Requester", "RequestDenied"
-        ) from None
+        raise SignatureInvalid("The request's signature is not base64.") from None
     signed = query.signed_octets()
     key_type, digest = ALGORITHMS[alg]
     for pem in certs:
         if _verifies(pem, signature, signed, key_type, digest):
             return
-    raise SamlError("The request's signature does not verify.", "Requester", "RequestDenied")
+    raise SignatureInvalid("The request's signature does not verify.")
 
 
 def _verifies(
@@ -144,8 +138,6 @@ def verify_post(xml: bytes, certs: list[str]) -> bytes:
             continue
         signed = result.signed_xml if not isinstance(result, list) else None
         if signed is None or signed.get("ID") != root_id or signed.tag != root.tag:
-            raise SamlError(
-                "The signature does not cover the request.", "Requester", "RequestDenied"
-            )
+            raise SignatureInvalid("The signature does not cover the request.")
         return bytes(etree.tostring(signed))
-    raise SamlError("The request's signature does not verify.", "Requester", "RequestDenied")
+    raise SignatureInvalid("The request's signature does not verify.")

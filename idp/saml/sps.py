@@ -1,4 +1,5 @@
-"""The service providers of a tenant, registered from their metadata (``idp sp add``)."""
+"""The service providers of a tenant, registered from their metadata (``idp sp add``), and
+the endpoints of theirs we answer at."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.directory import DirectoryError, audit, now
-from idp.saml.metadata import NAMEID_FORMATS, POST, parse_sp
-from idp.saml.xml import XmlError
+from idp.saml.errors import SamlError, XmlError
+from idp.saml.metadata import NAMEID_FORMATS, POST, REDIRECT, parse_sp
 from idp.store.models import ServiceProvider, Tenant
 
 ATTRIBUTES = ("username", "email", "role")
@@ -97,16 +98,28 @@ def find_sp(s: Session, tenant: Tenant, entity_id: str) -> ServiceProvider | Non
 
 def acs_for(sp: ServiceProvider, url: str | None, index: int | None) -> str:
     """The ACS to answer at: only URLs from the metadata (HTTP-POST), never one from the
-    request alone (SAML 2.0 profiles 4.1.4.1)."""
+    request alone (SAML 2.0 profiles 4.1.4.1). SamlError when the request names another."""
     posts = [a for a in sp.acs if a["binding"] == POST]
     if url is not None:
         if any(a["location"] == url for a in posts):
             return url
-        raise DirectoryError("AssertionConsumerServiceURL is not in the SP's metadata")
+        raise SamlError("AssertionConsumerServiceURL is not in the SP's metadata")
     if index is not None:
         for a in posts:
             if a["index"] == index:
                 return str(a["location"])
-        raise DirectoryError("AssertionConsumerServiceIndex is not in the SP's metadata")
+        raise SamlError("AssertionConsumerServiceIndex is not in the SP's metadata")
     chosen = next((a for a in posts if a.get("default")), posts[0])
     return str(chosen["location"])
+
+
+def slo_for(sp: ServiceProvider, response: bool) -> tuple[str, str] | None:
+    """The SP's SingleLogoutService as (binding, location), HTTP-Redirect preferred; for a
+    response its ResponseLocation when it has one (SAML 2.0 metadata 2.2.2); None: it has none
+    we can use."""
+    endpoints = sorted(sp.slo, key=lambda e: e.get("binding") != REDIRECT)
+    for endpoint in endpoints:
+        if endpoint.get("binding") in (REDIRECT, POST):
+            location = endpoint.get("response_location") if response else None
+            return str(endpoint["binding"]), str(location or endpoint["location"])
+    return None

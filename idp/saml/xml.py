@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from idp.saml.errors import XmlError
+
 MAX_BYTES = 256 * 1024
 NS = {
     "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -29,11 +31,8 @@ _PARSER = etree.XMLParser(
 )
 
 
-class XmlError(Exception):
-    """Not a document we accept; the message says why (safe to show)."""
-
-
 def parse(data: bytes) -> etree._Element:
+    """The root of ``data``, parsed safely; XmlError (a SamlError) when it is no document."""
     if len(data) > MAX_BYTES:
         raise XmlError("The XML document is too large.")
     if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():

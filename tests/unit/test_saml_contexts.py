@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from idp.saml.contexts import LOA3, PPT, REFEDS_MFA, REFEDS_SFA, Requested, Unsatisfiable
+from idp.saml.contexts import LOA3, PPT, REFEDS_MFA, REFEDS_SFA, Requested
+from idp.saml.errors import Unsatisfiable
 
 
 def test_nothing_requested_states_the_level_reached() -> None:

@@ -1,0 +1,23 @@
+"""``GET /metadata``: the tenant's IdP EntityDescriptor, signed (SAML 2.0 metadata)."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from idp.saml import keys
+from idp.saml.metadata import idp_document
+from idp.saml.web.blueprint import bp, entity_id, saml_url, signer
+from idp.services import services
+from idp.tenancy import current_tenant
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    tenant = current_tenant()
+    with services().db.session() as s:
+        ours = signer(s, s.merge(tenant))
+        certs = [k.cert_pem for k in keys.published(s, s.merge(tenant))]
+        doc = idp_document(
+            entity_id(tenant), saml_url(tenant, "/sso"), saml_url(tenant, "/slo"), ours, certs
+        )
+    return Response(doc, mimetype="application/samlmetadata+xml")
