@@ -55,8 +55,7 @@ class FormExpired(HttpError):
 
     title = "Form expired"
     message = (
-        "This form has expired or came from another site. Go back, reload the page and try "
-        "again."
+        "This form has expired or came from another site. Go back, reload the page and try again."
     )
 
 
