@@ -45,6 +45,7 @@ class NoUsableFactor(FlowError):
     """The user holds second factors, but none can be verified here now (an SMS or email
     sender was removed). Never answered with an enrolment: only an admin can help."""
 
+    title = "Ask your administrator"
     message = (
         "Your second sign-in step cannot be used right now, and a new one can only be set up "
         "after it. Contact your administrator."

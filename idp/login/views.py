@@ -18,7 +18,7 @@ from flows.state import FlowState
 from idp import clock
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
-from idp.errors import HttpError
+from idp.errors import HttpError, StepwiseError, install, page
 from idp.login import flow_store, pages
 from idp.login.users import SignedInUser
 from idp.login.web_env import WebEnv, engine_for
@@ -37,10 +37,15 @@ ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action"
 LIMITS = {"credential": MAX_RESPONSE}  # a WebAuthn response (JSON) from the browser
 
 
-@bp.errorhandler(FlowNotFound)
-def _expired(exc: FlowNotFound) -> ResponseReturnValue:
-    """A flow that expired, finished, or belongs to another browser: offer a fresh start."""
-    return render_template("login/expired.html", tenant=current_tenant()), 400
+def _render(exc: StepwiseError) -> ResponseReturnValue:
+    """The login surface: a flow that expired, finished, or belongs to another browser offers
+    a fresh start; every other error is the app's page."""
+    if isinstance(exc, FlowNotFound):
+        return render_template("login/expired.html", tenant=current_tenant()), 400
+    return page(exc)
+
+
+install(bp, _render)
 
 
 @bp.get("/login")
@@ -69,11 +74,9 @@ def answer() -> ResponseReturnValue:
     with services().db.session() as s:
         env = _env(s)
         engine = engine_for(s, tenant)
-        try:
+        try:  # inside the transaction: what the step recorded (a used code) is kept
             progress = engine.submit(state, request.form.get("step", ""), answer, env)
-        except UnmetAuthenticationRequirements as exc:
-            return _unmet(state, exc)
-        except NoUsableFactor as exc:
+        except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
             return _stopped(state, exc)
         if progress.failed:
             flow_store.finish(state)
@@ -95,23 +98,21 @@ def answer() -> ResponseReturnValue:
     return redirect(state.return_to)
 
 
-def _unmet(state: FlowState, exc: UnmetAuthenticationRequirements) -> ResponseReturnValue:
-    """The level asked for cannot be reached. An application's request returns to it with
-    ``unmet_authentication_requirements``; a sign-in of our own shows why."""
+def _stopped(
+    state: FlowState, exc: UnmetAuthenticationRequirements | NoUsableFactor
+) -> ResponseReturnValue:
+    """The flow cannot go on; it ends here.
+
+    - The level asked for cannot be reached: an application's request returns to it with
+      ``unmet_authentication_requirements``; a sign-in of our own shows why.
+    - The user's second factors cannot be verified here and nothing new may be bound after the
+      password alone (NoUsableFactor): a page that sends them to their admin, never an
+      enrolment.
+    """
     flow_store.finish(state)
-    if state.continue_to:
+    if isinstance(exc, UnmetAuthenticationRequirements) and state.continue_to:
         return redirect(state.return_to + ("&" if "?" in state.return_to else "?") + "unmet=1")
-    page = render_template("errors/error.html", title="Cannot sign in", message=exc.message)
-    return page, 403
-
-
-def _stopped(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
-    """The user's second factors cannot be verified here and nothing new may be bound after
-    the password alone: a page that sends them to their admin, never an enrolment."""
-    flow_store.finish(state)
-    page = render_template("errors/error.html", title="Ask your administrator",
-                           message=exc.message)  # fmt: skip
-    return page, 403
+    return render_template("errors/error.html", title=exc.title, message=exc.message), 403
 
 
 def _env(s: Session) -> WebEnv:
@@ -159,9 +160,7 @@ def _show(
     if remaining is None:
         try:
             remaining = engine_for(s, tenant).remaining(state)
-        except UnmetAuthenticationRequirements as exc:
-            return _unmet(state, exc)
-        except NoUsableFactor as exc:
+        except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
             return _stopped(state, exc)
     if not remaining:
         return redirect(state.return_to)
