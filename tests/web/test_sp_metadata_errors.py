@@ -31,6 +31,8 @@ def variant(old: str, new: str) -> str:
 
 BAD = [
     (variant('index="0"', 'index="one"'), "An AssertionConsumerService index='one' is not a"),
+    (variant('index="0"', 'index=""'), "An AssertionConsumerService index='' is not a"),
+    (variant('index="0"', 'index="²"'), "An AssertionConsumerService index='²' is not a"),
     (variant('index="0"', 'index="-1"'), "index='-1' is not a number from 0 to 65535"),
     (variant('index="0"', 'index="65536"'), "index='65536' is not a number"),
     (variant('index="0"', 'index="' + "9" * 5000 + '"'), "is not a number from 0 to 65535"),
