@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from flows.policy import SECOND_FACTORS
 from idp.directory import DirectoryError, require_user
+from idp.errors import StepwiseError, install, page
 from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
 from idp.mfa import admin as mfa_admin
 from idp.mfa import credentials
@@ -25,6 +26,19 @@ from idp.untrusted import ascii_int
 
 bp = tenant_blueprint("admin", __name__, "/admin")
 ADMIN_ROLES = ("admin", "owner")
+
+
+def _render(exc: StepwiseError) -> ResponseReturnValue:
+    """The console surface: a refused change (DirectoryError; Forbidden too, since only owners
+    change an owner) is rolled back with the transaction and shown on the console; any other
+    error is the app's page."""
+    if isinstance(exc, DirectoryError):
+        flash(exc.message, "error")
+        return redirect(url_for(".console"))
+    return page(exc)
+
+
+install(bp, _render)
 
 
 @bp.before_request
@@ -76,16 +90,11 @@ def policy() -> ResponseReturnValue:
     raw_days = form.get("reoffer_days", "").strip()
     with services().db.session() as s:
         tenant = s.merge(current_tenant())
-        try:
-            days = ascii_int(raw_days, 3)
-            if days is None:
-                raise DirectoryError("reoffer_days must be a whole number from 0 to 365")
-            changes["reoffer_days"] = days
-            mfa_admin.set_policy(s, tenant, changes, _actor())
-        except DirectoryError as exc:
-            s.rollback()
-            flash(str(exc), "error")
-            return redirect(url_for(".console"))
+        days = ascii_int(raw_days, 3)
+        if days is None:
+            raise DirectoryError("reoffer_days must be a whole number from 0 to 365")
+        changes["reoffer_days"] = days
+        mfa_admin.set_policy(s, tenant, changes, _actor())
     flash("The MFA policy was saved.", "ok")
     return redirect(url_for(".console"))
 
@@ -97,23 +106,18 @@ def add_service_provider() -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
         tenant = s.merge(current_tenant())
-        try:
-            if not metadata:
-                raise DirectoryError("Paste the service provider's SAML metadata.")
-            saml_keys.ensure_key(s, svc.cipher, tenant)
-            sp = add_sp(
-                s,
-                tenant,
-                metadata.encode(),
-                nameid=request.form.get("nameid", "persistent"),
-                sign_response=request.form.get("sign_response") == "on",
-                encrypt=request.form.get("encrypt") == "on",
-                min_level=_level(request.form.get("min_level", "0")),
-            )
-        except DirectoryError as exc:
-            s.rollback()
-            flash(str(exc), "error")
-            return redirect(url_for(".console"))
+        if not metadata:
+            raise DirectoryError("Paste the service provider's SAML metadata.")
+        saml_keys.ensure_key(s, svc.cipher, tenant)
+        sp = add_sp(
+            s,
+            tenant,
+            metadata.encode(),
+            nameid=request.form.get("nameid", "persistent"),
+            sign_response=request.form.get("sign_response") == "on",
+            encrypt=request.form.get("encrypt") == "on",
+            min_level=_level(request.form.get("min_level", "0")),
+        )
         flash(f"Service provider {sp.entity_id} added.", "ok")
     return redirect(url_for(".console"))
 
@@ -130,22 +134,15 @@ def user_mfa(username: str) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
         tenant = s.merge(current_tenant())
-        try:
-            user = require_user(s, tenant, username)
-            if action in ("require", "unrequire"):
-                mfa_admin.require_for_user(s, tenant, user, action == "require", _actor())
-                done = (
-                    "required" if action == "require" else "no longer required for this user alone"
-                )
-                message = f"MFA {done}: {user.username}."
-            elif action == "reset":
-                removed = mfa_admin.reset_user(s, svc, tenant, user, _actor())
-                message = f"MFA reset for {user.username}: {removed} method(s) removed."
-            else:
-                raise DirectoryError("Unknown action.")
-        except DirectoryError as exc:  # Forbidden too: only owners change an owner
-            s.rollback()
-            flash(str(exc), "error")
-            return redirect(url_for(".console"))
+        user = require_user(s, tenant, username)
+        if action in ("require", "unrequire"):
+            mfa_admin.require_for_user(s, tenant, user, action == "require", _actor())
+            done = "required" if action == "require" else "no longer required for this user alone"
+            message = f"MFA {done}: {user.username}."
+        elif action == "reset":
+            removed = mfa_admin.reset_user(s, svc, tenant, user, _actor())
+            message = f"MFA reset for {user.username}: {removed} method(s) removed."
+        else:
+            raise DirectoryError("Unknown action.")
     flash(message, "ok")
     return redirect(url_for(".console"))
