@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 
 from flask import current_app
 
+from factors.kinds import ALLOWABLE, KINDS
 from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
 from idp.clock import Clock
@@ -52,8 +53,6 @@ class Services:
     @property
     def deliverable(self) -> tuple[str, ...]:
         """Second factors this deployment can offer (SMS and email need a sender)."""
-        from factors.kinds import ALLOWABLE, KINDS
-
         senders = {"sms": self.sms, "email": self.mail}
         return tuple(k for k in ALLOWABLE if not KINDS[k].needs_sender or senders.get(k))
 
