@@ -112,25 +112,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from idp import account, health, login
     from idp.admin import api as admin_api
     from idp.admin import views as admin_views
-    from idp.oidc import views as oidc_api
-    from idp.oidc import web as oidc_web
+    from idp.oidc import browser as oidc_browser
+    from idp.oidc import endpoints as oidc_endpoints
     from idp.saml import web as saml_web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
-    app.register_blueprint(oidc_web.bp)
-    app.register_blueprint(oidc_api.bp)
+    app.register_blueprint(oidc_browser.bp)
+    app.register_blueprint(oidc_endpoints.bp)
     app.register_blueprint(admin_views.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(saml_web.bp)
     # Relying parties post here from their own origin, without this site's CSRF token.
-    csrf.exempt(oidc_api.bp)
+    csrf.exempt(oidc_endpoints.bp)
     csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
     csrf.exempt(saml_web.sso)  # SPs post AuthnRequests and LogoutRequests from their origin
     csrf.exempt(saml_web.slo)
-    csrf.exempt(oidc_web.authorize)
-    csrf.exempt(oidc_web.end_session)
+    csrf.exempt(oidc_browser.authorize)
+    csrf.exempt(oidc_browser.end_session)
 
     @app.get("/")
     def home() -> str:

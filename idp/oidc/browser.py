@@ -1,5 +1,10 @@
-"""Browser-facing OpenID Provider endpoints: authorization (with the hand-over to the login
-flow and the consent page) and RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+"""The OpenID Provider's browser endpoints (blueprint ``oidc``), which the user's browser
+visits with cookies: authorization (OpenID Connect Core 1.0 section 3.1.2) with its resume
+from the login flow and the consent page, and RP-initiated logout (OpenID Connect
+RP-Initiated Logout 1.0). The machine endpoints are in idp.oidc.endpoints.
+
+Errors are rendered in one handler (:func:`render_error`): redirected to the client when
+``redirectable``, else a page.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from factors.errors import StepwiseError
 from flows.assurance import Reason
 from flows.context import AuthContext
 from flows.policy import Request
-from idp import assurance, clock, errors, pending
-from idp.crosssite import bounce, bounced
+from idp import assurance, errors, pending
+from idp.crosssite import bounce
 from idp.errors import HttpError
 from idp.login import flow_store
 from idp.oidc import acr, id_token
@@ -25,49 +30,16 @@ from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
 from idp.oidc.clients import find_client
 from idp.oidc.context import Context
+from idp.oidc.current import context, issuer_of, request_params
 from idp.oidc.errors import OIDC_ERRORS, LogoutError, OAuthError
 from idp.oidc.tokens import InvalidToken
 from idp.security import allow_form_target
 from idp.services import services
 from idp.signout import sign_out
-from idp.store.models import Client, Consent, Tenant, User
+from idp.store.models import Client, Consent, User
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("oidc", __name__)
-MAX_PARAMS = 50
-
-
-def context(s: Session) -> Context:
-    svc = services()
-    tenant = current_tenant()
-    return Context(
-        s=s,
-        tenant=tenant,
-        issuer=issuer_of(tenant),
-        cipher=svc.cipher,
-        store=svc.store,
-        now=clock.now(),
-        keys=svc.keys,
-        client_ip=request.remote_addr or "-",
-        monotonic=clock.current().monotonic(),
-    )
-
-
-def issuer_of(tenant: Tenant) -> str:
-    return f"{services().settings.base_url.rstrip('/')}/t/{tenant.slug}"
-
-
-def request_params() -> dict[str, list[str]]:
-    """Parameters of a GET (query), a POST (form body only) or a bounced POST, as lists."""
-    parked = bounced()
-    if parked is not None:
-        if not parked:
-            raise HttpError("This request has expired. Go back to the application and retry.")
-        return parked
-    source = request.args if request.method == "GET" else request.form
-    if len(source) > MAX_PARAMS:
-        raise HttpError("The request has too many parameters.")
-    return {k: source.getlist(k) for k in source}
 
 
 # --- pending requests, bound to this browser session (idp.pending) ------------------------

@@ -1,6 +1,11 @@
-"""Machine-facing OpenID Provider endpoints under the tenant's issuer ``{base}/t/{tenant}``:
-discovery, JWKS, token, UserInfo, revocation and introspection. They take no cookies and no
-CSRF tokens; clients authenticate per RFC 6749 section 2.3."""
+"""The OpenID Provider's machine endpoints (blueprint ``oidc_api``), which clients and
+resource servers call under the tenant's issuer ``{base}/t/{tenant}``: discovery, JWKS,
+token, UserInfo, revocation and introspection. They take no cookies and no CSRF tokens;
+clients authenticate per RFC 6749 section 2.3. The browser endpoints are in
+idp.oidc.browser.
+
+Errors are rendered in one handler (:func:`render_error`) as OAuth JSON (RFC 6749 5.2).
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,11 @@ from idp import errors
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse
+from idp.oidc.current import context, issuer_of, request_params
 from idp.oidc.errors import OAuthError
 from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.resources import BearerError
-from idp.oidc.web import context, issuer_of, request_params
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
 
