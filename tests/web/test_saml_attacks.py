@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,22 +78,48 @@ LAUGHS = (
 )
 
 
-@pytest.mark.parametrize(
-    ("xml", "message"),
-    [
-        (authn_request(prefix=XXE, extra=' ProviderName="&x;"'), "DOCTYPE are not accepted"),
-        (authn_request(prefix=LAUGHS, extra=' ProviderName="&b;"'), "DOCTYPE are not accepted"),
-        (authn_request(acs="https://evil.example/acs"), "is not in the SP&#39;s metadata"),
-        (authn_request().replace(SP, "https://unknown.example"), "not registered here"),
-        ("<not-xml", "not well-formed"),
-        (authn_request().replace('Version="2.0"', 'Version="1.1"'), "Only SAML 2.0"),
-        (authn_request().replace("AuthnRequest", "LogoutRequest"), "Not a samlp:AuthnRequest"),
-    ],
-)
+# Each request is made when its test runs: its IssueInstant must be fresh then, however long
+# the suite took to get there (it was made at collection, and went stale in a slow run).
+HOSTILE: list[tuple[str, Callable[[], str], str]] = [
+    (
+        "xxe",
+        lambda: authn_request(prefix=XXE, extra=' ProviderName="&x;"'),
+        "DOCTYPE are not accepted",
+    ),
+    (
+        "laughs",
+        lambda: authn_request(prefix=LAUGHS, extra=' ProviderName="&b;"'),
+        "DOCTYPE are not accepted",
+    ),
+    (
+        "foreign-acs",
+        lambda: authn_request(acs="https://evil.example/acs"),
+        "is not in the SP&#39;s metadata",
+    ),
+    (
+        "unknown-sp",
+        lambda: authn_request().replace(SP, "https://unknown.example"),
+        "not registered here",
+    ),
+    ("not-xml", lambda: "<not-xml", "not well-formed"),
+    (
+        "saml-1.1",
+        lambda: authn_request().replace('Version="2.0"', 'Version="1.1"'),
+        "Only SAML 2.0",
+    ),
+    (
+        "logout",
+        lambda: authn_request().replace("AuthnRequest", "LogoutRequest"),
+        "Not a samlp:AuthnRequest",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
 def test_hostile_requests_get_an_error_page(
-    sp_app: Flask, client: FlaskClient, xml: str, message: str
+    sp_app: Flask, client: FlaskClient, make: Callable[[], str], message: str
 ) -> None:
-    resp = get_sso(client, xml)
+    resp = get_sso(client, make())
     assert resp.status_code == 400  # type: ignore[attr-defined]
     text = resp.get_data(as_text=True)  # type: ignore[attr-defined]
     assert message in text and "SAMLResponse" not in text
