@@ -27,16 +27,21 @@ class Clock:
 
 
 class SettableClock(Clock):
-    """The system clock plus an offset that tests move with :meth:`advance`."""
+    """The system clock plus an offset that tests move with :meth:`advance`; after
+    :meth:`freeze`, time moves only when the test moves it."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen: tuple[float, float] | None = None  # (time, monotonic) when frozen
+
+    def freeze(self) -> None:
+        self.frozen = (time.time(), time.monotonic())
 
     def time(self) -> float:
-        return time.time() + self.offset
+        return (self.frozen[0] if self.frozen else time.time()) + self.offset
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.offset
+        return (self.frozen[1] if self.frozen else time.monotonic()) + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds

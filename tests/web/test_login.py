@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from factors.password import Argon2Params, PasswordFactor
 from idp import directory
+from idp.clock import SettableClock
 from idp.sessions import COOKIE
 from idp.store.models import AuditEvent
 from testkit.html import alert_of, csrf_of
@@ -200,6 +201,9 @@ def test_password_is_rehashed_when_parameters_change(app: Flask, browser: Browse
 def test_back_off_then_lock_then_admin_unlock(tmp_path: Path) -> None:
     app = make_app(tmp_path, throttle_free_attempts=2, throttle_lock_after=4, throttle_max_delay=1)
     services = svc(app)
+    clock = services.clock
+    assert isinstance(clock, SettableClock)
+    clock.freeze()  # the back-off gate opens only when the test moves time (later)
     with services.db.session() as s:
         t = directory.create_tenant(s, "acme")
         directory.create_user(s, services.passwords, t, "alice", "a@acme.test", "member", PASSWORD)
