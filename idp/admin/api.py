@@ -3,23 +3,26 @@
 Callers authenticate with an RFC 6750 bearer token: an access token of this tenant obtained
 by the client-credentials grant (RFC 6749 4.4) by a client created with ``--admin-api``, with
 scope ``stepwise:admin``. Cookies are never accepted here, so the API needs no CSRF token.
-Errors are JSON ``{"error", "error_description"}`` with the HTTP status; changing an owner
-is ``403 forbidden``, since only owners may (idp.directory.check_may_manage).
+Errors are RFC 9457 problem documents (``application/problem+json``) that also carry OAuth's
+``error`` and ``error_description`` members, with the HTTP status; changing an owner is
+``403 forbidden``, since only owners may (idp.directory.check_may_manage).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
+from werkzeug.http import HTTP_STATUS_CODES
 
-from idp.directory import DirectoryError, Forbidden, require_user
+from idp.directory import DirectoryError, require_user
+from idp.errors import HttpError, install, problem
 from idp.mfa import admin as mfa_admin
 from idp.oidc import claims, resources, tokens
 from idp.oidc.clients import find_client
-from idp.oidc.web import context
+from idp.oidc.current import context
 from idp.services import services
 from idp.store.models import Tenant, User
 from idp.tenancy import current_tenant, tenant_blueprint
@@ -28,30 +31,17 @@ from idp.untrusted import parse_json
 bp = tenant_blueprint("admin_api", __name__, "/admin/api")
 
 
-class ApiError(Exception):
+class ApiError(HttpError):
+    """An admin API error with its status and OAuth-style code (RFC 6750 3.1 for tokens)."""
+
     def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
+        super().__init__(description, status)
+        self.code, self.title = error, HTTP_STATUS_CODES.get(status, "Error")
 
 
-@bp.errorhandler(ApiError)
-def _error(exc: ApiError) -> Response:
-    resp = jsonify(error=exc.error, error_description=exc.description)
-    resp.status_code = exc.status
-    if exc.status == 401:
-        resp.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
-    return resp
-
-
-@bp.errorhandler(DirectoryError)
-def _bad(exc: DirectoryError) -> Response:
-    return _error(ApiError(400, "invalid_request", str(exc)))
-
-
-@bp.errorhandler(Forbidden)
-def _forbidden(exc: Forbidden) -> Response:
-    """An API client is never an owner, so it may not change one (idp.directory)."""
-    return _error(ApiError(403, "forbidden", str(exc)))
+# Every error under /admin/api, ours or not (DirectoryError 400, Forbidden 403: an API client
+# is never an owner, so it may not change one), is a problem document.
+install(bp, problem)
 
 
 def _authorize(s: Session) -> mfa_admin.Actor:

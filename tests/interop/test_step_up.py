@@ -57,7 +57,7 @@ class Setup:
     issuer: str
     rp: NodeRp
     strict_rp: NodeRp  # a client whose minimum level is 2
-    api: str  # a resource server protected by idp.step_up (level 2 within 60 s)
+    api: str  # a resource server protected by stepwise_rs (level 2 within 60 s)
     clock: servers.ServerClock  # the server's wall clock, moved instead of sleeping
 
 
