@@ -36,6 +36,16 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     problems = settings.problems()
     if problems:
         raise SettingsError("; ".join(problems))
+    try:
+        throttle_rules = ThrottleRules(
+            free_attempts=settings.throttle_free_attempts,
+            max_delay=settings.throttle_max_delay,
+            lock_after=settings.throttle_lock_after,
+            ip_limit=settings.throttle_ip_limit,
+            ip_window=settings.throttle_ip_window,
+        )
+    except ValueError as exc:  # e.g. IDP_THROTTLE_LOCK_AFTER above NIST's 100
+        raise SettingsError(f"IDP_THROTTLE_*: {exc}") from None
     return Services(
         settings=settings,
         db=Database(settings.effective_database_url),
@@ -45,13 +55,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
                 settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
             )
         ),
-        throttle_rules=ThrottleRules(
-            free_attempts=settings.throttle_free_attempts,
-            max_delay=settings.throttle_max_delay,
-            lock_after=settings.throttle_lock_after,
-            ip_limit=settings.throttle_ip_limit,
-            ip_window=settings.throttle_ip_window,
-        ),
+        throttle_rules=throttle_rules,
         cipher=DataCipher(settings.data_key),
         sms=sms_sender(settings),
         mail=mail_sender(settings),

@@ -108,6 +108,9 @@ def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
         bad_number.returncode == 2
         and "IDP_SESSION_IDLE_TIMEOUT must be a whole number" in bad_number.stderr
     )
+    too_lax = idp(idp_env(tmp_path / "i3", IDP_THROTTLE_LOCK_AFTER="101"), "init")
+    assert too_lax.returncode == 2 and "Traceback" not in too_lax.stderr
+    assert too_lax.stderr.startswith("idp: IDP_THROTTLE_*: lock_after must be between 1 and 100")
 
 
 def test_serve_refuses_an_uninitialised_database(tmp_path: Path) -> None:
