@@ -194,7 +194,7 @@ def list_clients(s: Session, tenant: Tenant) -> list[Client]:
     return list(s.scalars(select(Client).where(Client.tenant_id == tenant.id).order_by(Client.id)))
 
 
-class OAuthClient(rfc6749.ClientMixin):  # type: ignore[misc]  # authlib ships no type hints
+class OAuthClient(rfc6749.ClientMixin):  # authlib ships no type hints
     """authlib's view of a registered :class:`Client`."""
 
     def __init__(self, row: Client) -> None:

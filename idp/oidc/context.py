@@ -72,7 +72,7 @@ class HttpResponse:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-class _Payload(rfc6749.OAuth2Payload):  # type: ignore[misc]  # authlib ships no type hints
+class _Payload(rfc6749.OAuth2Payload):  # authlib ships no type hints
     def __init__(self, params: dict[str, list[str]]) -> None:
         self._datalist = defaultdict(list, params)
         self._data = {k: v[0] for k, v in params.items() if v}
@@ -86,7 +86,7 @@ class _Payload(rfc6749.OAuth2Payload):  # type: ignore[misc]  # authlib ships no
         return self._datalist
 
 
-class OAuthRequest(rfc6749.OAuth2Request):  # type: ignore[misc]  # authlib ships no type hints
+class OAuthRequest(rfc6749.OAuth2Request):  # authlib ships no type hints
     """authlib's request (RFC 6749) over an :class:`HttpRequest`."""
 
     def __init__(self, req: HttpRequest) -> None:

@@ -103,7 +103,7 @@ class Refresh:
         return self.row.grant.scope
 
 
-class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # authlib: no hints
+class CodeGrant(grants.AuthorizationCodeGrant):  # authlib: no hints
     """RFC 6749 4.1 with single-use codes (RFC 9700 4.14)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -164,7 +164,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # authlib
         )
 
 
-class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # authlib: no hints
+class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
     """RFC 6749 6 with rotation and reuse detection (RFC 9700 4.14.2)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -222,7 +222,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # authlib: 
         """Done atomically in :meth:`authenticate_refresh_token` (marked used)."""
 
 
-class CredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]  # authlib: no hints
+class CredentialsGrant(grants.ClientCredentialsGrant):  # authlib: no hints
     """RFC 6749 4.4; the access token's ``sub`` is the client (RFC 9068 section 2.2)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
