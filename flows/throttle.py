@@ -65,7 +65,9 @@ class Attempt:
         number = s.incr(self._account, r.account_window)
         delay = r.delay(number)
         if delay:
-            s.set(self._account + ":gate", str(self._now + delay).encode(), delay)
+            # The stored time decides (the caller's clock); the key outlives it by a second,
+            # so a store whose own clock runs ahead cannot open the gate early.
+            s.set(self._account + ":gate", str(self._now + delay).encode(), delay + 1)
         s.delete(self._account + ":busy")
         return number >= r.lock_after
 

@@ -201,18 +201,28 @@ class ServerClock:
 
     The server runs under Debian's libfaketime, which reads the offset from a file at every
     clock read; monotonic time is left alone (timers and the in-process store's TTLs keep real
-    time, as after a wall-clock step). Whole seconds only.
+    time, as after a wall-clock step). Whole seconds only. A ``frozen`` clock stands still
+    (in UTC) until the test moves it, however slow the machine.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, frozen: bool = False) -> None:
         self.path, self.offset = directory / "faketime", 0
-        self.path.write_text("+0\n")
+        self.frozen_at = int(time.time()) if frozen else None
+        self._write()
+
+    def _write(self) -> None:
+        if self.frozen_at is None:
+            self.path.write_text(f"+{self.offset}\n")
+        else:
+            at = time.gmtime(self.frozen_at + self.offset)
+            self.path.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n", at))
 
     def env(self) -> dict[str, str]:
         found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
         if not found:
             raise RuntimeError("libfaketime is missing: scripts/test installs it")
         return {
+            "TZ": "UTC",
             "LD_PRELOAD": found[0],
             "FAKETIME_TIMESTAMP_FILE": str(self.path),
             "FAKETIME_NO_CACHE": "1",
@@ -221,7 +231,7 @@ class ServerClock:
 
     def advance(self, seconds: int) -> None:
         self.offset += seconds
-        self.path.write_text(f"+{self.offset}\n")
+        self._write()
 
 
 @contextmanager

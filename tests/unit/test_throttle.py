@@ -100,3 +100,16 @@ def test_a_second_attempt_while_one_is_checked_is_refused_and_not_counted() -> N
     first.failed()
     assert th.failures("a") == 1
     th.begin("a", "ip", int(clock.t)).succeeded()
+
+
+def test_the_gate_follows_the_time_passed_in_not_the_stores_clock() -> None:
+    """The caller's ``now`` (the request's time, idp.clock) decides when the gate re-opens;
+    the stored gate outlives its second, so a store whose own clock runs on (Redis, or the
+    in-process store's monotonic clock) cannot open it early."""
+    store_clock = Clock()
+    th = Throttle(MemoryStore(store_clock), "password", ThrottleRules(free_attempts=0))
+    fail(th, store_clock)  # the first failure shuts the gate for 1 s, from t=1000
+    store_clock.t += 1.5  # the store's own time runs on; the request's time is still 1000
+    with pytest.raises(Throttled):
+        th.begin("a", "ip", 1000)
+    th.begin("a", "ip", 1001).failed()  # at the caller's 1001 it is open
