@@ -20,9 +20,9 @@ from idp.mfa import admin as mfa_admin
 from idp.oidc import acr, clients, keys
 from idp.saml import keys as saml_keys
 from idp.saml import sps
-from idp.server import SchemaOutdated
 from idp.services import Services
 from idp.settings import SettingsError, load
+from idp.store.db import SchemaOutdated
 from idp.store.models import Tenant
 
 

@@ -10,13 +10,10 @@ from alembic.script import ScriptDirectory
 
 from idp.services import Services
 from idp.settings import ROOT
+from idp.store.db import SchemaOutdated
 from idp.store.migrate import alembic_config
 
 CONFIG = ROOT / "config" / "granian.toml"
-
-
-class SchemaOutdated(Exception):
-    pass
 
 
 def check_schema(svc: Services) -> None:
