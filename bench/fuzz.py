@@ -69,7 +69,7 @@ SIGNED_IN = {"alice": ("member", False), "bob": ("member", True), "olivia": ("ow
 #: Users only the fuzzed requests name (so the sessions above are never throttled).
 OTHERS = {"carol": ("member", False), "dave": ("member", True)}
 IDENTITIES = ("anon", "fresh", "alice", "bob", "olivia")
-HUGE = 256 * 1024 * 4  # a body far beyond what the server drains (idp.unread_body.DRAIN_LIMIT)
+HUGE = 1024 * 1024  # a body far over the form limit
 TRACEBACK = "Traceback (most recent call last):"
 UNHANDLED = "unhandled error"
 

@@ -25,7 +25,7 @@ from idp.sessions import ServerSessionInterface, require_available_session
 from idp.settings import ROOT, Settings, SettingsError, load
 from idp.store.db import Database
 from idp.tenancy import SlugConverter
-from idp.unread_body import DrainUnreadBody
+from idp.unread_body import CloseAfterUnreadBody
 
 __all__ = ["SettingsError", "build_services", "create_app"]
 
@@ -101,7 +101,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     # Outermost: it sees the answer last, after the app has read all the body it will read.
-    app.wsgi_app = DrainUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = CloseAfterUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
 
     app.before_request(require_available_session)
     security.install_form_check(app)

@@ -1,25 +1,22 @@
-"""Answers that leave the request body unread keep the connection usable (issue 13, cause 6).
+"""Answers that leave the request body unread say ``Connection: close`` (issue 13, cause 6).
 
 An answer given before the body is read (413 for a body over ``MAX_CONTENT_LENGTH``, 404, 405,
 a refused CSRF token) leaves the rest of the body on the connection. The server cannot read
 the next request from behind it, so it closes the connection; without ``Connection: close``
 a keep-alive client only learns this when its next request on that connection fails
-(RFC 9112 section 9.6: a server that closes must say so). This middleware reads what is left
-of the body, up to a bound, so the connection stays alive; a body with more left than that is
-not read, and the answer says ``Connection: close`` instead.
+(RFC 9112 section 9.6: a server that closes must say so).
+
+The body is counted as the app reads it, never read on the app's behalf: draining it would
+hold a worker thread for as long as a slow client takes to send what it declared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["DRAIN_LIMIT", "DrainUnreadBody"]
-
-#: The most unread body bytes drained to keep a connection alive (four times the form limit).
-DRAIN_LIMIT = 256 * 1024
-CHUNK = 64 * 1024
+__all__ = ["CloseAfterUnreadBody"]
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -37,39 +34,54 @@ def _declared_length(environ: Environ) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
-def drain(stream: IO[bytes], limit: int) -> bool:
-    """Read ``stream`` to its end if that takes at most ``limit`` bytes; True if it ended."""
-    left = limit
-    while True:
-        chunk = stream.read(min(CHUNK, left + 1))
-        if not chunk:
-            return True
-        left -= len(chunk)
-        if left < 0:
-            return False
+class CountingInput:
+    """``wsgi.input``, counting the bytes the app reads and noticing the end of the body."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.read_bytes, self.ended = stream, 0, False
+
+    def read(self, size: int | None = -1) -> bytes:
+        whole = size is None or size < 0
+        data = self.stream.read(-1 if size is None or size < 0 else size)
+        self.read_bytes += len(data)
+        self.ended = self.ended or whole or not data
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data = self.stream.readline(size if size is not None else -1)
+        self.read_bytes += len(data)
+        self.ended = self.ended or not data
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
 
 
-class DrainUnreadBody:
-    """WSGI middleware: drain the unread request body, or answer ``Connection: close``.
+class CloseAfterUnreadBody:
+    """WSGI middleware: an answer that leaves body bytes unread says ``Connection: close``.
 
-    The drain happens when the app starts its response: by then it has read all of the body
+    The check happens when the app starts its response: by then it has read all of the body
     it is going to read.
     """
 
-    def __init__(self, app: WsgiApp, limit: int = DRAIN_LIMIT) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         length = _declared_length(environ)
-        if length == 0:
+        stream = environ.get("wsgi.input")
+        if length == 0 or stream is None:
             return self.app(environ, start_response)
+        counted = environ["wsgi.input"] = CountingInput(stream)
 
         def start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            stream = environ.get("wsgi.input")
-            too_long = length is not None and length > self.limit
-            if stream is None or too_long or not drain(stream, self.limit):
+            unread = not counted.ended if length is None else counted.read_bytes < length
+            if unread:
                 headers = [(k, v) for k, v in headers if k.lower() != "connection"]
                 headers.append(("Connection", "close"))
             if exc_info is None:
