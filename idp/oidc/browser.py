@@ -149,7 +149,8 @@ def _client(s: Session, ctx: Context, areq: authz.AuthorizationRequest) -> Clien
     """The client, still registered with this redirect URI."""
     client = find_client(s, ctx.tenant, areq.client_id)
     if client is None or areq.redirect_uri not in client.redirect_uris:
-        raise authz.AuthorizeError(areq, "invalid_request", "The client changed; start again.")
+        # Its redirect URI may be gone: never send anything there (RFC 6749 4.1.2.1).
+        raise authz.NotRedirectable("The client changed; start again.")
     return client
 
 

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from testkit.html import csrf_of
-from tests.conftest import later, svc
+from tests.conftest import PASSWORD, later, svc
 from tests.web.oidc_helpers import (
     ISSUER,
     REDIRECT,
@@ -397,7 +397,7 @@ def test_no_token_or_code_in_logs_even_at_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from idp import directory
-    from tests.conftest import PASSWORD, make_app
+    from tests.conftest import make_app
 
     app = make_app(tmp_path, log_level="DEBUG")
     with svc(app).db.session() as s:
@@ -414,3 +414,22 @@ def test_no_token_or_code_in_logs_even_at_debug(
         assert not grant_log.isEnabledFor(logging.DEBUG)
     secrets_seen = [query["code"], body["access_token"], body["refresh_token"], body["id_token"]]
     assert not any(s in caplog.text for s in secrets_seen)
+
+
+def test_a_redirect_uri_removed_during_sign_in_gets_a_page_not_a_redirect(
+    app: Flask, client: FlaskClient, rp: Rp
+) -> None:
+    """Nothing is sent to a redirect URI that is no longer registered (RFC 6749 4.1.2.1)."""
+    from idp.store.models import Client
+
+    resp = authorize(client, rp, code_challenge=pkce()[1], code_challenge_method="S256")
+    flow_url = resp.headers["Location"]
+    with svc(app).db.session() as s:
+        registered = s.query(Client).filter_by(client_id=rp.client_id).one()
+        registered.redirect_uris = ["https://rp.example/elsewhere"]
+    html = client.get(flow_url).get_data(as_text=True)
+    answered = client.post(flow_url, data={"csrf_token": csrf_of(html), "step": "identify",
+                                           "username": "alice", "password": PASSWORD})  # fmt: skip
+    resumed = client.get(answered.headers["Location"])
+    assert resumed.status_code == 400 and "Location" not in resumed.headers
+    assert "The client changed; start again." in resumed.get_data(as_text=True)
