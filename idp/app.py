@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, appcontext_pushed, g, render_template, request_started
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from factors.password import Argon2Params, PasswordFactor
 from flows.throttle import ThrottleRules
+from idp import clock as clocks
 from idp import errors, security
 from idp.clock import Clock
-from idp.clock import install as install_clock
 from idp.crypto import DataCipher
 from idp.ephemeral import connect
 from idp.mfa.delivery import mail_sender, sms_sender
@@ -63,6 +63,28 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
+def _bind_clock(app: Flask, clock: Clock) -> None:
+    """The app's clock is the current one in each of its contexts, and each request reads
+    the time once (idp.clock)."""
+
+    def pushed(sender: Flask, **_: Any) -> None:
+        g._stepwise_clock = clocks.bind(clock)
+
+    def started(sender: Flask, **_: Any) -> None:
+        g._stepwise_scope = clocks.open_scope()
+
+    appcontext_pushed.connect(pushed, app, weak=False)
+    request_started.connect(started, app, weak=False)
+
+    @app.teardown_request
+    def _end_scope(exc: BaseException | None) -> None:
+        clocks.close(None, g.pop("_stepwise_scope", None))
+
+    @app.teardown_appcontext
+    def _unbind(exc: BaseException | None) -> None:
+        clocks.close(g.pop("_stepwise_clock", None), None)
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``test_config`` keys that name settings override them; others go to Flask."""
     test_config = dict(test_config or {})
@@ -92,7 +114,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(flask_keys)
     app.extensions["stepwise"] = svc
-    install_clock(app, svc.clock)
+    _bind_clock(app, svc.clock)
     app.url_map.converters["slug"] = SlugConverter
     app.session_interface = ServerSessionInterface(
         svc.store, settings.session_idle_timeout, settings.session_absolute_timeout, settings.https

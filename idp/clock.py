@@ -3,15 +3,16 @@
 A request reads the time once, when it first asks (:func:`now`), and that value is passed
 down to the planner, flows, sessions, SAML and tokens. The app's clock is a :class:`Clock`;
 tests install a :class:`SettableClock` and move it forward instead of sleeping.
+
+No Flask here, so the protocol code that asks for the time stays free of it: the app factory
+binds the app's clock to each app context and opens a request's scope (:func:`bind`,
+:func:`open_scope`), through context variables.
 """
 
 from __future__ import annotations
 
 import time
-
-from flask import Flask, current_app, g, has_app_context, has_request_context
-
-EXTENSION = "stepwise.clock"
+from contextvars import ContextVar, Token
 
 
 class Clock:
@@ -49,24 +50,37 @@ class SettableClock(Clock):
 
 SYSTEM = Clock()
 
+_clock: ContextVar[Clock] = ContextVar("stepwise_clock", default=SYSTEM)
+_scope: ContextVar[list[int] | None] = ContextVar("stepwise_now", default=None)
 
-def install(app: Flask, clock: Clock) -> None:
-    app.extensions[EXTENSION] = clock
+
+def bind(clock: Clock) -> Token[Clock]:
+    """Make ``clock`` the current one (for an app context); reset with the token."""
+    return _clock.set(clock)
+
+
+def open_scope() -> Token[list[int] | None]:
+    """Start a request: its first :func:`now` is kept for the rest of it."""
+    return _scope.set([])
+
+
+def close(clock_token: Token[Clock] | None, scope_token: Token[list[int] | None] | None) -> None:
+    if scope_token is not None:
+        _scope.reset(scope_token)
+    if clock_token is not None:
+        _clock.reset(clock_token)
 
 
 def current() -> Clock:
     """The clock of the app in context (the system clock outside one)."""
-    if has_app_context():
-        clock: Clock = current_app.extensions.get(EXTENSION, SYSTEM)
-        return clock
-    return SYSTEM
+    return _clock.get()
 
 
 def now() -> int:
     """The time in whole seconds: read once per request, then the same for all of it."""
-    if has_request_context():
-        cached: int | None = g.get("_stepwise_now")
-        if cached is None:
-            cached = g._stepwise_now = int(current().time())
-        return cached
-    return int(current().time())
+    scope = _scope.get()
+    if scope is None:
+        return int(current().time())
+    if not scope:
+        scope.append(int(current().time()))
+    return scope[0]
