@@ -53,6 +53,9 @@ class ThrottleRules:
         return 0 if over <= 0 else min(self.max_delay, 2 ** min(over - 1, 30))
 
 
+GATE_GRACE = 60  # seconds a shut gate is kept past its time; only the stored time decides
+
+
 class Attempt:
     """One admitted attempt; call :meth:`failed` or :meth:`succeeded` once the secret is checked."""
 
@@ -65,9 +68,9 @@ class Attempt:
         number = s.incr(self._account, r.account_window)
         delay = r.delay(number)
         if delay:
-            # The stored time decides (the caller's clock); the key outlives it by a second,
+            # The stored time decides (the caller's clock); the key outlives it by a minute,
             # so a store whose own clock runs ahead cannot open the gate early.
-            s.set(self._account + ":gate", str(self._now + delay).encode(), delay + 1)
+            s.set(self._account + ":gate", str(self._now + delay).encode(), delay + GATE_GRACE)
         s.delete(self._account + ":busy")
         return number >= r.lock_after
 
