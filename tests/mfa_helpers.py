@@ -25,6 +25,20 @@ def step_of(html: str) -> str | None:
     return match.group(1) if match else None
 
 
+def set_user(app: Flask, username: str, **fields: Any) -> None:
+    """Set columns of a user of tenant ``acme`` directly (the state a test starts from)."""
+    with svc(app).db.session() as s:
+        user = directory.require_user(s, directory.require_tenant(s, "acme"), username)
+        for name, value in fields.items():
+            setattr(user, name, value)
+
+
+def logout(client: FlaskClient) -> None:
+    """Sign out of tenant ``acme`` with the account page's form."""
+    page = client.get("/t/acme/account").get_data(as_text=True)
+    client.post("/t/acme/logout", data={"csrf_token": csrf_of(page)})
+
+
 def set_policy(app: Flask, tenant: str = "acme", **fields: Any) -> None:
     with svc(app).db.session() as s:
         t = directory.require_tenant(s, tenant)

@@ -22,12 +22,12 @@ from idp.store.models import BackupCode, Credential
 from testkit.html import csrf_of
 from testkit.totp import oathtool
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
-from tests.mfa_helpers import MfaBrowser, set_policy
+from tests.mfa_helpers import MfaBrowser, logout, set_policy, set_user
 from tests.outbox import Outboxes
 from tests.softkey import SoftKey, options_in
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register
 from tests.web.test_saml_attacks import METADATA, SP, authn_request, get_sso, sign_in_at
-from tests.web.test_webauthn import ORIGIN, logout
+from tests.web.test_webauthn import ORIGIN
 
 pytestmark = pytest.mark.delivery
 LOA3 = "urn:stepwise:loa:3"
@@ -36,13 +36,6 @@ LOA3 = "urn:stepwise:loa:3"
 @pytest.fixture
 def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
     return make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
-
-
-def set_user(app: Flask, username: str, **fields: Any) -> None:
-    with svc(app).db.session() as s:
-        user = directory.require_user(s, directory.require_tenant(s, "acme"), username)
-        for name, value in fields.items():
-            setattr(user, name, value)
 
 
 def next_totp_step(app: Flask) -> None:

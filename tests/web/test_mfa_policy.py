@@ -21,7 +21,7 @@ from idp.store.models import AuditEvent, Tenant, User
 from testkit.html import SECRET, csrf_of
 from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
-from tests.mfa_helpers import MfaBrowser, set_policy
+from tests.mfa_helpers import MfaBrowser, logout, set_policy, set_user
 from tests.outbox import Outboxes
 from tests.web.oidc_helpers import authorize, exchange, pkce, query_of, register, sign_in, token
 
@@ -29,18 +29,6 @@ DAY = 86400
 
 
 pytestmark = pytest.mark.delivery
-
-
-def set_user(app: Flask, username: str, **fields: object) -> None:
-    with svc(app).db.session() as s:
-        user = directory.require_user(s, directory.require_tenant(s, "acme"), username)
-        for name, value in fields.items():
-            setattr(user, name, value)
-
-
-def logout(client: FlaskClient) -> None:
-    page = client.get("/t/acme/account").get_data(as_text=True)
-    client.post("/t/acme/logout", data={"csrf_token": csrf_of(page)})
 
 
 def events(app: Flask) -> list[str]:

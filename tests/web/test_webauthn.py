@@ -13,7 +13,7 @@ from sqlalchemy import select
 from idp.store.models import AuditEvent, Credential
 from testkit.html import csrf_of
 from tests.conftest import PASSWORD, delivery_settings, make_app, svc
-from tests.mfa_helpers import MfaBrowser, set_policy
+from tests.mfa_helpers import MfaBrowser, logout, set_policy
 from tests.outbox import Outboxes
 from tests.softkey import SoftKey, b64, options_in
 
@@ -32,11 +32,6 @@ def audited(app: Flask, event: str) -> list[dict[str, object]]:
     with svc(app).db.session() as s:
         rows = s.scalars(select(AuditEvent).where(AuditEvent.event == event))
         return [dict(r.details) for r in rows]
-
-
-def logout(client: FlaskClient) -> None:
-    page = client.get("/t/acme/account").get_data(as_text=True)
-    client.post("/t/acme/logout", data={"csrf_token": csrf_of(page)})
 
 
 def enrol(mb: MfaBrowser, key: SoftKey, kind: str = "webauthn", uv: bool = True) -> None:
