@@ -13,22 +13,17 @@ from sqlalchemy.orm import Session
 
 from flows.assurance import Verdict, counted, verdict
 from flows.context import AuthContext
-from flows.policy import MfaApply, Request, TenantPolicy, UserFacts
+from flows.policy import Request, TenantPolicy, UserFacts
 from idp import clock
 from idp.directory import policy_of
 from idp.services import services
 from idp.store.models import Tenant, User
-from idp.user_facts import facts_of
+from idp.user_facts import facts_of, reset_applies, standing_facts
 
 
 def tenant_policy(tenant: Tenant) -> TenantPolicy:
     """The tenant's policy, limited to the factors this deployment can deliver."""
     return policy_of(tenant, services().deliverable)
-
-
-def reset_applies(tenant: Tenant) -> bool:
-    """Whether an admin's MFA reset ends the second factors sessions already verified."""
-    return tenant.mfa_apply == MfaApply.IMMEDIATE.value
 
 
 def user_facts(user: User) -> UserFacts:
@@ -45,14 +40,13 @@ def session_context() -> AuthContext | None:
 def session_alive(user: User, ctx: AuthContext) -> bool:
     """Whether anything this session proved still counts for ``user`` (cheap: no factors
     are loaded; a disable or sign-out everywhere ends the session)."""
-    facts = UserFacts(status=user.status, sessions_revoked_at=user.sessions_revoked_at)
-    return user.status == "active" and bool(counted(ctx, facts, False).factors)
+    return user.status == "active" and bool(counted(ctx, standing_facts(user), False).factors)
 
 
 def standing(tenant: Tenant, user: User, ctx: AuthContext) -> tuple[AuthContext, int | None]:
     """The session's factors that still count for ``user``, and the policy cap they keep:
     with ``mfa_apply=next_login`` a session keeps the policy level it signed in under."""
-    return counted(ctx, user_facts(user), reset_applies(tenant)), policy_cap(tenant)
+    return counted(ctx, standing_facts(user), reset_applies(tenant)), policy_cap(tenant)
 
 
 def policy_cap(tenant: Tenant) -> int | None:

@@ -44,12 +44,31 @@ def facts_of(user: User, verifiable: tuple[str, ...] = ()) -> UserFacts:
     )
 
 
+def standing_facts(user: User) -> UserFacts:
+    """The facts that decide whether an earlier authentication still counts (status, resets,
+    sessions ended) and what the policy asks (role, MFA flags): read from the user's row
+    alone, without loading factors (flows.assurance.counted, token_still_counts,
+    flows.policy.policy_level)."""
+    return UserFacts(
+        role=Role(user.role),
+        mfa_required_by_admin=user.mfa_required,
+        mfa_enabled_by_user=user.mfa_enabled,
+        status=user.status,
+        reset_at=user.mfa_reset_at,
+        sessions_revoked_at=user.sessions_revoked_at,
+    )
+
+
+def reset_applies(tenant: Tenant) -> bool:
+    """Whether an admin's MFA reset ends the second factors sessions already verified."""
+    return tenant.mfa_apply == MfaApply.IMMEDIATE.value
+
+
 def family_reason(tenant: Tenant, user: User | None, level: int, auth_time: int) -> Reason | None:
     """For a token family or one of its tokens: None while the authentication it froze
     (``level`` at ``auth_time``) still counts for ``user``, else why not."""
     if user is None or user.tenant_id != tenant.id:
         return Reason.USER_INACTIVE
-    facts = facts_of(user)
-    immediate = tenant.mfa_apply == MfaApply.IMMEDIATE.value
+    facts = standing_facts(user)
     needed = policy_level(policy_of(tenant), facts)
-    return token_still_counts(facts, level, auth_time, needed, immediate)
+    return token_still_counts(facts, level, auth_time, needed, reset_applies(tenant))

@@ -15,13 +15,21 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope, Role, UserFacts, policy_level
-from idp.directory import Actor as Actor  # moved to idp.directory; kept importable here
-from idp.directory import DirectoryError, audit, check_may_manage, now, policy_of, require_owner
-from idp.directory import revoke_user_grants as revoke_user_grants
+from idp.directory import (
+    Actor,
+    DirectoryError,
+    audit,
+    check_may_manage,
+    now,
+    policy_of,
+    require_owner,
+    revoke_user_grants,
+)
 from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import Services
 from idp.store.models import Tenant, User
+from idp.user_facts import reset_applies
 
 MAX_REOFFER_DAYS = 365
 FLAGS = ("totp_two_codes", "admins_phishing_resistant", "webauthn_block_cloned")
@@ -118,7 +126,7 @@ def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Act
     user.mfa_reset_at = user.updated_at = now()
     security_event(s, svc, tenant, user, "mfa.reset", actor=actor.user_id, ip=actor.ip,
                    removed=removed, **actor.details())  # fmt: skip
-    if tenant.mfa_apply == MfaApply.IMMEDIATE.value:
+    if reset_applies(tenant):
         revoke_user_grants(s, tenant, user, "mfa_reset")
     return removed
 
