@@ -156,7 +156,7 @@ def tenant_set_mfa(
     with _services().db.session() as s:
         t = directory.require_tenant(s, tenant_slug)
         policy = mfa_admin.set_policy(
-            s, t, {k: v for k, v in changes.items() if v is not None}, mfa_admin.Actor()
+            s, t, {k: v for k, v in changes.items() if v is not None}, directory.Actor()
         )
     click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
                         for k, v in policy.items()))  # fmt: skip
@@ -385,13 +385,13 @@ _user_command(
 _user_command(
     "require-mfa",
     "Require two-step sign-in for USERNAME, whatever the tenant's mode.",
-    lambda s, t, u: mfa_admin.require_for_user(s, t, u, True, mfa_admin.Actor()),
+    lambda s, t, u: mfa_admin.require_for_user(s, t, u, True, directory.Actor()),
     "MFA required",
 )
 _user_command(
     "unrequire-mfa",
     "Stop requiring two-step sign-in for USERNAME (the tenant policy still applies).",
-    lambda s, t, u: mfa_admin.require_for_user(s, t, u, False, mfa_admin.Actor()),
+    lambda s, t, u: mfa_admin.require_for_user(s, t, u, False, directory.Actor()),
     "MFA no longer required for this user alone",
 )
 
@@ -405,7 +405,7 @@ def user_reset_mfa(tenant_slug: str, username: str) -> None:
     with svc.db.session() as s:
         t = directory.require_tenant(s, tenant_slug)
         u = directory.require_user(s, t, username)
-        removed = mfa_admin.reset_user(s, svc, t, u, mfa_admin.Actor())
+        removed = mfa_admin.reset_user(s, svc, t, u, directory.Actor())
     click.echo(f"user {u.username}: MFA reset ({removed} factor(s) removed)")
 
 

@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.http import HTTP_STATUS_CODES
 
-from idp.directory import DirectoryError, require_user
+from idp.directory import Actor, DirectoryError, require_user
 from idp.errors import HttpError, install, problem
 from idp.mfa import admin as mfa_admin
 from idp.oidc import claims, resources, tokens
@@ -44,7 +44,7 @@ class ApiError(HttpError):
 install(bp, problem)
 
 
-def _authorize(s: Session) -> mfa_admin.Actor:
+def _authorize(s: Session) -> Actor:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "invalid_token", "A bearer access token is required.")
@@ -61,7 +61,7 @@ def _authorize(s: Session) -> mfa_admin.Actor:
         or claims.ADMIN_SCOPE not in scopes
     ):
         raise ApiError(403, "insufficient_scope", f"The token lacks scope {claims.ADMIN_SCOPE}.")
-    return mfa_admin.Actor(client_id=client.client_id, ip=request.remote_addr)
+    return Actor(client_id=client.client_id, ip=request.remote_addr)
 
 
 def _body() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from flows.policy import SECOND_FACTORS
-from idp.directory import DirectoryError, require_user
+from idp.directory import Actor, DirectoryError, require_user
 from idp.errors import StepwiseError, install, page
 from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
 from idp.mfa import admin as mfa_admin
@@ -52,8 +52,8 @@ def _guard() -> Response | None:
     return refused
 
 
-def _actor() -> mfa_admin.Actor:
-    return mfa_admin.Actor(user_id=int(current_user.get_id()), ip=request.remote_addr)
+def _actor() -> Actor:
+    return Actor(user_id=int(current_user.get_id()), ip=request.remote_addr)
 
 
 @bp.get("/")

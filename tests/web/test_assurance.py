@@ -301,7 +301,7 @@ def test_after_an_immediate_reset_tokens_and_the_account_page_say_password_only(
     s_ = svc(app)
     with s_.db.session() as s:
         t = directory.require_tenant(s, "acme")
-        mfa_admin.reset_user(s, s_, t, directory.require_user(s, t, "alice"), mfa_admin.Actor())
+        mfa_admin.reset_user(s, s_, t, directory.require_user(s, t, "alice"), directory.Actor())
     verifier, challenge = pkce()
     resp = authorize(client, rp, code_challenge=challenge, code_challenge_method="S256")
     # Before the fix: acr loa:2 and amr otp, from a factor the admin had just removed.

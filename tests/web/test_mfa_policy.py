@@ -206,7 +206,7 @@ def test_admin_reset_with_immediate_policy_stops_the_users_session(
     with svc(app).db.session() as s:
         t = directory.require_tenant(s, "acme")
         mfa_admin.reset_user(
-            s, svc(app), t, directory.require_user(s, t, "alice"), mfa_admin.Actor()
+            s, svc(app), t, directory.require_user(s, t, "alice"), directory.Actor()
         )
     resp = client.get("/t/acme/account")
     assert resp.status_code == 302 and "/login?flow=" in resp.headers["Location"]

@@ -17,8 +17,7 @@ from sqlalchemy import select
 
 from idp import directory
 from idp.app import create_app
-from idp.directory import DirectoryError
-from idp.mfa.admin import Actor
+from idp.directory import Actor, DirectoryError
 from idp.store.models import AuditEvent, Credential, Grant, User
 from testkit.html import csrf_of
 from testkit.servers import add_user, idp
