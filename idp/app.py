@@ -78,11 +78,13 @@ def _bind_clock(app: Flask, clock: Clock) -> None:
 
     @app.teardown_request
     def _end_scope(exc: BaseException | None) -> None:
-        clocks.close(None, g.pop("_stepwise_scope", None))
+        if "_stepwise_scope" in g:
+            clocks.close_scope(g.pop("_stepwise_scope"))
 
     @app.teardown_appcontext
     def _unbind(exc: BaseException | None) -> None:
-        clocks.close(g.pop("_stepwise_clock", None), None)
+        if "_stepwise_clock" in g:
+            clocks.unbind(g.pop("_stepwise_clock"))
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

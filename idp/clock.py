@@ -64,11 +64,14 @@ def open_scope() -> Token[list[int] | None]:
     return _scope.set([])
 
 
-def close(clock_token: Token[Clock] | None, scope_token: Token[list[int] | None] | None) -> None:
-    if scope_token is not None:
-        _scope.reset(scope_token)
-    if clock_token is not None:
-        _clock.reset(clock_token)
+def close_scope(token: Token[list[int] | None]) -> None:
+    """End the request opened with :func:`open_scope`."""
+    _scope.reset(token)
+
+
+def unbind(token: Token[Clock]) -> None:
+    """Undo :func:`bind`."""
+    _clock.reset(token)
 
 
 def current() -> Clock:

@@ -42,7 +42,7 @@ class CountingInput:
 
     def read(self, size: int | None = -1) -> bytes:
         whole = size is None or size < 0
-        data = self.stream.read(-1 if size is None or size < 0 else size)
+        data = self.stream.read(-1 if whole or size is None else size)
         self.read_bytes += len(data)
         self.ended = self.ended or whole or not data
         return data
