@@ -139,7 +139,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from idp import account, health, login
     from idp.admin import api as admin_api
-    from idp.admin import views as admin_views
+    from idp.admin import routes as admin_views
     from idp.oidc import browser as oidc_browser
     from idp.oidc import endpoints as oidc_endpoints
     from idp.saml import web as saml_web

@@ -50,16 +50,27 @@ def audit(
     actor: int | None = None,
     subject: int | None = None,
     ip: str | None = None,
+    result: str | None = None,
     **details: Any,
 ) -> None:
-    """Append an audit event in the caller's transaction."""
+    """Append an audit event in the caller's transaction.
+
+    An admin API client named by ``by_client`` (:meth:`Actor.details`) is kept as the
+    event's ``actor_client``; ``result`` defaults to "failure" for events named
+    ``*.failed`` or ``*.rejected``, else "success".
+    """
+    if result is None:
+        result = "failure" if event.endswith((".failed", ".rejected")) else "success"
+    client = details.get("by_client")
     s.add(
         AuditEvent(
             tenant_id=tenant.id if tenant else None,
             actor_id=actor,
+            actor_client=str(client) if client else None,
             subject_id=subject,
             event=event,
             ip=ip,
+            result=result,
             details=details,
             at=now(),
         )

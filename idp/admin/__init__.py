@@ -1,1 +1,1 @@
-"""The tenant console (HTML) and its JSON admin API."""
+"""The tenant console (server-rendered pages) and its JSON admin API."""

@@ -8,6 +8,7 @@ from idp.store.models import User
 
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
 ADMIN_SCOPE = "stepwise:admin"  # the JSON admin API; only for clients created --admin-api
+ADMIN_READ_SCOPE = "stepwise:admin.read"  # the admin API's reads only
 SCOPE_CLAIMS = {
     "profile": ["preferred_username", "updated_at"],
     "email": ["email", "email_verified"],

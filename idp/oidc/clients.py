@@ -208,7 +208,9 @@ class OAuthClient(rfc6749.ClientMixin):  # authlib ships no type hints
         return None  # redirect_uri is required (OpenID Connect Core 1.0 3.1.2.1)
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        admin = [scope_claims.ADMIN_SCOPE] if self.row.admin_api else []
+        admin = (
+            [scope_claims.ADMIN_SCOPE, scope_claims.ADMIN_READ_SCOPE] if self.row.admin_api else []
+        )
         allowed = [*scope_claims.SCOPES, *admin]
         return " ".join(s for s in scope_claims.split(scope) if s in allowed)
 

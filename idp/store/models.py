@@ -47,6 +47,7 @@ class Tenant(Base):
     admins_phishing_resistant: Mapped[bool] = mapped_column(default=False)  # level 3 for admins
     # acr values this tenant adds to the default table (idp.oidc.acr), value -> level 1-3.
     acr_levels: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    audit_retention_days: Mapped[int] = mapped_column(default=365)  # idp.audit_log.prune
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -82,6 +83,7 @@ class User(Base):
     # Disable (or sign out everywhere): factors any session verified before it stop counting,
     # so every existing browser session of the user ends (flows.assurance).
     sessions_revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_login_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -130,14 +132,25 @@ class BackupCode(Base):
 
 
 class AuditEvent(Base):
-    """An append-only record of a security-relevant event."""
+    """An append-only record of a security-relevant event.
+
+    ``actor_id`` is the signed-in user who acted (a console admin, or the user themself);
+    ``actor_client`` the admin API client; neither: the operator at the CLI or the system.
+    ``result`` is "success" or "failure" (a failed sign-in or code).
+    """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_tenant_at", "tenant_id", "at"),
+        Index("ix_audit_tenant_subject", "tenant_id", "subject_id"),
+        Index("ix_audit_tenant_event", "tenant_id", "event"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="SET NULL"))
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_client: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(16), default="success")
     subject_id: Mapped[int | None] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
@@ -289,3 +302,42 @@ class Consent(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserSession(Base):
+    """A browser sign-in, recorded for the console and the account page.
+
+    The session itself lives in the ephemeral store (idp.sessions); this row keys on its
+    OpenID Connect ``sid`` and says when, from where and at what level the user signed in.
+    A session counts as live while ``ended_at`` is unset, it began after the user's
+    ``sessions_revoked_at``, and its absolute lifetime has not passed.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    level: Mapped[int] = mapped_column(default=0)
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UserLink(Base):
+    """A one-time emailed link (set a password); only an HMAC of its token is stored."""
+
+    __tablename__ = "user_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)

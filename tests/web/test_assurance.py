@@ -348,7 +348,7 @@ def test_console_writes_need_the_admins_own_level(
 ) -> None:
     secret = with_totp(app, mb, client, "olivia")
     assert mb.password("olivia", PASSWORD) is None and mb.finished  # level 1
-    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    page = client.get("/t/acme/admin/policy").get_data(as_text=True)
     form = {"csrf_token": csrf_of(page), "mode": "required", "scope": "all", "apply": "immediate",
             "factors": "totp", "reoffer_days": "7"}  # fmt: skip
     follow_to_login(mb, client, client.post("/t/acme/admin/policy", data=form))
@@ -357,7 +357,7 @@ def test_console_writes_need_the_admins_own_level(
         assert directory.require_tenant(s, "acme").mfa_mode == "off"
     mb.submit(code=oathtool(secret), action="verify")
     assert mb.finished
-    assert client.post("/t/acme/admin/policy", data=form).status_code == 302
+    assert client.post("/t/acme/admin/policy", data=form).status_code == 303
     with svc(app).db.session() as s:
         assert directory.require_tenant(s, "acme").mfa_mode == "required"
 

@@ -62,7 +62,7 @@ def test_unicode_digits_are_not_numbers(
     xml = authn_request("_u1", acs=None, extra=f' AssertionConsumerServiceIndex="{digits}"')
     assert get_sso(client, xml).status_code == 400
     assert mb.password("olivia", PASSWORD) is None  # an owner, in the console
-    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    page = client.get("/t/acme/admin/policy").get_data(as_text=True)
     form = {"csrf_token": csrf_of(page), "mode": "off", "scope": "all", "apply": "next_login",
             "factors": "totp", "reoffer_days": digits}  # fmt: skip
     saved = client.post("/t/acme/admin/policy", data=form, follow_redirects=True)

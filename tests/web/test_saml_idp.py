@@ -111,7 +111,7 @@ def test_console_adds_a_service_provider_from_pasted_metadata(
     from tests.mfa_helpers import MfaBrowser
 
     MfaBrowser(client, "acme").password("olivia", PASSWORD)
-    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    page = client.get("/t/acme/admin/applications").get_data(as_text=True)
     assert "/t/acme/saml/metadata" in page
     bad = client.post(
         "/t/acme/admin/sps",

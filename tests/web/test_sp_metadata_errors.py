@@ -112,7 +112,7 @@ def test_sp_add_with_a_bad_index_exits_2_with_one_line(
 
 def test_console_shows_bad_metadata_as_a_form_error(client: FlaskClient, tenant: str) -> None:
     MfaBrowser(client, "acme").password("olivia", PASSWORD)
-    page = client.get("/t/acme/admin/").get_data(as_text=True)
+    page = client.get("/t/acme/admin/applications").get_data(as_text=True)
     bad = client.post(
         "/t/acme/admin/sps",
         data={"csrf_token": csrf_of(page), "metadata": BAD[0][0]},

@@ -1,0 +1,3 @@
+"""Admin API: applications (see the console's applications pages)."""
+
+from __future__ import annotations

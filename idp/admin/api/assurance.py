@@ -1,0 +1,3 @@
+"""Admin API: assurance (see the console's assurance pages)."""
+
+from __future__ import annotations

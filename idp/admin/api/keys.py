@@ -1,0 +1,3 @@
+"""Admin API: keys (see the console's keys pages)."""
+
+from __future__ import annotations
