@@ -179,9 +179,8 @@ def test_admin_reset_means_a_new_qr_code_at_the_next_login(
         data={"csrf_token": csrf_of(console.get_data(as_text=True)), "action": "reset"},
     )
     assert resp.status_code == 303
-    assert "MFA reset for alice: 1 method(s) removed." in client.get("/t/acme/admin/users").get_data(
-        as_text=True
-    )
+    users = client.get("/t/acme/admin/users").get_data(as_text=True)
+    assert "MFA reset for alice: 1 method(s) removed." in users
     logout(client)
 
     assert mb.password("alice", PASSWORD) == "enroll"
