@@ -58,7 +58,7 @@ def _checked(state: FlowState, env: Env, check: Callable[[], None]) -> StepResul
     except InvalidCode as exc:
         if attempt.failed():
             env.lock_account(subject.user_id)
-        return StepResult.retry(EXPIRED_CODE if isinstance(exc, codes.CodeExpired) else WRONG_CODE)
+        return StepResult.wrong(EXPIRED_CODE if isinstance(exc, codes.CodeExpired) else WRONG_CODE)
     attempt.succeeded()
     return None
 
@@ -318,7 +318,7 @@ class EnrollTotpStep:
         try:
             step = totp.enroll_finish(secret, given, env.now)
         except InvalidCode:
-            return StepResult.retry(WRONG_CODE)
+            return StepResult.wrong(WRONG_CODE)
         return _enrolled(state, env, "totp", secret, step)
 
 

@@ -33,6 +33,7 @@ class StepResult:
     outcome: Outcome
     message: str | None = None
     factor: VerifiedFactor | None = None
+    rejected: bool = False  # a wrong password or code was presented (audited as a failure)
 
     @classmethod
     def ok(cls, factor: VerifiedFactor | None = None) -> StepResult:
@@ -41,6 +42,11 @@ class StepResult:
     @classmethod
     def retry(cls, message: str) -> StepResult:
         return cls(Outcome.RETRY, message)
+
+    @classmethod
+    def wrong(cls, message: str) -> StepResult:
+        """Try again: the password or code given was wrong."""
+        return cls(Outcome.RETRY, message, rejected=True)
 
     @classmethod
     def fail(cls, message: str) -> StepResult:
@@ -106,7 +112,8 @@ class PasswordStep:
         except InvalidCredentials:
             if attempt.failed() and subject is not None:
                 env.lock_account(subject.user_id)
-            return self._retry(state, GENERIC_LOGIN_ERROR)
+            state.identified = state.reauth  # show the username again so a typo can be fixed
+            return StepResult.wrong(GENERIC_LOGIN_ERROR)
         attempt.succeeded()
         assert subject is not None  # verify() raises for an unknown user
         if subject.status != "active":

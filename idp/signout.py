@@ -7,7 +7,7 @@ from flask import request, session
 from flask_login import logout_user
 from sqlalchemy.orm import Session
 
-from idp import clock
+from idp import clock, user_sessions
 from idp.assurance import session_context
 from idp.directory import audit
 from idp.grants import end_session_grants
@@ -21,6 +21,7 @@ def sign_out(s: Session, tenant: Tenant, reason: str) -> None:
     sid = session.get("sid")
     if sid:
         end_session_grants(s, tenant, sid, clock.now())
+        user_sessions.end(s, sid, clock.now())
     ctx = session_context()
     if ctx is not None:
         audit(s, tenant, "logout", subject=ctx.user_id, ip=request.remote_addr, reason=reason)

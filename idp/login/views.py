@@ -15,7 +15,7 @@ from flows.context import AuthContext
 from flows.errors import FlowNotFound, NoUsableFactor, UnmetAuthenticationRequirements
 from flows.policy import Request, policy_level
 from flows.state import FlowState
-from idp import clock
+from idp import clock, user_sessions
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
 from idp.errors import HttpError, StepwiseError, install, page
@@ -74,10 +74,13 @@ def answer() -> ResponseReturnValue:
     with services().db.session() as s:
         env = _env(s)
         engine = engine_for(s, tenant)
+        step = request.form.get("step", "")
         try:  # inside the transaction: what the step recorded (a used code) is kept
-            progress = engine.submit(state, request.form.get("step", ""), answer, env)
+            progress = engine.submit(state, step, answer, env)
         except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
             return _stopped(state, exc)
+        if progress.result is not None and (progress.result.rejected or progress.failed):
+            _audit_failure(s, state, step, progress.result.message or "")
         if progress.failed:
             flow_store.finish(state)
             assert progress.result is not None
@@ -90,12 +93,26 @@ def answer() -> ResponseReturnValue:
             return _show(state, message, 200, progress.remaining, s)
         user = s.get(User, state.user_id)
         assert user is not None
-        _complete(state, user, policy_level(tenant_policy(tenant), user_facts(user)))
+        _complete(s, state, user, policy_level(tenant_policy(tenant), user_facts(user)))
         audit_event(
             s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
         )
     flow_store.finish(state)
     return redirect(state.return_to)
+
+
+def _audit_failure(s: Session, state: FlowState, step: str, message: str) -> None:
+    """A wrong password or code, or a refused sign-in, in the audit log: ``login.failed`` at
+    the password, ``mfa.code_failed`` at a second factor. The name typed is kept when no
+    account matched it (the log is for admins; the page says the same thing either way)."""
+    details: dict[str, str] = {"step": step[:40], "reason": message}
+    if step in ("password", "identify"):
+        event = "login.failed"
+        if state.user_id is None:
+            details["username"] = (state.username or "")[:150]
+    else:
+        event = "mfa.code_failed"
+    audit_event(s, current_tenant(), event, subject=state.user_id, **details)
 
 
 def _stopped(
@@ -121,8 +138,9 @@ def _env(s: Session) -> WebEnv:
                         svc.passwords)  # fmt: skip
 
 
-def _complete(state: FlowState, user: User, policy_needs: int) -> None:
-    """Merge the flow's factors into the session's context, rotate the session id, sign in.
+def _complete(s: Session, state: FlowState, user: User, policy_needs: int) -> None:
+    """Merge the flow's factors into the session's context, rotate the session id, sign in,
+    and record the sign-in (idp.user_sessions).
 
     A new session remembers the level the tenant policy asked of this user, so that a later
     policy change can wait for the next login (``mfa_apply=next_login``).
@@ -141,6 +159,9 @@ def _complete(state: FlowState, user: User, policy_needs: int) -> None:
     for factor in state.verified:
         ctx = ctx.with_factor(factor)
     session["auth"] = ctx.to_json()
+    user_sessions.record(s, user, session["sid"], ip=request.remote_addr,
+                         user_agent=request.user_agent.string, level=ctx.level(), amr=ctx.amr(),
+                         now=clock.now())  # fmt: skip
     login_user(SignedInUser.of(user))
     assert isinstance(session, ServerSession)
     session.rotate()
