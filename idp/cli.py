@@ -14,7 +14,7 @@ import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from idp import clock, directory
+from idp import audit_cli, clock, directory
 from idp.app import build_services
 from idp.mfa import admin as mfa_admin
 from idp.oidc import acr, clients, keys
@@ -632,6 +632,9 @@ def _demo_client(svc: Services, s: Session, t: Tenant) -> dict[str, str]:
     path.touch(mode=0o600)
     path.write_text(json.dumps(creds))
     return creds
+
+
+cli.add_command(audit_cli.audit)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,17 @@
 """The JSON admin API (``/t/{tenant}/admin/api/``): one module per area, and its OpenAPI
 document. Importing this package registers every operation on :data:`bp`."""
 
-from idp.admin.api import applications, assurance, audit, keys, openapi, policy, users
+from idp.admin.api import adoption, applications, assurance, audit, keys, openapi, policy, users
 from idp.admin.api.core import bp
 
-__all__ = ["applications", "assurance", "audit", "bp", "keys", "openapi", "policy", "users"]
+__all__ = [
+    "adoption",
+    "applications",
+    "assurance",
+    "audit",
+    "bp",
+    "keys",
+    "openapi",
+    "policy",
+    "users",
+]
