@@ -171,7 +171,19 @@ def _body(model: type[BaseModel]) -> BaseModel:
             data = None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "The body must be a JSON object.")
-    return _validate(model, data)
+    return _validate(model, _whole(data))
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer (2020-12 validation 6.1.1), and so do we; the API
+    has no fractional members, and strict models refuse "3" and true as numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
 
 
 def _query(model: type[BaseModel]) -> BaseModel:

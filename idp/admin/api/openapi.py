@@ -142,4 +142,4 @@ def document(server: str, token_url: str) -> dict[str, Any]:
 def openapi() -> ResponseReturnValue:
     """The document itself; public, like the discovery document."""
     server = url_for("admin_api.openapi", _external=True).removesuffix("/openapi.json")
-    return jsonify(document(server, url_for("oidc.token", _external=True)))
+    return jsonify(document(server, url_for("oidc_api.token", _external=True)))
