@@ -9,18 +9,22 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from factors.errors import StepwiseError, WeakSecret
+from factors.errors import DeliveryFailed, StepwiseError, WeakSecret
+from factors.kinds import ALLOWABLE as SECOND_FACTOR_KINDS
 from factors.password import PasswordFactor
 from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
 from flows.steps import USERNAME_MAX, normalize_username
-from idp import clock
-from idp.store.models import AuditEvent, Grant, Tenant, User
+from idp import clock, links, user_sessions
+from idp.store.models import AuditEvent, Credential, Grant, Tenant, User, UserSession
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 USERNAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f/\\]+$")
@@ -134,7 +138,11 @@ def create_user(
     email: str,
     role: str = "member",
     password: str | None = None,
+    actor: Actor | None = None,
 ) -> User:
+    """Create a user; ``actor`` is who did (None: the operator at the CLI). Only an owner
+    creates an owner; with no password the user waits for a set-password link
+    (:func:`send_set_password_link`)."""
     username = username.strip()
     if not 0 < len(username) <= USERNAME_MAX or not USERNAME_RE.match(username):
         raise DirectoryError(
@@ -144,6 +152,9 @@ def create_user(
         raise DirectoryError(f"not an email address: {email!r}")
     if role not in set(Role):
         raise DirectoryError("--role must be member, admin or owner")
+    actor = actor or Actor()
+    if role == Role.OWNER.value:
+        require_owner(s, tenant, actor, "only an owner can make an owner")
     if find_user(s, tenant, username) is not None:
         raise DirectoryError(f"user {username!r} already exists in tenant {tenant.slug!r}")
     password_hash = None
@@ -170,7 +181,8 @@ def create_user(
     )
     s.add(user)
     s.flush()
-    audit(s, tenant, "user.created", subject=user.id, role=role)
+    audit(s, tenant, "user.created", actor=actor.user_id, subject=user.id, ip=actor.ip, role=role,
+          **actor.details())  # fmt: skip
     return user
 
 
@@ -263,12 +275,15 @@ def set_status(
         revoke_user_grants(s, tenant, user, "user_disabled")
 
 
-def unlock_user(s: Session, tenant: Tenant, user: User, actor: int | None = None) -> None:
+def unlock_user(s: Session, tenant: Tenant, user: User, actor: Actor | None = None) -> None:
     """Lift a lock and restart the user's failure counters (NIST SP 800-63B 5.2.2)."""
+    actor = actor or Actor()
     if user.status == "disabled":
         raise DirectoryError(f"user {user.username!r} is disabled, not locked: enable it instead")
+    check_may_manage(s, tenant, actor, user)
     user.status, user.unlocked_at, user.updated_at = "active", now(), now()
-    audit(s, tenant, "user.unlocked", actor=actor, subject=user.id)
+    audit(s, tenant, "user.unlocked", actor=actor.user_id, subject=user.id, ip=actor.ip,
+          **actor.details())  # fmt: skip
 
 
 def count_users(s: Session, tenant: Tenant) -> int:
@@ -310,3 +325,233 @@ class UserRow:
 def list_users(s: Session, tenant: Tenant) -> list[UserRow]:
     users = s.scalars(select(User).where(User.tenant_id == tenant.id).order_by(User.username_norm))
     return [UserRow(u.username, u.email, u.role, u.status) for u in users]
+
+
+# --- Users as the console and the admin API manage them (issue 14) ---------------------------
+
+ROLE_RANK = {Role.MEMBER.value: 0, Role.ADMIN.value: 1, Role.OWNER.value: 2}
+MFA_STATES = ("on", "enrolled", "none")  # MFA on; a second factor but not on; no factor
+
+
+def set_role(s: Session, tenant: Tenant, user: User, role: str, actor: Actor) -> None:
+    """Change ``user``'s role. Making an owner, or changing an owner, needs an owner; the last
+    active owner cannot be demoted (:func:`check_may_manage`)."""
+    if role not in ROLE_RANK:
+        raise DirectoryError("role must be member, admin or owner")
+    if role == user.role:
+        return
+    if role == Role.OWNER.value:
+        require_owner(s, tenant, actor, "only an owner can make an owner")
+    check_may_manage(s, tenant, actor, user, removes_owner=user.status == "active")
+    previous, user.role, user.updated_at = user.role, role, now()
+    audit(s, tenant, "user.role_changed", actor=actor.user_id, subject=user.id, ip=actor.ip,
+          previous=previous, role=role, **actor.details())  # fmt: skip
+
+
+def live_sessions(s: Session, user: User, absolute: int) -> list[UserSession]:
+    """The user's sign-ins that may still be in use (idp.user_sessions.live), newest first."""
+    return user_sessions.live(s, user, now(), absolute)
+
+
+def sign_out_everywhere(s: Session, tenant: Tenant, user: User, actor: Actor, absolute: int) -> int:
+    """End every browser session of ``user`` (``sessions_revoked_at``) and every token family;
+    return how many sessions were live. ``absolute`` is the session lifetime."""
+    check_may_manage(s, tenant, actor, user)
+    t = now()
+    ended = len(user_sessions.live(s, user, t, absolute))
+    user.sessions_revoked_at = user.updated_at = t
+    user_sessions.end_all(s, user, t)
+    revoke_user_grants(s, tenant, user, "signed_out_everywhere")
+    audit(s, tenant, "user.signed_out_everywhere", actor=actor.user_id, subject=user.id,
+          ip=actor.ip, sessions=ended, **actor.details())  # fmt: skip
+    return ended
+
+
+def delete_user(s: Session, tenant: Tenant, user: User, actor: Actor) -> None:
+    """Delete ``user`` with their factors, codes, sessions, links and token families. Not the
+    last active owner, an owner only by an owner, and never oneself. The audit event keeps the
+    username, since the row goes."""
+    if actor.user_id is not None and actor.user_id == user.id:
+        raise Forbidden("you cannot delete your own account")
+    check_may_manage(s, tenant, actor, user, removes_owner=user.status == "active")
+    audit(s, tenant, "user.deleted", actor=actor.user_id, subject=user.id, ip=actor.ip,
+          username=user.username, role=user.role, **actor.details())  # fmt: skip
+    s.delete(user)
+    s.flush()
+
+
+@dataclass(frozen=True)
+class SetPasswordLink:
+    """A set-password link just issued: ``emailed`` tells whether it reached the user's
+    mailbox; when it did not, whoever asked for it is shown ``url`` once."""
+
+    url: str
+    emailed: bool
+
+
+def awaits_password(user: User) -> bool:
+    """Whether a set-password link may serve ``user``: no password and no second factor yet
+    (a reset for an account that has either is another flow)."""
+    return user.password_hash is None and not user.credentials
+
+
+def send_set_password_link(
+    s: Session, svc: Services, tenant: Tenant, user: User, actor: Actor
+) -> SetPasswordLink:
+    """Issue a set-password link for ``user`` (earlier ones stop working) and email it when
+    mail is configured. Only for a user who has no password and no second factor yet."""
+    check_may_manage(s, tenant, actor, user)
+    if not awaits_password(user):
+        raise DirectoryError(
+            f"{user.username!r} already has a password or a sign-in method: "
+            "a set-password link is only for a new account"
+        )
+    t = now()
+    token = links.issue(s, svc.cipher.derive("links"), tenant, user, links.SET_PASSWORD,
+                        links.INVITATION_TTL, t)  # fmt: skip
+    url = f"{svc.settings.base_url.rstrip('/')}/t/{tenant.slug}/set-password?token={token}"
+    emailed = False
+    if svc.mail is not None:
+        days = links.INVITATION_TTL // 86400
+        text = (
+            f"An account was made for you at {tenant.name}: your username is {user.username}.\n\n"
+            f"Choose your password here (the link works once, for {days} days):\n{url}\n\n"
+            f"If you did not expect this, ignore this email.\n-- {tenant.name}"
+        )
+        try:
+            svc.mail.send(user.email, f"{tenant.name}: set your password", text)
+            emailed = True
+        except DeliveryFailed:
+            emailed = False
+    audit(s, tenant, "user.set_password_link_sent", actor=actor.user_id, subject=user.id,
+          ip=actor.ip, emailed=emailed, **actor.details())  # fmt: skip
+    return SetPasswordLink(url=url, emailed=emailed)
+
+
+def link_user(s: Session, svc: Services, tenant: Tenant, token: str) -> User:
+    """The user a live set-password link is for, without using it; :class:`links.LinkInvalid`
+    (one message for every reason) when it is not live or the user no longer waits for one."""
+    user = links.peek(s, svc.cipher.derive("links"), tenant, token, links.SET_PASSWORD, now())
+    if not awaits_password(user):
+        raise links.LinkInvalid()
+    return user
+
+
+def set_password_from_link(
+    s: Session, svc: Services, tenant: Tenant, token: str, password: str, ip: str | None
+) -> User:
+    """Set the first password of the user a set-password link names, and use the link up. A
+    weak password raises :class:`WeakSecret` and leaves the link usable."""
+    link_user(s, svc, tenant, token)
+    PasswordFactor.check_new(password)
+    user = links.redeem(s, svc.cipher.derive("links"), tenant, token, links.SET_PASSWORD, now())
+    user.password_hash, user.updated_at = svc.passwords.hash(password), now()
+    audit(s, tenant, "user.password_set", actor=user.id, subject=user.id, ip=ip, via="link")
+    return user
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """What the console's and the API's user lists narrow to (all optional)."""
+
+    q: str = ""  # a substring of the username or the email, any case
+    role: str = ""
+    status: str = ""
+    mfa: str = ""  # one of MFA_STATES
+
+    def check(self) -> UserFilter:
+        """Itself, or :class:`DirectoryError` naming the value that is not allowed."""
+        for name, value, allowed in (
+            ("role", self.role, tuple(ROLE_RANK)),
+            ("status", self.status, tuple(STATUS_EVENTS)),
+            ("mfa", self.mfa, MFA_STATES),
+        ):
+            if value and value not in allowed:
+                raise DirectoryError(f"{name} must be one of {', '.join(allowed)}")
+        if len(self.q) > 254:
+            raise DirectoryError("search: at most 254 characters")
+        return self
+
+
+def _has_factor() -> Any:
+    return (
+        select(Credential.id)
+        .where(Credential.user_id == User.id, Credential.type.in_(SECOND_FACTOR_KINDS))
+        .exists()
+    )
+
+
+def users_matching(tenant: Tenant, f: UserFilter) -> Select[Any]:
+    """A query of the tenant's users that match ``f`` (unordered: callers page it by key)."""
+    stmt = select(User).where(User.tenant_id == tenant.id)
+    if f.q:
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", f.q.strip().lower()) + "%"
+        stmt = stmt.where(
+            or_(
+                User.username_norm.like(pattern, escape="\\"),
+                func.lower(User.email).like(pattern, escape="\\"),
+            )
+        )
+    if f.role:
+        stmt = stmt.where(User.role == f.role)
+    if f.status:
+        stmt = stmt.where(User.status == f.status)
+    on = or_(User.mfa_enabled.is_(True), User.mfa_required.is_(True))
+    if f.mfa == "on":
+        stmt = stmt.where(on)
+    elif f.mfa == "enrolled":
+        stmt = stmt.where(~on, _has_factor())
+    elif f.mfa == "none":
+        stmt = stmt.where(~on, ~_has_factor())
+    return stmt
+
+
+def mfa_states(s: Session, users: list[User]) -> dict[int, str]:
+    """Each listed user's MFA state (one of MFA_STATES), in one query."""
+    ids = [u.id for u in users]
+    with_factor = set(
+        s.scalars(
+            select(Credential.user_id).where(
+                Credential.user_id.in_(ids), Credential.type.in_(SECOND_FACTOR_KINDS)
+            )
+        )
+    )
+    return {
+        u.id: "on"
+        if u.mfa_enabled or u.mfa_required
+        else ("enrolled" if u.id in with_factor else "none")
+        for u in users
+    }
+
+
+def recent_events(s: Session, tenant: Tenant, user: User, limit: int = 20) -> list[AuditRow]:
+    """The last ``limit`` audit events about or by ``user``, newest first, with the acting
+    user's username (None when gone or not a user)."""
+    acting = aliased(User)
+    rows = s.execute(
+        select(AuditEvent, acting.username)
+        .outerjoin(acting, acting.id == AuditEvent.actor_id)
+        .where(
+            AuditEvent.tenant_id == tenant.id,
+            or_(AuditEvent.subject_id == user.id, AuditEvent.actor_id == user.id),
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return [
+        AuditRow(e.at, e.event, e.result, name, e.actor_client, e.ip, dict(e.details or {}))
+        for e, name in rows
+    ]
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit event as a user's page lists it."""
+
+    at: int
+    event: str
+    result: str
+    actor: str | None
+    actor_client: str | None
+    ip: str | None
+    details: dict[str, Any]
