@@ -1,3 +1,112 @@
-"""Admin API: audit (see the console's audit pages)."""
+"""Admin API: the audit log (the console's audit page): events with the page's filters,
+their streamed export, and the retention setting."""
 
 from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from idp import audit_log, clock
+from idp.admin.api.core import Body, Call, Query, operation, page_of, paginate
+from idp.admin.audit import export_response
+from idp.store.models import AuditEvent
+
+
+class AuditFilters(BaseModel):
+    """The console's filters. Times are UTC: ``YYYY-MM-DD``, ``YYYY-MM-DDTHH:MM`` or
+    ``YYYY-MM-DDTHH:MM:SS``; ``to`` includes the day, minute or second it names."""
+
+    model_config = ConfigDict(extra="forbid")
+    since: str | None = Field(None, alias="from", max_length=audit_log.MAX_TEXT)
+    to: str | None = Field(None, max_length=audit_log.MAX_TEXT)
+    user: str | None = Field(None, max_length=audit_log.MAX_TEXT, description="username or #id")
+    actor: str | None = Field(
+        None,
+        max_length=audit_log.MAX_TEXT,
+        description='an admin\'s username or #id, an API client id, or "operator"',
+    )
+    event: str | None = Field(
+        None, max_length=audit_log.MAX_TEXT, description='a name, or a prefix ending in "."'
+    )
+    result: Literal["success", "failure"] | None = None
+
+    def filters(self) -> audit_log.Filters:
+        values = {
+            "from": self.since or "",
+            "to": self.to or "",
+            "user": self.user or "",
+            "actor": self.actor or "",
+            "event": self.event or "",
+            "result": self.result or "",
+        }
+        return audit_log.parse_filters(values, clock.now())
+
+
+class AuditQuery(AuditFilters, Query):
+    """Filters, then a cursor and a page size."""
+
+
+class ExportQuery(AuditFilters):
+    format: Literal["csv", "jsonl"] = "csv"
+
+
+class AuditItem(BaseModel):
+    """One event, as exported (``time`` is ISO 8601 UTC)."""
+
+    id: int
+    time: str
+    event: str
+    result: str
+    subject_id: int | None
+    subject: str | None
+    actor_id: int | None
+    actor: str
+    actor_client: str | None
+    ip: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    next_cursor: str | None
+
+
+class Retention(BaseModel):
+    retention_days: int = Field(ge=audit_log.RETENTION_MIN, le=audit_log.RETENTION_MAX)
+
+
+class RetentionChange(Body):
+    retention_days: int = Field(ge=audit_log.RETENTION_MIN, le=audit_log.RETENTION_MAX)
+
+
+@operation("GET", "/audit", summary="List audit events, newest first", tag="audit",
+           query=AuditQuery, response=AuditPage)  # fmt: skip
+def list_audit(call: Call, query: AuditQuery) -> dict[str, Any]:
+    where = audit_log.conditions(call.s, call.tenant.id, query.filters())
+    rows, cursor = paginate(
+        call.s, select(AuditEvent).where(*where), AuditEvent.id, query, descending=True
+    )
+    names = audit_log.usernames(call.s, call.tenant.id, rows)
+    return page_of(rows, cursor, lambda e: AuditItem.model_validate(audit_log.row(e, names)))
+
+
+@operation("GET", "/audit/export", summary="Export audit events (CSV or JSON Lines, streamed)",
+           tag="audit", query=ExportQuery)  # fmt: skip
+def export_audit(call: Call, query: ExportQuery) -> Response:
+    return export_response(call.svc, call.tenant, query.filters(), query.format)
+
+
+@operation("GET", "/audit/settings", summary="Read the audit retention", tag="audit",
+           response=Retention)  # fmt: skip
+def get_audit_settings(call: Call) -> Retention:
+    return Retention(retention_days=call.tenant.audit_retention_days)
+
+
+@operation("PATCH", "/audit/settings", summary="Change the audit retention", tag="audit",
+           body=RetentionChange, response=Retention)  # fmt: skip
+def patch_audit_settings(call: Call, body: RetentionChange) -> Retention:
+    audit_log.set_retention(call.s, call.tenant, body.retention_days, call.actor)
+    return Retention(retention_days=call.tenant.audit_retention_days)
