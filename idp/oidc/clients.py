@@ -12,16 +12,17 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import rfc6749
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from idp.directory import DirectoryError, audit, now
+from idp.directory import Actor, DirectoryError, audit, now
 from idp.oidc import acr
 from idp.oidc import claims as scope_claims
-from idp.store.models import Client, Tenant
+from idp.store.models import Client, Grant, Tenant
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 GRANTS_CONFIDENTIAL = ["authorization_code", "refresh_token", "client_credentials"]
@@ -32,6 +33,9 @@ DAY = 24 * 3600
 REFRESH_LIFETIME = 30 * DAY
 REFRESH_IDLE = 14 * DAY
 MAX_REFRESH_LIFETIME = 365 * DAY
+# An access token's lifetime, per client: short, since a JWT access token cannot be recalled.
+ACCESS_LIFETIME = 600
+MIN_ACCESS_LIFETIME, MAX_ACCESS_LIFETIME = 60, DAY
 CLIENT_AUTH = ["client_secret_basic", "client_secret_post"]  # a confidential client's (2.3.1)
 
 
@@ -101,6 +105,129 @@ class Registered:
     client_secret: str | None
 
 
+# The settings of a client an admin may set and change, by their public names (the console's
+# fields, the admin API's members); the values are the columns that hold them.
+FIELDS = {
+    "name": "name",
+    "redirect_uris": "redirect_uris",
+    "post_logout_redirect_uris": "post_logout_redirect_uris",
+    "public": "public",
+    "first_party": "first_party",
+    "admin_api": "admin_api",
+    "grant_types": "grant_types",
+    "min_level": "min_level",
+    "default_acr_values": "default_acr_values",
+    "access_token_lifetime": "access_token_ttl",
+    "refresh_lifetime": "refresh_token_ttl",
+    "refresh_idle_lifetime": "refresh_idle_ttl",
+    "id_token_alg": "id_token_alg",
+}
+
+
+def _flag(settings: dict[str, Any], name: str) -> bool:
+    value = settings[name]
+    if not isinstance(value, bool):
+        raise DirectoryError(f"{name} must be true or false")
+    return value
+
+
+def _uri_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        raise DirectoryError(f"{what} must be a list of URIs")
+    uris = [check_redirect_uri(u) for u in value]
+    if len(uris) > MAX_URIS:
+        raise DirectoryError(f"at most {MAX_URIS} redirect URIs of each kind")
+    return list(dict.fromkeys(uris))
+
+
+def _grant_types(value: object, public: bool) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise DirectoryError("grant types must be a list")
+    unknown = [g for g in value if g not in GRANTS_CONFIDENTIAL]
+    if unknown:
+        raise DirectoryError(
+            f"unknown grant type(s): {', '.join(g[:40] for g in unknown[:3])}; "
+            f"choose among {', '.join(GRANTS_CONFIDENTIAL)}"
+        )
+    if not value:
+        raise DirectoryError("a client needs at least one grant type")
+    if public and "client_credentials" in value:
+        raise DirectoryError("a public client cannot use client_credentials: it has no secret")
+    if "refresh_token" in value and "authorization_code" not in value:
+        raise DirectoryError("refresh_token needs authorization_code: refresh tokens come from it")
+    return [g for g in GRANTS_CONFIDENTIAL if g in value]  # one order, no repeats
+
+
+def _lifetime(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DirectoryError(f"{what} must be {low} to {high} seconds")
+    return value
+
+
+def check_settings(tenant: Tenant, settings: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of a client (:data:`FIELDS`) validated together, as columns; raise
+    :class:`DirectoryError` saying what is wrong. Creating and editing both come here, so a
+    client can never be edited into a state it could not be created in."""
+    name = settings["name"].strip() if isinstance(settings["name"], str) else ""
+    if not 0 < len(name) <= 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DirectoryError("client name must be 1-200 characters, without control characters")
+    public, admin_api = _flag(settings, "public"), _flag(settings, "admin_api")
+    uris = _uri_list(settings["redirect_uris"], "redirect URIs")
+    logout_uris = _uri_list(settings["post_logout_redirect_uris"], "post-logout redirect URIs")
+    grants = _grant_types(settings["grant_types"], public)
+    if not uris and not admin_api and "authorization_code" in grants:
+        raise DirectoryError("a client needs at least one --redirect-uri")
+    if admin_api and public:
+        raise DirectoryError("an --admin-api client needs a secret: it cannot be --public")
+    if admin_api and "client_credentials" not in grants:
+        raise DirectoryError("an --admin-api client needs the client_credentials grant")
+    if settings["id_token_alg"] not in ("RS256", "ES256"):
+        raise DirectoryError("--id-token-alg must be RS256 or ES256")
+    level = settings["min_level"]
+    if isinstance(level, bool) or level not in (0, 1, 2, 3):
+        raise DirectoryError("--min-level must be 0, 1, 2 or 3")
+    acrs = settings["default_acr_values"]
+    if not isinstance(acrs, list) or not all(isinstance(v, str) for v in acrs):
+        raise DirectoryError("default acr values must be a list")
+    known = acr.table(tenant.acr_levels)
+    unknown = [v[:80] for v in acrs if v not in known]
+    if unknown:
+        raise DirectoryError(f"unknown acr value(s) for --default-acr: {', '.join(unknown[:5])}")
+    if len(acrs) > acr.MAX_VALUES:
+        raise DirectoryError(f"at most {acr.MAX_VALUES} default acr values")
+    access = _lifetime(settings["access_token_lifetime"], "the access-token lifetime",
+                       MIN_ACCESS_LIFETIME, MAX_ACCESS_LIFETIME)  # fmt: skip
+    refresh_ttl, idle_ttl = check_refresh_lifetimes(
+        settings["refresh_lifetime"], settings["refresh_idle_lifetime"]
+    )
+    return {
+        "name": name,
+        "redirect_uris": uris,
+        "post_logout_redirect_uris": logout_uris,
+        "public": public,
+        "first_party": _flag(settings, "first_party"),
+        "admin_api": admin_api,
+        "grant_types": grants,
+        "min_level": level,
+        "default_acr_values": list(dict.fromkeys(acrs)),
+        "access_token_ttl": access,
+        "refresh_token_ttl": refresh_ttl,
+        "refresh_idle_ttl": idle_ttl,
+        "id_token_alg": settings["id_token_alg"],
+    }
+
+
+def settings_of(client: Client) -> dict[str, Any]:
+    """A client's settings by their public names (:data:`FIELDS`): never its secret."""
+    return {field: getattr(client, column) for field, column in FIELDS.items()}
+
+
+def _by(actor: Actor | None) -> dict[str, Any]:
+    """The audit fields naming who acted (none: the operator at the CLI)."""
+    actor = actor or Actor()
+    return {"actor": actor.user_id, "ip": actor.ip, **actor.details()}
+
+
 def create_client(
     s: Session,
     tenant: Tenant,
@@ -116,50 +243,69 @@ def create_client(
     default_acr_values: list[str] | None = None,
     refresh_lifetime: int | None = None,
     refresh_idle: int | None = None,
+    grant_types: list[str] | None = None,
+    access_token_lifetime: int | None = None,
+    actor: Actor | None = None,
 ) -> Registered:
-    name = name.strip()
-    if not 0 < len(name) <= 200:
-        raise DirectoryError("client name must be 1-200 characters")
-    if not redirect_uris and not admin_api:
-        raise DirectoryError("a client needs at least one --redirect-uri")
-    if admin_api and public:
-        raise DirectoryError("an --admin-api client needs a secret: it cannot be --public")
-    uris = [check_redirect_uri(u) for u in redirect_uris]
-    logout_uris = [check_redirect_uri(u) for u in post_logout_redirect_uris or []]
-    if len(uris) > MAX_URIS or len(logout_uris) > MAX_URIS:
-        raise DirectoryError(f"at most {MAX_URIS} redirect URIs of each kind")
-    if id_token_alg not in ("RS256", "ES256"):
-        raise DirectoryError("--id-token-alg must be RS256 or ES256")
-    if not 0 <= min_level <= 3:
-        raise DirectoryError("--min-level must be 0, 1, 2 or 3")
-    known = acr.table(tenant.acr_levels)
-    unknown = [v for v in default_acr_values or [] if v not in known]
-    if unknown:
-        raise DirectoryError(f"unknown acr value(s) for --default-acr: {', '.join(unknown)}")
-    refresh_ttl, idle_ttl = check_refresh_lifetimes(refresh_lifetime, refresh_idle)
+    """Register a client; a confidential one gets a secret, returned here once."""
+    default_grants = GRANTS_PUBLIC if public else GRANTS_CONFIDENTIAL
+    values = check_settings(
+        tenant,
+        {
+            "name": name,
+            "redirect_uris": list(redirect_uris),
+            "post_logout_redirect_uris": list(post_logout_redirect_uris or []),
+            "public": public,
+            "first_party": first_party,
+            "admin_api": admin_api,
+            "grant_types": list(grant_types if grant_types is not None else default_grants),
+            "min_level": min_level,
+            "default_acr_values": list(default_acr_values or []),
+            "access_token_lifetime": (
+                ACCESS_LIFETIME if access_token_lifetime is None else access_token_lifetime
+            ),
+            "refresh_lifetime": refresh_lifetime,
+            "refresh_idle_lifetime": refresh_idle,
+            "id_token_alg": id_token_alg,
+        },
+    )
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
         tenant_id=tenant.id,
         client_id=new_client_id(),
-        name=name,
         secret_hash=hash_secret(secret) if secret else None,
-        public=public,
-        first_party=first_party,
-        redirect_uris=list(dict.fromkeys(uris)),
-        post_logout_redirect_uris=list(dict.fromkeys(logout_uris)),
-        grant_types=GRANTS_PUBLIC if public else GRANTS_CONFIDENTIAL,
-        min_level=min_level,
-        id_token_alg=id_token_alg,
-        admin_api=admin_api,
-        default_acr_values=list(default_acr_values or []),
-        refresh_token_ttl=refresh_ttl,
-        refresh_idle_ttl=idle_ttl,
         created_at=now(),
+        **values,
     )
     s.add(client)
     s.flush()
-    audit(s, tenant, "client.created", client_id=client.client_id, public=public,
-          admin_api=admin_api)  # fmt: skip
+    audit(s, tenant, "client.created", client_id=client.client_id, name=client.name,
+          public=public, admin_api=admin_api, **_by(actor))  # fmt: skip
+    return Registered(client, secret)
+
+
+def update_client(
+    s: Session, tenant: Tenant, client: Client, changes: dict[str, Any], actor: Actor | None = None
+) -> Registered:
+    """Change some of a client's settings (:data:`FIELDS`), validated exactly as at creation.
+
+    A public client made confidential gets a new secret, returned here once; a confidential
+    one made public loses its secret. The audit event names the changed fields."""
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise DirectoryError(f"unknown client setting(s): {', '.join(unknown)[:200]}")
+    before = settings_of(client)
+    values = check_settings(tenant, {**before, **changes})
+    changed = sorted(f for f, column in FIELDS.items() if values[column] != before[f])
+    for column, value in values.items():
+        setattr(client, column, value)
+    secret = None
+    if "public" in changed:
+        secret = None if client.public else secrets.token_urlsafe(32)
+        client.secret_hash = hash_secret(secret) if secret else None
+    if changed:
+        audit(s, tenant, "client.updated", client_id=client.client_id, changed=changed,
+              **_by(actor))  # fmt: skip
     return Registered(client, secret)
 
 
@@ -176,18 +322,36 @@ def require_client(s: Session, tenant: Tenant, client_id: str) -> Client:
     return client
 
 
-def rotate_secret(s: Session, tenant: Tenant, client: Client) -> Registered:
+def rotate_secret(
+    s: Session, tenant: Tenant, client: Client, actor: Actor | None = None
+) -> Registered:
+    """A new secret, returned here once; the old one stops working at once."""
     if client.public:
         raise DirectoryError(f"client {client.client_id!r} is public: it has no secret")
     secret = secrets.token_urlsafe(32)
     client.secret_hash = hash_secret(secret)
-    audit(s, tenant, "client.secret_rotated", client_id=client.client_id)
+    audit(s, tenant, "client.secret_rotated", client_id=client.client_id, **_by(actor))
     return Registered(client, secret)
 
 
-def delete_client(s: Session, tenant: Tenant, client: Client) -> None:
-    audit(s, tenant, "client.deleted", client_id=client.client_id)
+def delete_client(s: Session, tenant: Tenant, client: Client, actor: Actor | None = None) -> int:
+    """Remove the client and end its token families (its refresh tokens stop working; the
+    users' sessions at this IdP stay). Returns how many families ended."""
+    live = list(
+        s.scalars(
+            select(Grant.gid).where(
+                Grant.tenant_id == tenant.id,
+                Grant.client_id == client.client_id,
+                Grant.revoked_at.is_(None),
+            )
+        )
+    )
+    if live:
+        s.execute(update(Grant).where(Grant.gid.in_(live)).values(revoked_at=now()))
+    audit(s, tenant, "client.deleted", client_id=client.client_id, name=client.name,
+          grants_revoked=len(live), **_by(actor))  # fmt: skip
     s.delete(client)
+    return len(live)
 
 
 def list_clients(s: Session, tenant: Tenant) -> list[Client]:
