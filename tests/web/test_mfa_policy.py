@@ -172,11 +172,15 @@ def test_admin_reset_means_a_new_qr_code_at_the_next_login(
     mb.password("olivia", PASSWORD)
     mb.enroll_totp()
     mb.backup_codes()
-    console = client.get("/t/acme/admin/users")
+    console = client.get("/t/acme/admin/users/alice")
     assert console.status_code == 200
     resp = client.post(
         "/t/acme/admin/users/alice/mfa",
-        data={"csrf_token": csrf_of(console.get_data(as_text=True)), "action": "reset"},
+        data={
+            "csrf_token": csrf_of(console.get_data(as_text=True)),
+            "action": "reset",
+            "confirm": "yes",  # the confirmation page's button
+        },
     )
     assert resp.status_code == 303
     users = client.get("/t/acme/admin/users").get_data(as_text=True)
@@ -263,7 +267,7 @@ def test_per_user_requirement_from_the_console(
     app: Flask, mb: MfaBrowser, client: FlaskClient
 ) -> None:
     mb.password("olivia", PASSWORD)
-    page = client.get("/t/acme/admin/users").get_data(as_text=True)
+    page = client.get("/t/acme/admin/users/alice").get_data(as_text=True)
     client.post(
         "/t/acme/admin/users/alice/mfa", data={"csrf_token": csrf_of(page), "action": "require"}
     )

@@ -57,11 +57,15 @@ def events(app: Flask) -> list[str]:
 
 
 def console_action(client: FlaskClient, username: str, action: str, status: int = 200) -> str:
-    page = client.get("/t/acme/admin/users")
+    page = client.get(f"/t/acme/admin/users/{username}")
     assert page.status_code == 200
     resp = client.post(
         f"/t/acme/admin/users/{username}/mfa",
-        data={"csrf_token": csrf_of(page.get_data(as_text=True)), "action": action},
+        data={
+            "csrf_token": csrf_of(page.get_data(as_text=True)),
+            "action": action,
+            "confirm": "yes",
+        },
         follow_redirects=True,
     )
     assert resp.status_code == status

@@ -1,13 +1,30 @@
-"""Admin API: users and their MFA (the console's user pages)."""
+"""Admin API: users and their MFA (the console's user pages, action for action)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any, Literal
 
-from idp.admin.api.core import Body, Call, not_found, operation
-from idp.directory import find_user
+from pydantic import BaseModel, Field
+
+from idp import directory
+from idp.admin.api.core import (
+    Body,
+    Call,
+    Page,
+    Query,
+    Reply,
+    not_found,
+    operation,
+    page_of,
+    paginate,
+)
+from idp.directory import UserFilter, find_user
 from idp.mfa import admin as mfa_admin
 from idp.store.models import User
+
+RoleName = Literal["member", "admin", "owner"]
+StatusName = Literal["active", "disabled", "locked"]
+MfaState = Literal["on", "enrolled", "none"]
 
 
 class Factor(BaseModel):
@@ -36,11 +53,210 @@ class MfaRequirement(Body):
     required: bool
 
 
+class UserItem(BaseModel):
+    """A user as lists show them. ``mfa``: on (enabled or required), enrolled (a second
+    factor but not on) or none."""
+
+    username: str
+    email: str
+    role: RoleName
+    status: StatusName
+    mfa: MfaState
+    mfa_required: bool
+    mfa_enabled: bool
+    has_password: bool
+    created_at: int
+    updated_at: int
+    last_login_at: int | None
+
+
+class SignIn(BaseModel):
+    """A live browser session of the user."""
+
+    signed_in_at: int
+    last_seen_at: int
+    ip: str | None
+    user_agent: str
+    level: int
+    amr: list[str]
+
+
+class Event(BaseModel):
+    """An audit event about or by the user; ``actor`` is the acting user's username."""
+
+    at: int
+    event: str
+    result: str
+    actor: str | None
+    actor_client: str | None
+    ip: str | None
+    details: dict[str, Any]
+
+
+class UserDetail(UserItem):
+    """Everything the console's user page shows (never a secret)."""
+
+    factors: list[Factor]
+    backup_codes_left: int
+    sessions: list[SignIn]
+    recent_events: list[Event]
+
+
+class UserCreated(UserItem):
+    """``set_password_link`` is given only when it could not be emailed (no mail sender, or
+    the mail server refused it): then it is the caller's to hand over, and shown only now."""
+
+    set_password_link: str | None = None
+
+
+class NewUser(Body):
+    """A new user; without ``password`` they get a set-password link."""
+
+    username: str = Field(min_length=1, max_length=150)
+    email: str = Field(min_length=3, max_length=254)
+    role: RoleName = "member"
+    password: str | None = Field(None, min_length=1, max_length=1024)
+
+
+class UserChange(Body):
+    """The fields to change; ``status`` active on a locked user unlocks them."""
+
+    role: RoleName | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
+class UserQuery(Query):
+    q: str | None = Field(None, max_length=254, description="part of the username or email")
+    role: RoleName | None = None
+    status: StatusName | None = None
+    mfa: MfaState | None = None
+
+
+class UserPage(Page[UserItem]):
+    """One page of users, in the order they were created."""
+
+
+class SignedOut(BaseModel):
+    sessions_ended: int
+
+
+class LinkSent(BaseModel):
+    emailed: bool
+    set_password_link: str | None
+
+
 def user_of(call: Call, username: str) -> User:
     user = find_user(call.s, call.tenant, username)
     if user is None:
         raise not_found(f"user {username!r}")
     return user
+
+
+def _item(user: User, state: str) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
+        "status": user.status,
+        "mfa": state,
+        "mfa_required": user.mfa_required,
+        "mfa_enabled": user.mfa_enabled,
+        "has_password": user.password_hash is not None,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+        "last_login_at": user.last_login_at,
+    }
+
+
+def _one(call: Call, user: User) -> UserItem:
+    return UserItem.model_validate(_item(user, directory.mfa_states(call.s, [user])[user.id]))
+
+
+@operation("GET", "/users", summary="List users", tag="users", query=UserQuery,
+           response=UserPage, errors=(400,))  # fmt: skip
+def list_users(call: Call, query: UserQuery) -> dict[str, Any]:
+    f = UserFilter(q=query.q or "", role=query.role or "", status=query.status or "",
+                   mfa=query.mfa or "")  # fmt: skip
+    rows, cursor = paginate(call.s, directory.users_matching(call.tenant, f), User.id, query)
+    states = directory.mfa_states(call.s, rows)
+    return page_of(rows, cursor, lambda u: UserItem.model_validate(_item(u, states[u.id])))
+
+
+@operation("POST", "/users", summary="Create a user", tag="users", body=NewUser,
+           response=UserCreated, status=201, errors=(400, 403))  # fmt: skip
+def create_user(call: Call, body: NewUser) -> Reply:
+    user = directory.create_user(call.s, call.svc.passwords, call.tenant, body.username,
+                                 body.email, body.role, body.password, call.actor)  # fmt: skip
+    link = None
+    if body.password is None:
+        sent = directory.send_set_password_link(call.s, call.svc, call.tenant, user, call.actor)
+        link = None if sent.emailed else sent.url
+    created = {**_one(call, user).model_dump(), "set_password_link": link}
+    return Reply(UserCreated.model_validate(created), status=201)
+
+
+@operation("GET", "/users/<username>", summary="Read a user", tag="users",
+           response=UserDetail, errors=(404,))  # fmt: skip
+def get_user(call: Call, username: str) -> UserDetail:
+    user = user_of(call, username)
+    lifetime = call.svc.settings.session_absolute_timeout
+    sessions = [
+        {"signed_in_at": x.created_at, "last_seen_at": x.last_seen_at, "ip": x.ip,
+         "user_agent": x.user_agent, "level": x.level, "amr": list(x.amr)}
+        for x in directory.live_sessions(call.s, user, lifetime)
+    ]  # fmt: skip
+    mfa = mfa_admin.user_mfa_json(call.s, user)
+    return UserDetail.model_validate({
+        **_one(call, user).model_dump(),
+        "factors": mfa["factors"],
+        "backup_codes_left": mfa["backup_codes_left"],
+        "sessions": sessions,
+        "recent_events": [e.__dict__ for e in directory.recent_events(call.s, call.tenant, user)],
+    })  # fmt: skip
+
+
+@operation("PATCH", "/users/<username>", summary="Change a user's role or status",
+           tag="users", body=UserChange, response=UserItem, errors=(400, 403, 404))  # fmt: skip
+def patch_user(call: Call, username: str, body: UserChange) -> UserItem:
+    user = user_of(call, username)
+    if body.role is not None:
+        directory.set_role(call.s, call.tenant, user, body.role, call.actor)
+    if body.status == "active" and user.status == "locked":
+        directory.unlock_user(call.s, call.tenant, user, call.actor)
+    elif body.status is not None and body.status != user.status:
+        directory.set_status(call.s, call.tenant, user, body.status, call.actor)
+    return _one(call, user)
+
+
+@operation("DELETE", "/users/<username>", summary="Delete a user", tag="users",
+           status=204, errors=(400, 403, 404))  # fmt: skip
+def delete_user(call: Call, username: str) -> None:
+    directory.delete_user(call.s, call.tenant, user_of(call, username), call.actor)
+
+
+@operation("POST", "/users/<username>/unlock", summary="Unlock a user", tag="users",
+           response=UserItem, errors=(400, 403, 404))  # fmt: skip
+def unlock_user(call: Call, username: str) -> UserItem:
+    user = user_of(call, username)
+    directory.unlock_user(call.s, call.tenant, user, call.actor)
+    return _one(call, user)
+
+
+@operation("POST", "/users/<username>/sign-out", summary="Sign a user out everywhere",
+           tag="users", response=SignedOut, errors=(403, 404))  # fmt: skip
+def sign_out_user(call: Call, username: str) -> SignedOut:
+    user = user_of(call, username)
+    lifetime = call.svc.settings.session_absolute_timeout
+    ended = directory.sign_out_everywhere(call.s, call.tenant, user, call.actor, lifetime)
+    return SignedOut(sessions_ended=ended)
+
+
+@operation("POST", "/users/<username>/set-password-link", summary="Send a new set-password link",
+           tag="users", response=LinkSent, errors=(400, 403, 404))  # fmt: skip
+def send_link(call: Call, username: str) -> LinkSent:
+    sent = directory.send_set_password_link(call.s, call.svc, call.tenant,
+                                            user_of(call, username), call.actor)  # fmt: skip
+    return LinkSent(emailed=sent.emailed, set_password_link=None if sent.emailed else sent.url)
 
 
 @operation("GET", "/users/<username>/mfa", summary="Read a user's MFA", tag="users",
