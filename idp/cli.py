@@ -170,21 +170,13 @@ def tenant_acr(tenant_slug: str, adds: tuple[str, ...], removes: tuple[str, ...]
     """Show TENANT's acr table (defaults and additions); add or remove entries."""
     with _services().db.session() as s:
         t = directory.require_tenant(s, tenant_slug)
-        table = dict(t.acr_levels)
+        table: dict[str, int] = {}
         for entry in adds:
             value, _, level = entry.rpartition("=")
             if not acr.VALUE_RE.match(value) or level not in ("1", "2", "3"):
                 raise CliError(f"--add {entry!r}: expected VALUE=1|2|3, VALUE without spaces")
-            if value in acr.LEVELS:
-                raise CliError(f"{value!r} is a default value with a fixed level")
             table[value] = int(level)
-        for value in removes:
-            if table.pop(value, None) is None:
-                raise CliError(f"{value!r} was not added to tenant {tenant_slug!r}")
-        if adds or removes:
-            t.acr_levels = table
-            directory.audit(s, t, "tenant.acr_levels_changed", added=list(adds),
-                            removed=list(removes))  # fmt: skip
+        acr.change_table(s, t, directory.Actor(), add=table, remove=removes)
         levels = acr.table(t.acr_levels)
     for name, number in sorted(levels.items(), key=lambda kv: (kv[1], kv[0])):
         click.echo(f"{number}\t{name}\t{'added' if name not in acr.LEVELS else 'default'}")
@@ -278,8 +270,7 @@ def sp_delete(tenant_slug: str, entity_id: str) -> None:
         found = sps.find_sp(s, t, entity_id)
         if found is None:
             raise CliError(f"no service provider {entity_id!r} in tenant {tenant_slug!r}")
-        directory.audit(s, t, "saml.sp_deleted", entity_id=entity_id)
-        s.delete(found)
+        sps.delete_sp(s, t, found)
     click.echo(f"SP {entity_id} deleted from {tenant_slug}")
 
 
