@@ -14,11 +14,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from idp.crypto import DataCipher
-from idp.directory import DirectoryError, audit, now
+from idp.directory import Actor, DirectoryError, audit, now
 from idp.store.models import SigningKey, Tenant
 
 ALGORITHMS = ("RS256", "ES256")
 DEFAULT_GRACE = 24 * 3600
+MAX_GRACE = 365 * 24 * 3600
 
 Key = RSAKey | ECKey
 
@@ -72,17 +73,39 @@ def ensure_keys(s: Session, cipher: DataCipher, tenant: Tenant) -> list[str]:
 
 
 def rotate(
-    s: Session, cipher: DataCipher, tenant: Tenant, alg: str = "RS256", grace: int = DEFAULT_GRACE
+    s: Session,
+    cipher: DataCipher,
+    tenant: Tenant,
+    alg: str = "RS256",
+    grace: int = DEFAULT_GRACE,
+    actor: Actor | None = None,
 ) -> SigningKey:
-    """Make a new active key; the previous one stops signing but stays published for ``grace``."""
-    if grace < 0:
-        raise DirectoryError("the grace period must not be negative")
+    """Make a new active key; the previous one stops signing but stays published for ``grace``
+    seconds (0 to :data:`MAX_GRACE`). ``actor`` is who asked (None: the operator)."""
+    if alg not in ALGORITHMS:
+        raise DirectoryError(f"the algorithm must be one of {', '.join(ALGORITHMS)}")
+    if type(grace) is not int or not 0 <= grace <= MAX_GRACE:
+        raise DirectoryError(f"the grace period must be from 0 to {MAX_GRACE} seconds")
+    by = actor or Actor()
     old = active_key(s, tenant, alg)
     new = _add(s, cipher, tenant, alg)
     if old is not None:
         old.active, old.publish_until = False, now() + grace
-    audit(s, tenant, "keys.rotated", alg=alg, new=new.kid, retired=old.kid if old else None)
+    audit(s, tenant, "keys.rotated", actor=by.user_id, ip=by.ip, alg=alg, new=new.kid,
+          retired=old.kid if old else None, grace=grace, **by.details())  # fmt: skip
     return new
+
+
+def recent(s: Session, tenant: Tenant, limit: int = 100) -> list[SigningKey]:
+    """The tenant's keys, newest first: active, retired and still published, and retired."""
+    return list(
+        s.scalars(
+            select(SigningKey)
+            .where(SigningKey.tenant_id == tenant.id)
+            .order_by(SigningKey.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def published(s: Session, tenant: Tenant, at: int) -> list[SigningKey]:

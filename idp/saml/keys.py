@@ -5,6 +5,7 @@ at rest like the JWS keys (idp.crypto)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.crypto import DataCipher
-from idp.directory import audit, now
+from idp.directory import Actor, DirectoryError, audit, now
 from idp.store.models import SamlKey, Tenant
 
 VALID_DAYS = 3650
@@ -25,7 +26,9 @@ def _purpose(tenant: Tenant) -> str:
     return f"saml_key:{tenant.id}"
 
 
-def _new(s: Session, cipher: DataCipher, tenant: Tenant, state: str) -> SamlKey:
+def _new(
+    s: Session, cipher: DataCipher, tenant: Tenant, state: str, actor: Actor | None = None
+) -> SamlKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Stepwise SAML {tenant.slug}")])
     # Valid from a little before now, for relying parties whose clocks run behind.
@@ -52,7 +55,9 @@ def _new(s: Session, cipher: DataCipher, tenant: Tenant, state: str) -> SamlKey:
     )
     s.add(row)
     s.flush()
-    audit(s, tenant, "saml.key_created", state=state)
+    by = actor or Actor()
+    audit(s, tenant, "saml.key_created", actor=by.user_id, ip=by.ip, state=state,
+          **by.details())  # fmt: skip
     return row
 
 
@@ -73,20 +78,82 @@ def published(s: Session, tenant: Tenant) -> list[SamlKey]:
     return sorted(rows, key=lambda r: r.state != "active")
 
 
-def rotate(s: Session, cipher: DataCipher, tenant: Tenant) -> str:
-    """Two steps, so SPs can fetch the new certificate before it signs anything:
-    first publish a *next* key; the second call makes it the signing key."""
+class KeyStateConflict(DirectoryError):
+    """A rotation step asked for out of turn (publish twice, or activate with none published)."""
+
+    code, status, title = "conflict", 409, "Conflict"
+
+
+def upcoming(s: Session, tenant: Tenant) -> SamlKey | None:
+    """The published *next* key, if one is waiting to be activated."""
+    return _in_state(s, tenant, "next")
+
+
+def publish_next(
+    s: Session, cipher: DataCipher, tenant: Tenant, actor: Actor | None = None
+) -> SamlKey:
+    """Step one: a *next* key whose certificate metadata lists beside the signing one."""
     ensure_key(s, cipher, tenant)
-    upcoming = _in_state(s, tenant, "next")
-    if upcoming is None:
-        _new(s, cipher, tenant, "next")
-        return "next"
+    if upcoming(s, tenant) is not None:
+        raise KeyStateConflict("a next SAML certificate is already published; activate it first")
+    return _new(s, cipher, tenant, "next", actor)
+
+
+def activate_next(
+    s: Session, cipher: DataCipher, tenant: Tenant, actor: Actor | None = None
+) -> SamlKey:
+    """Step two: the published *next* key signs from now; the signing one is retired."""
+    ensure_key(s, cipher, tenant)
+    nxt = upcoming(s, tenant)
+    if nxt is None:
+        raise KeyStateConflict("no next SAML certificate is published; publish one first")
     current = _in_state(s, tenant, "active")
     if current is not None:
         current.state = "retired"
-    upcoming.state = "active"
-    audit(s, tenant, "saml.key_activated")
+    nxt.state = "active"
+    by = actor or Actor()
+    audit(s, tenant, "saml.key_activated", actor=by.user_id, ip=by.ip, **by.details())
+    return nxt
+
+
+def rotate(s: Session, cipher: DataCipher, tenant: Tenant, actor: Actor | None = None) -> str:
+    """Two steps, so SPs can fetch the new certificate before it signs anything:
+    first publish a *next* key; the second call makes it the signing key."""
+    ensure_key(s, cipher, tenant)
+    if upcoming(s, tenant) is None:
+        publish_next(s, cipher, tenant, actor)
+        return "next"
+    activate_next(s, cipher, tenant, actor)
     return "active"
+
+
+def recent(s: Session, tenant: Tenant, limit: int = 100) -> list[SamlKey]:
+    """The tenant's SAML keys, newest first (next, active, then retired)."""
+    return list(
+        s.scalars(
+            select(SamlKey)
+            .where(SamlKey.tenant_id == tenant.id)
+            .order_by(SamlKey.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CertFacts:
+    """What an admin reads about a certificate (public facts only)."""
+
+    not_after: int  # seconds since the epoch
+    sha256: str  # hex, colon-separated
+
+
+def cert_facts(pem: str) -> CertFacts:
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    return CertFacts(
+        int(cert.not_valid_after_utc.timestamp()),
+        ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
+    )
 
 
 def private_pem(cipher: DataCipher, tenant: Tenant, row: SamlKey) -> bytes:
