@@ -9,7 +9,7 @@ first login, and the tenant's MFA policy applies then.
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import g, render_template, request
 from flask.typing import ResponseReturnValue
 
 from factors.errors import StepwiseError, WeakSecret
@@ -37,7 +37,7 @@ install(bp, _render)
 
 @bp.context_processor
 def _frame() -> dict[str, object]:
-    return {"tenant": current_tenant()}
+    return {"tenant": g.get("tenant")}  # none on the 404 of an unknown tenant
 
 
 TOKEN_MAX = 64
