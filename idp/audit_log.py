@@ -54,10 +54,11 @@ COLUMNS = (
 )
 FILTER_KEYS = ("from", "to", "user", "actor", "event", "result")
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never in a name; PostgreSQL refuses NUL
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}([Zz]|[+-]\d{2}:?\d{2})?")
 
 
 class FilterError(DirectoryError):
@@ -79,10 +80,12 @@ class Filters:
 
 
 def parse_time(name: str, text: str, *, end: bool, now: int, ago: bool = False) -> int | None:
-    """A filter time in UTC: ``YYYY-MM-DD``, ``YYYY-MM-DDTHH:MM`` (an HTML datetime-local
-    input) or ``YYYY-MM-DDTHH:MM:SS``, with an optional ``Z``; with ``ago``, also a number of
-    seconds before ``now``. An end time covers its whole day, minute or second (``to`` a date
-    includes that day), so it is returned as the exclusive bound just after it."""
+    """A filter time: ``YYYY-MM-DD``, ``YYYY-MM-DDTHH:MM`` (an HTML datetime-local input) or
+    an ISO 8601 / RFC 3339 date-time with seconds, fractions and an offset; UTC unless an
+    offset says otherwise. With ``ago``, also a number of seconds before ``now``.
+
+    An end time covers its whole day, minute or second (``to`` a date includes that day), so
+    it is returned as the exclusive bound just after it."""
     text = text.strip()
     if not text:
         return None
@@ -90,24 +93,20 @@ def parse_time(name: str, text: str, *, end: bool, now: int, ago: bool = False) 
         if len(text) > 12:
             raise FilterError(f"{name}: too many seconds")
         return max(0, now - int(text))
-    bare = text.removesuffix("Z").removesuffix("z")
-    step = 0
-    for pattern, fmt, width in (
-        (_DATE, "%Y-%m-%d", DAY),
-        (_MINUTE, "%Y-%m-%dT%H:%M", 60),
-        (_SECOND, "%Y-%m-%dT%H:%M:%S", 1),
-    ):
-        if len(bare) <= 19 and pattern.fullmatch(bare):
-            try:
-                when = datetime.strptime(bare.replace(" ", "T"), fmt).replace(tzinfo=UTC)
-            except ValueError:
-                break
-            step = width
-            break
-    if not step or when.year < 1970:
+    step, when = 0, None
+    if len(text) <= 40 and text.isascii():
+        try:
+            if _DATE.fullmatch(text):
+                step, when = DAY, datetime.fromisoformat(text + "T00:00")
+            elif _DATETIME.match(text):
+                step = 60 if _MINUTE.fullmatch(text) else 1
+                when = datetime.fromisoformat(re.sub("[Zz]$", "+00:00", text))
+        except ValueError:
+            step = 0
+    if not step or when is None:
         also = " or a number of seconds ago" if ago else ""
         raise FilterError(f"{name}: not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM){also}")
-    start = int(when.timestamp())
+    start = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
     return start + step if end else start
 
 
@@ -115,18 +114,21 @@ def _text(name: str, value: str) -> str:
     value = value.strip()
     if len(value) > MAX_TEXT:
         raise FilterError(f"{name}: at most {MAX_TEXT} characters")
-    if any(ord(ch) < 32 for ch in value):
+    if CONTROL.search(value):
         raise FilterError(f"{name}: control characters are not allowed")
     return value
 
 
-def parse_filters(values: Mapping[str, str], now: int, *, ago: bool = False) -> Filters:
+def parse_filters(
+    values: Mapping[str, str], now: int, *, ago: bool = False, empty_range: bool = False
+) -> Filters:
     """Filters from text (a query string, the API's parameters, the CLI's options), keyed
-    by :data:`FILTER_KEYS`; unknown keys are ignored. Raises :class:`FilterError`."""
+    by :data:`FILTER_KEYS`; unknown keys are ignored. Raises :class:`FilterError`; a range
+    that ends before it starts too, unless ``empty_range`` (then it matches nothing)."""
     got = {key: _text(key, values.get(key) or "") for key in FILTER_KEYS}
     since = parse_time("from", got["from"], end=False, now=now, ago=ago)
     until = parse_time("to", got["to"], end=True, now=now, ago=ago)
-    if since is not None and until is not None and since >= until:
+    if since is not None and until is not None and since >= until and not empty_range:
         raise FilterError("from must be before to")
     result = got["result"].lower()
     if result not in ("", *RESULTS):

@@ -254,8 +254,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_defused(
     [
         ({"from": "yesterday"}, "from: not a date"),
         ({"to": "2024-02-30"}, "to: not a date"),
-        ({"from": "1960-01-01"}, "from: not a date"),
-        ({"from": "2024-03-02", "to": "2024-03-01"}, "from must be before to"),
+        ({"from": "2024-03-01T10:00:99"}, "from: not a date"),
+        ({"to": "2024-03-01T10:00+99:00"}, "to: not a date"),
         ({"user": "x" * 5000}, "user: at most 200 characters"),
         ({"event": "a\x00b"}, "event: control characters"),
         ({"result": "maybe"}, "result: success or failure"),
@@ -274,6 +274,26 @@ def test_bad_filters_are_a_message_not_an_error(
         resp = client.get(url, query_string=params, headers=bearer)
         assert resp.status_code == 400, (url, resp.get_data(as_text=True))
         assert resp.mimetype == "application/problem+json"
+
+
+def test_a_range_that_ends_before_it_starts(
+    app: Flask, client: FlaskClient, mb: MfaBrowser
+) -> None:
+    """The console says so; the API's answer is the empty list it asked for."""
+    backwards = {"from": "2024-03-02", "to": "2024-03-01"}
+    admin(mb)
+    resp = client.get("/t/acme/admin/audit", query_string=backwards)
+    assert resp.status_code == 400 and "from must be before to" in resp.get_data(as_text=True)
+    bearer = {"Authorization": f"Bearer {admin_token(app, client)}"}
+    api = client.get("/t/acme/admin/api/audit", query_string=backwards, headers=bearer)
+    assert api.status_code == 200 and api.get_json() == {"items": [], "next_cursor": None}
+    # An RFC 3339 time with an offset is read as the instant it names.
+    with svc(app).db.session() as s:
+        directory.require_tenant(s, "acme").audit_retention_days = 3650  # never pruned here
+    seed(app, "test.at_noon", at=1_709_294_400)  # 2024-03-01T12:00:00Z
+    at_noon = {"from": "2024-03-01T13:00:00+01:00", "to": "2024-03-01T12:00:00Z"}
+    got = client.get("/t/acme/admin/api/audit", query_string=at_noon, headers=bearer).get_json()
+    assert [e["event"] for e in got["items"]] == ["test.at_noon"]
 
 
 def test_bad_export_format_and_bad_retention_are_refused(

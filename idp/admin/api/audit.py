@@ -3,10 +3,10 @@ their streamed export, and the retention setting."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from sqlalchemy import select
 
 from idp import audit_log, clock
@@ -14,22 +14,41 @@ from idp.admin.api.core import Body, Call, Query, operation, page_of, paginate
 from idp.admin.audit import export_response
 from idp.store.models import AuditEvent
 
+FORMATS = [{"format": "date"}, {"format": "date-time"}]
+# A date, an RFC 3339 date-time, or the console's YYYY-MM-DDTHH:MM (idp.audit_log.parse_time).
+Time = Annotated[
+    str,
+    StringConstraints(max_length=40),
+    WithJsonSchema({"type": "string", "maxLength": 40, "anyOf": FORMATS}),
+]
+NAME = r"^[^\x00-\x1f\x7f]*$"  # no control characters
+
 
 class AuditFilters(BaseModel):
-    """The console's filters. Times are UTC: ``YYYY-MM-DD``, ``YYYY-MM-DDTHH:MM`` or
-    ``YYYY-MM-DDTHH:MM:SS``; ``to`` includes the day, minute or second it names."""
+    """The console's filters. Times are UTC unless they carry an offset: ``YYYY-MM-DD``,
+    ``YYYY-MM-DDTHH:MM`` or an RFC 3339 date-time; ``to`` includes the day, minute or second
+    it names. A range that ends before it starts matches nothing."""
 
     model_config = ConfigDict(extra="forbid")
-    since: str | None = Field(None, alias="from", max_length=audit_log.MAX_TEXT)
-    to: str | None = Field(None, max_length=audit_log.MAX_TEXT)
-    user: str | None = Field(None, max_length=audit_log.MAX_TEXT, description="username or #id")
+    since: Time | None = Field(None, alias="from", description="from this time")
+    to: Time | None = Field(None, description="up to this time")
+    user: str | None = Field(
+        None,
+        max_length=audit_log.MAX_TEXT,
+        pattern=NAME,
+        description="the subject: username or #id",
+    )
     actor: str | None = Field(
         None,
         max_length=audit_log.MAX_TEXT,
+        pattern=NAME,
         description='an admin\'s username or #id, an API client id, or "operator"',
     )
     event: str | None = Field(
-        None, max_length=audit_log.MAX_TEXT, description='a name, or a prefix ending in "."'
+        None,
+        max_length=audit_log.MAX_TEXT,
+        pattern=NAME,
+        description='an event name, or a prefix ending in "." (mfa.)',
     )
     result: Literal["success", "failure"] | None = None
 
@@ -42,7 +61,7 @@ class AuditFilters(BaseModel):
             "event": self.event or "",
             "result": self.result or "",
         }
-        return audit_log.parse_filters(values, clock.now())
+        return audit_log.parse_filters(values, clock.now(), empty_range=True)
 
 
 class AuditQuery(AuditFilters, Query):
