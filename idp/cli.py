@@ -400,6 +400,72 @@ def user_reset_mfa(tenant_slug: str, username: str) -> None:
     click.echo(f"user {u.username}: MFA reset ({removed} factor(s) removed)")
 
 
+@user.command("invite")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option(
+    "--role", type=click.Choice(["member", "admin", "owner"]), default="member", show_default=True
+)
+def user_invite(tenant_slug: str, username: str, email: str, role: str) -> None:
+    """Create USERNAME in TENANT if missing, and email a link to choose a password (it works
+    once, for 7 days). Without a mail sender the link is printed instead."""
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.find_user(s, t, username)
+        if u is None:
+            u = directory.create_user(s, svc.passwords, t, username, email, role)
+        elif u.email.lower() != email.lower():
+            raise CliError(f"user {u.username!r} exists with another email address")
+        link = directory.send_set_password_link(s, svc, t, u, directory.Actor())
+    if link.emailed:
+        click.echo(f"user {u.username}: set-password link emailed to {u.email}")
+    else:
+        click.echo(f"user {u.username}: no mail sender; give them this link (7 days, once):")
+        click.echo(link.url)
+
+
+@user.command("set-role")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["member", "admin", "owner"]))
+def user_set_role(tenant_slug: str, username: str, role: str) -> None:
+    """Make USERNAME a member, admin or owner (the last active owner stays one)."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.require_user(s, t, username)
+        directory.set_role(s, t, u, role, directory.Actor())
+    click.echo(f"user {u.username}: role {role}")
+
+
+@user.command("sign-out")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+def user_sign_out(tenant_slug: str, username: str) -> None:
+    """End every session and token family of USERNAME."""
+    svc = _services()
+    with svc.db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.require_user(s, t, username)
+        lifetime = svc.settings.session_absolute_timeout
+        ended = directory.sign_out_everywhere(s, t, u, directory.Actor(), lifetime)
+    click.echo(f"user {u.username}: signed out everywhere ({ended} session(s) ended)")
+
+
+@user.command("delete")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.argument("username")
+def user_delete(tenant_slug: str, username: str) -> None:
+    """Delete USERNAME with its factors, sessions and tokens (not the last active owner)."""
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        u = directory.require_user(s, t, username)
+        name = u.username
+        directory.delete_user(s, t, u, directory.Actor())
+    click.echo(f"user {name} deleted from {tenant_slug}")
+
+
 @cli.group()
 def client() -> None:
     """Manage OpenID Connect clients (relying parties)."""

@@ -13,6 +13,7 @@ from idp import directory
 from idp.directory import Actor
 from idp.store.models import AuditEvent, BackupCode, Credential, Grant, User, UserSession
 from testkit.html import csrf_of
+from testkit.servers import idp
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser, logout
 
@@ -382,3 +383,31 @@ def test_another_tenants_user_is_not_found(app: Flask, mb: MfaBrowser, client: F
         resp = client.post(f"{BASE}/gina/{path}", data=sent)
         assert resp.status_code == 404, path
     assert client.get("/t/globex/admin/users").status_code in (302, 403)  # not their admin
+
+
+def test_the_cli_invites_sets_roles_signs_out_and_deletes(cli_env: dict[str, str]) -> None:
+    invited = idp(cli_env, "user", "invite", "acme", "nina", "--email", "nina@acme.test",
+                  "--role", "owner")  # fmt: skip
+    assert invited.returncode == 0, invited.stderr
+    assert "no mail sender" in invited.stdout and "/t/acme/set-password?token=" in invited.stdout
+    again = idp(cli_env, "user", "invite", "acme", "nina", "--email", "other@acme.test")
+    assert again.returncode == 2 and "exists with another email" in again.stderr
+    assert (
+        idp(cli_env, "user", "invite", "acme", "nina", "--email", "NINA@acme.test").returncode == 0
+    )
+    assert idp(cli_env, "user", "create", "acme", "otto", "--email", "o@acme.test").returncode == 0
+    last = idp(cli_env, "user", "set-role", "acme", "nina", "member")
+    assert last.returncode == 2 and len(last.stderr.strip().splitlines()) == 1
+    assert "last active owner" in last.stderr and "Traceback" not in last.stderr
+    assert idp(cli_env, "user", "set-role", "acme", "otto", "owner").returncode == 0
+    demoted = idp(cli_env, "user", "set-role", "acme", "nina", "admin")
+    assert demoted.returncode == 0 and "role admin" in demoted.stdout
+    out = idp(cli_env, "user", "sign-out", "acme", "nina")
+    assert out.returncode == 0 and "signed out everywhere (0 session(s) ended)" in out.stdout
+    assert idp(cli_env, "user", "delete", "acme", "nina").returncode == 0
+    gone = idp(cli_env, "user", "delete", "acme", "nina")
+    assert gone.returncode == 2 and "no user 'nina'" in gone.stderr
+    owner = idp(cli_env, "user", "delete", "acme", "otto")
+    assert owner.returncode == 2 and "last active owner" in owner.stderr
+    listed = idp(cli_env, "user", "list", "acme").stdout
+    assert "nina\t" not in listed and "otto\to@acme.test\towner\tactive" in listed

@@ -15,6 +15,7 @@ from idp import directory
 from idp.directory import Actor
 from idp.store.models import AuditEvent, Credential
 from testkit.html import csrf_of
+from testkit.servers import idp
 from tests.conftest import PASSWORD, later, svc
 from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
@@ -148,3 +149,15 @@ def test_unknown_tokens_and_missing_csrf(app: Flask, tenant: str, outboxes: Outb
     assert resp.status_code == 400 and "Form expired" in resp.get_data(as_text=True)
     assert not has_password(app, "nina")
     assert client.get("/t/nowhere/set-password?token=abc").status_code == 404
+
+
+def test_the_cli_invitation_is_emailed(cli_env: dict[str, str], outboxes: Outboxes) -> None:
+    env = {**cli_env, "IDP_MAIL_SENDER": "smtp", "IDP_SMTP_HOST": "127.0.0.1",
+           "IDP_SMTP_PORT": str(outboxes.smtp_port), "IDP_SMTP_SECURITY": "none",
+           "IDP_MAIL_FROM": "Acme <id@acme.test>"}  # fmt: skip
+    done = idp(env, "user", "invite", "acme", "nina", "--email", "nina@acme.test")
+    assert done.returncode == 0, done.stderr
+    assert "set-password link emailed to nina@acme.test" in done.stdout
+    assert "token=" not in done.stdout  # the link goes only to the user
+    mail = outboxes.mail.wait("nina@acme.test")
+    assert LINK.search(mail["text"]) and "nina" in mail["text"]
