@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,8 +42,10 @@ CLIENT_AUTH = ["client_secret_basic", "client_secret_post"]  # a confidential cl
 
 def check_redirect_uri(uri: str) -> str:
     """Return ``uri`` or raise :class:`DirectoryError` saying why it cannot be registered."""
-    if len(uri) > 2000 or any(c.isspace() or ord(c) < 32 for c in uri):
-        raise DirectoryError(f"redirect URI is too long or has spaces: {uri[:80]!r}")
+    if len(uri) > 2000 or not uri.isprintable() or any(c.isspace() for c in uri):
+        raise DirectoryError(
+            f"redirect URI is too long, or has spaces or control characters: {uri[:80]!r}"
+        )
     try:
         parts = urlsplit(uri)
         host = parts.hostname
@@ -169,7 +172,7 @@ def check_settings(tenant: Tenant, settings: dict[str, Any]) -> dict[str, Any]:
     :class:`DirectoryError` saying what is wrong. Creating and editing both come here, so a
     client can never be edited into a state it could not be created in."""
     name = settings["name"].strip() if isinstance(settings["name"], str) else ""
-    if not 0 < len(name) <= 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not 0 < len(name) <= 200 or not name.isprintable():
         raise DirectoryError("client name must be 1-200 characters, without control characters")
     public, admin_api = _flag(settings, "public"), _flag(settings, "admin_api")
     uris = _uri_list(settings["redirect_uris"], "redirect URIs")
@@ -243,7 +246,7 @@ def create_client(
     default_acr_values: list[str] | None = None,
     refresh_lifetime: int | None = None,
     refresh_idle: int | None = None,
-    grant_types: list[str] | None = None,
+    grant_types: Sequence[str] | None = None,
     access_token_lifetime: int | None = None,
     actor: Actor | None = None,
 ) -> Registered:

@@ -4,6 +4,7 @@ the endpoints of theirs we answer at."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def check_settings(settings: dict[str, Any], encryption_cert: str | None) -> dic
     :class:`DirectoryError` saying what is wrong. Adding, editing and refreshing from new
     metadata all come here, so an SP cannot be edited into a state it could not be added in."""
     name = settings["name"].strip() if isinstance(settings["name"], str) else ""
-    if not 0 < len(name) <= 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not 0 < len(name) <= 200 or not name.isprintable():
         raise DirectoryError("the SP's name must be 1-200 characters, without control characters")
     nameid = settings["nameid"]
     if nameid not in NAMEID_FORMATS:
@@ -115,7 +116,7 @@ def add_sp(
     sign_response: bool = False,
     encrypt: bool = False,
     min_level: int = 0,
-    attributes: list[str] | None = None,
+    attributes: Sequence[str] | None = None,
     actor: Actor | None = None,
 ) -> ServiceProvider:
     """Register a service provider from its metadata (SAML 2.0 metadata 2.4.4)."""
@@ -124,7 +125,7 @@ def add_sp(
         {
             "name": (name or "").strip() or found.entity_id[:200],
             "nameid": nameid,
-            "attributes": list(ATTRIBUTES) if attributes is None else attributes,
+            "attributes": list(ATTRIBUTES if attributes is None else attributes),
             "min_level": min_level,
             "sign_response": sign_response,
             "encrypt_assertion": encrypt,

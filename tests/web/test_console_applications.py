@@ -200,7 +200,7 @@ def test_client_form_messages_and_the_form_kept(
     app: Flask, client: FlaskClient, mb: MfaBrowser
 ) -> None:
     mb.password("olivia", PASSWORD)
-    for change, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"redirect_uris": "http://rp.example/cb"}, "redirect URI must be https"),
         ({"redirect_uris": "https://rp.example/cb#x"}, "must not have a fragment"),
         ({"redirect_uris": "/relative"}, "redirect URI must be https"),
@@ -216,7 +216,8 @@ def test_client_form_messages_and_the_form_kept(
         ({"kind": "public"}, "a public client cannot use client_credentials"),
         ({"name": "   "}, "client name must be 1-200 characters"),
         ({"name": "a\x00b"}, "client name"),
-    ]:
+    ]
+    for change, message in cases:
         resp = post(client, f"{BASE}/clients/new", client_form(**change))
         assert resp.status_code == 400, change
         body = text_of(resp)
@@ -307,9 +308,14 @@ def test_add_an_sp_by_file_upload_and_by_paste_edit_refresh_and_delete(
     )
     assert "Service provider Renamed saved." in text_of(edited)
     with svc(app).db.session() as s:
-        sp = s.get(ServiceProvider, sp_id)
-        assert sp is not None
-        assert (sp.name, sp.min_level, sp.sign_response, sp.attributes) == (
+        edited_sp = s.get(ServiceProvider, sp_id)
+        assert edited_sp is not None
+        assert (
+            edited_sp.name,
+            edited_sp.min_level,
+            edited_sp.sign_response,
+            edited_sp.attributes,
+        ) == (
             "Renamed",
             3,
             False,
@@ -325,9 +331,11 @@ def test_add_an_sp_by_file_upload_and_by_paste_edit_refresh_and_delete(
                      follow_redirects=True)  # fmt: skip
     assert "refreshed from its new metadata" in text_of(refreshed)
     with svc(app).db.session() as s:
-        sp = s.get(ServiceProvider, sp_id)
-        assert sp is not None and sp.acs[0]["location"] == "https://console.example/acs2"
-        assert sp.name == "Renamed"  # settings stay
+        moved_sp = s.get(ServiceProvider, sp_id)
+        assert (
+            moved_sp is not None and moved_sp.acs[0]["location"] == "https://console.example/acs2"
+        )
+        assert moved_sp.name == "Renamed"  # settings stay
 
     assert "Users signed in through it stay signed in here" in page(
         client, f"{BASE}/sps/{sp_id}/delete"
@@ -355,7 +363,7 @@ def test_sp_metadata_errors_are_clear(app: Flask, client: FlaskClient, mb: MfaBr
     import io
 
     mb.password("olivia", PASSWORD)
-    for data, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({}, "Paste the service provider's SAML metadata or choose its file."),
         ({"metadata": "<oops"}, "The XML document is not well-formed."),
         (
@@ -367,7 +375,8 @@ def test_sp_metadata_errors_are_clear(app: Flask, client: FlaskClient, mb: MfaBr
             "The metadata is larger than 256 KiB.",
         ),
         ({"metadata": SP_METADATA, "attributes": ["salary"]}, "--attributes must be among"),
-    ]:
+    ]
+    for data, message in cases:
         form = page(client, f"{BASE}/sps/new")
         resp = client.post(
             f"{BASE}/sps/new",
