@@ -24,7 +24,8 @@ def sign_out(s: Session, tenant: Tenant, reason: str) -> None:
         user_sessions.end(s, sid, clock.now())
     ctx = session_context()
     if ctx is not None:
-        audit(s, tenant, "logout", subject=ctx.user_id, ip=request.remote_addr, reason=reason)
+        audit(s, tenant, "logout", actor=ctx.user_id, subject=ctx.user_id, ip=request.remote_addr,
+              reason=reason)  # fmt: skip
     logout_user()
     assert isinstance(session, ServerSession)
     session.destroy()

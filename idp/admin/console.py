@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 from idp.directory import Actor, DirectoryError, Forbidden
 from idp.errors import StepwiseError, install, page
 from idp.login.guard import reauthenticate, reauthenticated, require_signed_in
-from idp.tenancy import current_tenant, tenant_blueprint
+from idp.tenancy import tenant_blueprint
 
 bp = tenant_blueprint("admin", __name__, "/admin")
 ADMIN_ROLES = ("admin", "owner")
@@ -68,7 +68,7 @@ def _guard() -> Response | None:
 
 @bp.context_processor
 def _frame() -> dict[str, object]:
-    return {"nav": NAV, "tenant": current_tenant()}
+    return {"nav": NAV, "tenant": g.get("tenant")}  # none on an unknown tenant's 404 page
 
 
 def actor() -> Actor:

@@ -54,7 +54,7 @@ class KeyCache:
     def __init__(self) -> None:
         self._keys: dict[tuple[int, str], keys.Key] = {}
         self._active: dict[tuple[int, str], tuple[float, SigningKey]] = {}
-        self._published: dict[int, tuple[float, dict[str, Any], KeySet]] = {}
+        self._published: dict[int, tuple[float, dict[str, Any], KeySet | None]] = {}
         self._lock = threading.Lock()
 
     def signer(
@@ -80,11 +80,15 @@ class KeyCache:
 
     def _published_keys(
         self, s: Session, tenant: Tenant, now: int, monotonic: float
-    ) -> tuple[dict[str, Any], KeySet]:
+    ) -> tuple[dict[str, Any], KeySet | None]:
         cached = self._published.get(tenant.id)
         if cached is None or cached[0] < monotonic:
             document = keys.jwks(s, tenant, now)
-            keyset = KeySet.import_key_set(document)  # type: ignore[arg-type]
+            keyset = (
+                KeySet.import_key_set(document)  # type: ignore[arg-type]
+                if document["keys"]
+                else None  # a tenant made without keys: nothing it could have signed
+            )
             cached = (monotonic + ACTIVE_TTL, document, keyset)
             with self._lock:
                 self._published[tenant.id] = cached
@@ -95,8 +99,11 @@ class KeyCache:
         return self._published_keys(s, tenant, now, monotonic)[0]
 
     def verifier(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> KeySet:
-        """The published keys, to verify tokens with."""
-        return self._published_keys(s, tenant, now, monotonic)[1]
+        """The published keys, to verify tokens with (InvalidToken when there are none)."""
+        keyset = self._published_keys(s, tenant, now, monotonic)[1]
+        if keyset is None:
+            raise InvalidToken("the tenant has no signing keys")
+        return keyset
 
 
 def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:
