@@ -9,8 +9,10 @@ audited with the acting admin by the operation it calls (idp.directory, idp.mfa.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -24,6 +26,8 @@ from idp.tenancy import tenant_blueprint
 
 bp = tenant_blueprint("admin", __name__, "/admin")
 ADMIN_ROLES = ("admin", "owner")
+RESEND_FIELD_MAX, RESEND_QUERY_MAX = 200, 1500
+SECRET_FIELD = re.compile(r"csrf|password|secret|token|code|key", re.IGNORECASE)
 NAV = (
     ("admin.console", "Overview"),
     ("admin.users", "Users"),
@@ -58,12 +62,26 @@ def _guard() -> Response | None:
     within the window (DESIGN.md "Sensitive actions"), then the form is sent again.
 
     Every URL the console posts to also answers GET with its form or confirmation page, so
-    re-authentication returns the admin to the very form they sent."""
+    re-authentication returns the admin to the very form they sent, with its short fields
+    (:func:`_resend_url`)."""
     refused = require_signed_in(ADMIN_ROLES)
     if refused is None and request.method == "POST" and not reauthenticated():
         flash("Sign in again to confirm it's you, then repeat the change.", "error")
-        return reauthenticate(request.path)
+        return reauthenticate(_resend_url())
     return refused
+
+
+def _resend_url() -> str:
+    """The GET of the posted URL, carrying the form's choices so that the confirmation page
+    shows what the admin chose: never a CSRF token, a password or other secret (a URL ends up
+    in logs and history), a file or a long text."""
+    fields = [
+        (k, v)
+        for k, v in request.form.items(multi=True)
+        if k != "confirm" and not SECRET_FIELD.search(k) and len(v) <= RESEND_FIELD_MAX
+    ]
+    query = urlencode(fields)
+    return f"{request.path}?{query}" if fields and len(query) <= RESEND_QUERY_MAX else request.path
 
 
 @bp.context_processor
