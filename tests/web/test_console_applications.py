@@ -430,3 +430,36 @@ def test_another_tenants_applications_are_not_found(
     assert resp.status_code == 404
     with svc(app).db.session() as s:
         assert s.scalars(select(Client).where(Client.client_id == their_client)).one()
+
+
+def test_an_sp_with_an_encryption_certificate_shows_it_and_may_encrypt(
+    app: Flask, client: FlaskClient, mb: MfaBrowser
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.interop.test_saml_sps import self_signed
+
+    cert = self_signed(rsa.generate_private_key(public_exponent=65537, key_size=2048), "Enc SP")
+    body = "".join(cert.public_bytes(serialization.Encoding.PEM).decode().splitlines()[1:-1])
+    metadata = SP_METADATA.replace(
+        "<md:AssertionConsumerService",
+        '<md:KeyDescriptor use="encryption"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/'
+        f'xmldsig#"><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data>'
+        "</ds:KeyInfo></md:KeyDescriptor><md:AssertionConsumerService",
+    )
+    with svc(app).db.session() as s:
+        sp_id = sps.add_sp(s, directory.require_tenant(s, "acme"), metadata.encode()).id
+    mb.password("olivia", PASSWORD)
+    shown = page(client, f"{BASE}/sps/{sp_id}")
+    assert "CN=Enc SP" in shown and 'id="sp-certificates"' in shown
+    saved = post(client, f"{BASE}/sps/{sp_id}", {"name": "Enc", "nameid": "persistent",
+                 "min_level": "0", "encrypt_assertion": "on"}, follow_redirects=True)  # fmt: skip
+    assert "Service provider Enc saved." in text_of(saved)
+    # New metadata without the certificate would leave encryption impossible: refused.
+    refused = post(client, f"{BASE}/sps/{sp_id}/metadata", {"metadata": SP_METADATA},
+                   follow_redirects=True)  # fmt: skip
+    assert "needs an encryption certificate in the metadata" in text_of(refused)
+    with svc(app).db.session() as s:
+        sp = s.get(ServiceProvider, sp_id)
+        assert sp is not None and sp.encrypt_assertion and sp.encryption_cert
