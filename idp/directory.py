@@ -36,6 +36,13 @@ class DirectoryError(StepwiseError):
     """A user-facing error: bad input, a duplicate, something not found."""
 
 
+class Conflict(DirectoryError):
+    """The change clashes with the current state: a duplicate, or a user in the wrong state
+    for it (the admin API answers 409)."""
+
+    code, status, title = "conflict", 409, "Conflict"
+
+
 def new_subject() -> str:
     """A user's OpenID Connect ``sub``: 128 random bits, so it reveals nothing (Core 8)."""
     return secrets.token_urlsafe(16)
@@ -144,7 +151,11 @@ def create_user(
     creates an owner; with no password the user waits for a set-password link
     (:func:`send_set_password_link`)."""
     username = username.strip()
-    if not 0 < len(username) <= USERNAME_MAX or not USERNAME_RE.match(username):
+    if (
+        not 0 < len(username) <= USERNAME_MAX
+        or len(normalize_username(username)) > USERNAME_MAX  # NFKC may lengthen it
+        or not USERNAME_RE.match(username)
+    ):
         raise DirectoryError(
             f"username must be 1-{USERNAME_MAX} characters, without spaces or slashes"
         )
@@ -156,7 +167,7 @@ def create_user(
     if role == Role.OWNER.value:
         require_owner(s, tenant, actor, "only an owner can make an owner")
     if find_user(s, tenant, username) is not None:
-        raise DirectoryError(f"user {username!r} already exists in tenant {tenant.slug!r}")
+        raise Conflict(f"user {username!r} already exists in tenant {tenant.slug!r}")
     password_hash = None
     if password is not None:
         try:
@@ -279,7 +290,7 @@ def unlock_user(s: Session, tenant: Tenant, user: User, actor: Actor | None = No
     """Lift a lock and restart the user's failure counters (NIST SP 800-63B 5.2.2)."""
     actor = actor or Actor()
     if user.status == "disabled":
-        raise DirectoryError(f"user {user.username!r} is disabled, not locked: enable it instead")
+        raise Conflict(f"user {user.username!r} is disabled, not locked: enable it instead")
     check_may_manage(s, tenant, actor, user)
     user.status, user.unlocked_at, user.updated_at = "active", now(), now()
     audit(s, tenant, "user.unlocked", actor=actor.user_id, subject=user.id, ip=actor.ip,
@@ -402,7 +413,7 @@ def send_set_password_link(
     mail is configured. Only for a user who has no password and no second factor yet."""
     check_may_manage(s, tenant, actor, user)
     if not awaits_password(user):
-        raise DirectoryError(
+        raise Conflict(
             f"{user.username!r} already has a password or a sign-in method: "
             "a set-password link is only for a new account"
         )

@@ -111,7 +111,7 @@ def test_create_update_unlock_sign_out_link_and_delete(
     cy = {"username": "cy", "email": "cy@acme.test", "role": "admin", "password": "long pw 123"}
     with_pw = client.post(API, headers=h, json=cy)
     assert with_pw.status_code == 201 and with_pw.get_json()["set_password_link"] is None
-    problem(client.post(API, headers=h, json={"username": "bob", "email": "b@acme.test"}), 400,
+    problem(client.post(API, headers=h, json={"username": "BOB", "email": "b@acme.test"}), 409,
             "already exists")  # fmt: skip
     problem(client.post(API, headers=h, json={"username": "dee", "email": "nope"}), 400, "email")
     problem(client.post(API, headers=h, json={"username": "dee", "email": "d@acme.test",
@@ -123,7 +123,7 @@ def test_create_update_unlock_sign_out_link_and_delete(
 
     link = client.post(f"{API}/bob/set-password-link", headers=h).get_json()
     assert link["emailed"] is False and link["set_password_link"] != body["set_password_link"]
-    problem(client.post(f"{API}/cy/set-password-link", headers=h), 400, "already has a password")
+    problem(client.post(f"{API}/cy/set-password-link", headers=h), 409, "already has a password")
 
     changed = client.patch(f"{API}/bob", headers=h, json={"role": "admin", "status": "disabled"})
     assert changed.status_code == 200
@@ -139,6 +139,10 @@ def test_create_update_unlock_sign_out_link_and_delete(
     unlocked = client.post(f"{API}/bob/unlock", headers=h)
     assert unlocked.status_code == 200 and unlocked.get_json()["status"] == "active"
     problem(client.post(f"{API}/olivia/unlock", headers=h), 403, "only an owner")
+    client.patch(f"{API}/cy", headers=h, json={"status": "disabled"})
+    problem(client.post(f"{API}/cy/unlock", headers=h), 409, "disabled, not locked")
+    problem(client.post(API, headers=h, json={"username": "a/b", "email": "x@acme.test"}), 400,
+            "username")  # fmt: skip
 
     out = client.post(f"{API}/alice/sign-out", headers=h)
     assert out.status_code == 200 and out.get_json() == {"sessions_ended": 0}

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from factors.password import MAX_LENGTH, MIN_LENGTH
+from flows.steps import USERNAME_MAX
 from idp import directory
 from idp.admin.api.core import (
     Body,
@@ -22,6 +24,11 @@ from idp.directory import UserFilter, find_user
 from idp.mfa import admin as mfa_admin
 from idp.store.models import User
 
+# What idp.directory accepts, in JSON Schema terms (a little stricter: no C1 controls, and
+# Python's and ECMAScript's \s differ there).
+USERNAME_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f/\\]+$"
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f]+"
+EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
 RoleName = Literal["member", "admin", "owner"]
 StatusName = Literal["active", "disabled", "locked"]
 MfaState = Literal["on", "enrolled", "none"]
@@ -112,10 +119,15 @@ class UserCreated(UserItem):
 class NewUser(Body):
     """A new user; without ``password`` they get a set-password link."""
 
-    username: str = Field(min_length=1, max_length=150)
-    email: str = Field(min_length=3, max_length=254)
+    username: str = Field(min_length=1, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN)
+    email: str = Field(min_length=5, max_length=254, pattern=EMAIL_PATTERN)
     role: RoleName = "member"
-    password: str | None = Field(None, min_length=1, max_length=1024)
+    password: str | None = Field(
+        None,
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        description=f"{MIN_LENGTH} to {MAX_LENGTH} characters after Unicode NFKC normalisation",
+    )
 
 
 class UserChange(Body):
@@ -183,7 +195,7 @@ def list_users(call: Call, query: UserQuery) -> dict[str, Any]:
 
 
 @operation("POST", "/users", summary="Create a user", tag="users", body=NewUser,
-           response=UserCreated, status=201, errors=(400, 403))  # fmt: skip
+           response=UserCreated, status=201, errors=(400, 403, 409))  # fmt: skip
 def create_user(call: Call, body: NewUser) -> Reply:
     user = directory.create_user(call.s, call.svc.passwords, call.tenant, body.username,
                                  body.email, body.role, body.password, call.actor)  # fmt: skip
@@ -216,7 +228,7 @@ def get_user(call: Call, username: str) -> UserDetail:
 
 
 @operation("PATCH", "/users/<username>", summary="Change a user's role or status",
-           tag="users", body=UserChange, response=UserItem, errors=(400, 403, 404))  # fmt: skip
+           tag="users", body=UserChange, response=UserItem, errors=(403, 404, 409))  # fmt: skip
 def patch_user(call: Call, username: str, body: UserChange) -> UserItem:
     user = user_of(call, username)
     if body.role is not None:
@@ -235,7 +247,7 @@ def delete_user(call: Call, username: str) -> None:
 
 
 @operation("POST", "/users/<username>/unlock", summary="Unlock a user", tag="users",
-           response=UserItem, errors=(400, 403, 404))  # fmt: skip
+           response=UserItem, errors=(403, 404, 409))  # fmt: skip
 def unlock_user(call: Call, username: str) -> UserItem:
     user = user_of(call, username)
     directory.unlock_user(call.s, call.tenant, user, call.actor)
@@ -252,7 +264,7 @@ def sign_out_user(call: Call, username: str) -> SignedOut:
 
 
 @operation("POST", "/users/<username>/set-password-link", summary="Send a new set-password link",
-           tag="users", response=LinkSent, errors=(400, 403, 404))  # fmt: skip
+           tag="users", response=LinkSent, errors=(403, 404, 409))  # fmt: skip
 def send_link(call: Call, username: str) -> LinkSent:
     sent = directory.send_set_password_link(call.s, call.svc, call.tenant,
                                             user_of(call, username), call.actor)  # fmt: skip
