@@ -144,11 +144,11 @@ def test_creating_a_user_with_a_password_and_bad_input(
     app: Flask, mb: MfaBrowser, client: FlaskClient
 ) -> None:
     mb.password("olivia", PASSWORD)
-    bob = {"username": "bob", "email": "bob@acme.test", "password": "a long passphrase"}
-    status, page = post(client, "/t/acme/admin/new-user", role="admin", **bob)
+    fields = {"username": "bob", "email": "bob@acme.test", "password": "a long passphrase"}
+    status, page = post(client, "/t/acme/admin/new-user", role="admin", **fields)
     assert status == 200 and "User bob created." in page and '<dd id="role-now">admin</dd>' in page
-    bob = user_of(app, "bob")
-    assert bob is not None and bob.password_hash and bob.role == "admin"
+    made = user_of(app, "bob")
+    assert made is not None and made.password_hash and made.role == "admin"
     created = [e for e in events(app) if e[0] == "user.created"][-1]
     assert created[1] is not None and created[2]["role"] == "admin"  # the acting owner
     for fields, message in (
