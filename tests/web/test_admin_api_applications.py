@@ -118,25 +118,26 @@ def test_client_changes_are_validated_like_the_console(
     app: Flask, client: FlaskClient, tenant: str
 ) -> None:
     auth = bearer(app, client)
-    for body, message in [
-        ({**NEW, "redirect_uris": ["http://rp.example/cb"]}, "redirect URI must be https"),
-        ({**NEW, "redirect_uris": ["https://rp.example/cb#f"]}, "must not have a fragment"),
-        ({**NEW, "grant_types": ["password"]}, "grant_types.0"),
-        ({**NEW, "access_token_lifetime": 10}, "access_token_lifetime"),
-        ({**NEW, "public": True}, "a public client cannot use client_credentials"),
-        ({**NEW, "name": "a\u0000b"}, "client name"),
-        ({**NEW, "secret_hash": "x"}, "secret_hash"),
-        ({**NEW, "refresh_lifetime": 3600, "refresh_idle_lifetime": 7200}, "at most"),
+    # 400: the body does not match the documented schema; 422: a rule refuses a value.
+    for body, message, status in [
+        ({**NEW, "redirect_uris": ["http://rp.example/cb"]}, "redirect URI must be https", 422),
+        ({**NEW, "redirect_uris": ["https://rp.example/cb#f"]}, "must not have a fragment", 422),
+        ({**NEW, "grant_types": ["password"]}, "grant_types.0", 400),
+        ({**NEW, "access_token_lifetime": 10}, "access_token_lifetime", 400),
+        ({**NEW, "public": True}, "a public client cannot use client_credentials", 422),
+        ({**NEW, "name": "a\u0000b"}, "client name", 422),
+        ({**NEW, "secret_hash": "x"}, "secret_hash", 400),
+        ({**NEW, "refresh_lifetime": 3600, "refresh_idle_lifetime": 7200}, "at most", 422),
     ]:
         resp = client.post(f"{API}/clients", headers=auth, json=body)
-        assert resp.status_code == 400, (body, resp.get_json())
+        assert resp.status_code == status, (body, resp.get_json())
         assert message in resp.get_json()["detail"], (message, resp.get_json())
     with svc(app).db.session() as s:
         assert [c.name for c in s.scalars(select(Client))] == ["ops"]
     cid = client.post(f"{API}/clients", headers=auth, json=NEW).get_json()["client_id"]
     bad = client.patch(f"{API}/clients/{cid}", headers=auth,
                        json={"redirect_uris": ["https://ok.example/", "ftp://x"]})  # fmt: skip
-    assert bad.status_code == 400 and "redirect URI must be" in bad.get_json()["detail"]
+    assert bad.status_code == 422 and "redirect URI must be" in bad.get_json()["detail"]
     assert client.get(f"{API}/clients/{cid}", headers=auth).get_json()["redirect_uris"] == [
         "https://payroll.example/cb"
     ]
@@ -144,7 +145,7 @@ def test_client_changes_are_validated_like_the_console(
     public = client.patch(f"{API}/clients/{cid}", headers=auth,
                           json={"public": True, "grant_types": ["authorization_code"]})  # fmt: skip
     assert public.status_code == 200 and public.get_json()["public"] is True
-    assert client.post(f"{API}/clients/{cid}/secret", headers=auth).status_code == 400
+    assert client.post(f"{API}/clients/{cid}/secret", headers=auth).status_code == 422
     again = client.patch(f"{API}/clients/{cid}", headers=auth, json={"public": False})
     assert again.status_code == 200 and len(again.get_json()["client_secret"]) >= 43
 
@@ -164,13 +165,13 @@ def test_saml_sps_add_read_change_refresh_and_delete(
     assert sp["acs"][0]["location"] == "https://console.example/acs"
     no_secret_material(sp)
     again = client.post(f"{API}/saml-sps", headers=auth, json={"metadata": SP_METADATA})
-    assert again.status_code == 400 and "already exists" in again.get_json()["detail"]
+    assert again.status_code == 422 and "already exists" in again.get_json()["detail"]
 
     url = f"{API}/saml-sps/{sp['id']}"
     got = client.get(url, headers=auth)
     etag = got.headers["ETag"]
     encrypt = client.patch(url, headers=auth, json={"encrypt_assertion": True})
-    assert encrypt.status_code == 400
+    assert encrypt.status_code == 422
     assert "needs an encryption certificate" in encrypt.get_json()["detail"]
     changed = client.patch(url, headers={**auth, "If-Match": etag},
                            json={"attributes": ["username"], "sign_response": True})  # fmt: skip
@@ -182,7 +183,7 @@ def test_saml_sps_add_read_change_refresh_and_delete(
     other = SP_METADATA.replace(ENTITY, "https://other.example/sp")
     refused = client.post(f"{url}/metadata", headers=auth, json={"metadata": other})
     assert (
-        refused.status_code == 400
+        refused.status_code == 422
         and "not 'https://console.example/sp'" in (refused.get_json()["detail"])
     )
     moved = SP_METADATA.replace("console.example/acs", "console.example/acs2")
@@ -205,7 +206,7 @@ def test_saml_sps_add_read_change_refresh_and_delete(
     ]
     assert all(e.actor_client for e in events(app, "saml.sp_"))
     bad = client.post(f"{API}/saml-sps", headers=auth, json={"metadata": "<oops"})
-    assert bad.status_code == 400 and "not well-formed" in bad.get_json()["detail"]
+    assert bad.status_code == 422 and "not well-formed" in bad.get_json()["detail"]
     surrogate = client.post(
         f"{API}/saml-sps",
         headers={**auth, "Content-Type": "application/json"},

@@ -272,7 +272,7 @@ def test_bad_filters_are_a_message_not_an_error(
     bearer = {"Authorization": f"Bearer {admin_token(app, client)}"}
     for url in ("/t/acme/admin/api/audit", "/t/acme/admin/api/audit/export"):
         resp = client.get(url, query_string=params, headers=bearer)
-        assert resp.status_code == 400, (url, resp.get_data(as_text=True))
+        assert resp.status_code in (400, 422), (url, resp.get_data(as_text=True))
         assert resp.mimetype == "application/problem+json"
 
 

@@ -26,8 +26,8 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from werkzeug.http import HTTP_STATUS_CODES
 
-from idp.directory import Actor
-from idp.errors import HttpError, install, problem
+from idp.directory import Actor, DirectoryError
+from idp.errors import HttpError, StepwiseError, install, problem
 from idp.oidc import claims, resources, tokens
 from idp.oidc.clients import find_client
 from idp.oidc.current import context
@@ -50,9 +50,23 @@ class ApiError(HttpError):
         self.code, self.title = error, HTTP_STATUS_CODES.get(status, "Error")
 
 
-# Every error under /admin/api, ours or not (DirectoryError 400, Forbidden 403: an API client
-# is never an owner, so it may not change one), is a problem document.
-install(bp, problem)
+def _problem(exc: StepwiseError) -> Response:
+    """Every error under /admin/api, ours or not, as a problem document.
+
+    - A body or query that does not match the documented schema: 400.
+    - A well-formed request that a rule refuses (a DirectoryError: a duplicate name, an
+      https-only redirect URI, metadata that does not parse): 422 (RFC 9110 15.5.21), so a
+      client can tell its own malformed call from a refused value.
+    - Forbidden (an API client is never an owner, so it may not change one): 403.
+    """
+    if isinstance(exc, DirectoryError) and exc.status == 400:
+        refused = ApiError(422, exc.code, exc.message)
+        refused.title = "Unprocessable Content"
+        return problem(refused)
+    return problem(exc)
+
+
+install(bp, _problem)
 
 
 class Body(BaseModel):

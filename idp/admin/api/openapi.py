@@ -77,7 +77,7 @@ def _operation(op: Operation, defs: dict[str, Any]) -> dict[str, Any]:
     problem = {"content": {"application/problem+json": {"schema": {"$ref": REF.format(
         model="Problem")}}}}  # fmt: skip
     responses: dict[str, Any] = {str(op.status): ok}
-    for status in sorted({*COMMON_ERRORS, *op.errors}):
+    for status in sorted({*COMMON_ERRORS, *op.errors, *((422,) if op.write else ())}):
         responses[str(status)] = {"description": f"Error {status}", **problem}
     out: dict[str, Any] = {
         "operationId": op.name,
