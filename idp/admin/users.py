@@ -134,8 +134,8 @@ def user_page(username: str) -> ResponseReturnValue:
 def new_user() -> ResponseReturnValue:
     """Create a user; with no password, the user gets an emailed set-password link."""
     form = request.form
-    if request.method == "GET":
-        return render_template("admin/user_new.html", roles=tuple(ROLE_RANK), form={})
+    if request.method == "GET":  # args: the choices sent again after re-authentication
+        return render_template("admin/user_new.html", roles=tuple(ROLE_RANK), form=request.args)
     back_to(url_for(".new_user"))
     svc = services()
     password = form.get("password", "")
@@ -364,14 +364,26 @@ def user_reset_mfa(username: str) -> ResponseReturnValue:
 @bp.route("/users/<username>/mfa", methods=["GET", "POST"])
 def user_mfa(username: str) -> ResponseReturnValue:
     """``action`` = require, unrequire or reset (reset acts only with ``confirm=yes``)."""
-    if request.method == "GET":
-        return redirect(url_for(".user_page", username=username), 303)
-    action = request.form.get("action", "")
+    source = request.form if request.method == "POST" else request.args
+    action = source.get("action", "")
     svc = services()
     with svc.db.session() as s:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        if request.method == "GET":  # after re-authentication: confirm what was chosen
+            if action == "reset":
+                return _reset_confirmation(s, user, request.path)
+            if action in ("require", "unrequire"):
+                return confirm(Confirmation(
+                    title=f"Two-step sign-in for {user.username}", danger=False,
+                    consequences=[f"{user.username} must use two-step sign-in at every login."
+                                  if action == "require" else f"{user.username} follows the "
+                                  "tenant's policy alone again."],
+                    button="Confirm", action=request.path, cancel=_page_url(user),
+                    fields=[("action", action)],
+                ))  # fmt: skip
+            return redirect(_page_url(user), 303)
         if action in ("require", "unrequire"):
             mfa_admin.require_for_user(s, tenant, user, action == "require", actor())
             what = "required" if action == "require" else "no longer required for this user alone"

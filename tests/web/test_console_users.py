@@ -284,6 +284,12 @@ def test_reset_mfa_says_what_is_removed_and_needs_confirmation(
     confirm = client.get(f"{BASE}/alice/reset-mfa").get_data(as_text=True)
     assert "alice&#39;s 2 sign-in methods and 8 backup codes are removed." in confirm
     assert "sets up two-step sign-in again at their next sign-in" in confirm
+    # Re-authentication sends the admin to the GET of what they posted, with their choice.
+    resent = client.get(f"{BASE}/alice/mfa?action=reset").get_data(as_text=True)
+    assert "2 sign-in methods and 8 backup codes are removed." in resent
+    assert "at every login" in client.get(f"{BASE}/alice/mfa?action=require").get_data(as_text=True)
+    prefilled = client.get("/t/acme/admin/new-user?username=zed&email=z%40acme.test")
+    assert 'value="zed"' in prefilled.get_data(as_text=True)
     unconfirmed = client.post(f"{BASE}/alice/mfa",
                               data={"csrf_token": csrf_of(confirm), "action": "reset"})  # fmt: skip
     assert unconfirmed.status_code == 200 and "What will happen" in unconfirmed.get_data(
