@@ -26,7 +26,7 @@ class LinkInvalid(StepwiseError):
     """The link is unknown, used, expired, or for another purpose (one message for all)."""
 
     code, status, title = "invalid_link", 400, "Link not valid"
-    default_message = "This link is not valid any more. Ask your administrator for a new one."
+    message = "This link is not valid any more. Ask your administrator for a new one."
 
 
 def digest(key: bytes, token: str) -> str:
