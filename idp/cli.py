@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from idp import audit_cli, clock, directory
 from idp.app import build_services
 from idp.mfa import admin as mfa_admin
-from idp.oidc import acr, clients, keys
+from idp.oidc import acr, acr_table, clients, keys
 from idp.saml import keys as saml_keys
 from idp.saml import sps
 from idp.services import Services
@@ -176,7 +176,7 @@ def tenant_acr(tenant_slug: str, adds: tuple[str, ...], removes: tuple[str, ...]
             if not acr.VALUE_RE.match(value) or level not in ("1", "2", "3"):
                 raise CliError(f"--add {entry!r}: expected VALUE=1|2|3, VALUE without spaces")
             table[value] = int(level)
-        acr.change_table(s, t, directory.Actor(), add=table, remove=removes)
+        acr_table.change_table(s, t, directory.Actor(), add=table, remove=removes)
         levels = acr.table(t.acr_levels)
     for name, number in sorted(levels.items(), key=lambda kv: (kv[1], kv[0])):
         click.echo(f"{number}\t{name}\t{'added' if name not in acr.LEVELS else 'default'}")

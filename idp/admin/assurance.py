@@ -1,7 +1,7 @@
 """Console: Assurance levels (the tenant's acr table).
 
 The built-in rows (DESIGN.md "Assurance levels") are shown read-only; the tenant's own OIDC
-``acr`` values can be added and removed through :func:`idp.oidc.acr.change_table`, the same
+``acr`` values can be added and removed through :func:`idp.oidc.acr_table.change_table`, the same
 operation the CLI and the admin API use. SAML uses its built-in class references only.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from idp.admin.console import Confirmation, actor, back_to, bp, confirm, done
 from idp.directory import DirectoryError
-from idp.oidc import acr
+from idp.oidc import acr, acr_table
 from idp.saml import contexts
 from idp.services import services
 from idp.store.models import Client
@@ -53,8 +53,8 @@ def assurance() -> ResponseReturnValue:
         rows=rows(own),
         saml=saml,
         levels=LEVEL_NAMES,
-        room=acr.MAX_TENANT_VALUES - len(own),
-        max_values=acr.MAX_TENANT_VALUES,
+        room=acr_table.MAX_TENANT_VALUES - len(own),
+        max_values=acr_table.MAX_TENANT_VALUES,
         value_max=acr.VALUE_MAX,
     )
 
@@ -68,7 +68,7 @@ def assurance_add() -> ResponseReturnValue:
         raise DirectoryError("the level must be 1, 2 or 3")
     with services().db.session() as s:
         tenant = s.merge(current_tenant())
-        acr.change_table(s, tenant, actor(), add={value: level})
+        acr_table.change_table(s, tenant, actor(), add={value: level})
     return done(f"{value} now means level {level}.", url_for(".assurance"))
 
 
@@ -117,5 +117,5 @@ def assurance_remove() -> ResponseReturnValue:
     value = request.form.get("value", "")
     with services().db.session() as s:
         tenant = s.merge(current_tenant())
-        acr.change_table(s, tenant, actor(), remove=[value[: acr.VALUE_MAX + 1]])
+        acr_table.change_table(s, tenant, actor(), remove=[value[: acr.VALUE_MAX + 1]])
     return done(f"{value} was removed.", url_for(".assurance"))

@@ -2,8 +2,8 @@
 
 Each tenant's table is the defaults below plus the entries its admins add
 (``idp tenant acr``, the console's Assurance page, the admin API's ``/acr``: all through
-:func:`change_table`). Tenant additions apply to OpenID Connect only; SAML uses its own
-built-in class references (idp.saml.contexts).
+:func:`idp.oidc.acr_table.change_table`). Tenant additions apply to OpenID Connect only;
+SAML uses its own built-in class references (idp.saml.contexts).
 
 ``acr_values`` is voluntary (OpenID Connect Core 1.0 section 3.1.2.1): the login aims for
 the requested level and the id_token states what was achieved. An *essential* ``acr`` claim
@@ -16,12 +16,7 @@ the achieved level.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-
-from sqlalchemy.orm import Session
-
-from idp.directory import Actor, DirectoryError, audit
-from idp.store.models import Tenant
+from collections.abc import Mapping
 
 DEFAULT_ACR = {1: "urn:stepwise:loa:1", 2: "urn:stepwise:loa:2", 3: "urn:stepwise:loa:3"}
 LEVELS = {
@@ -34,7 +29,6 @@ LEVELS = {
 MAX_VALUES = 10
 VALUE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$")  # printable, no space, " or \
 VALUE_MAX = 200
-MAX_TENANT_VALUES = 50  # a tenant's own rows; discovery lists them all
 
 
 def table(extra: Mapping[str, int] | None) -> dict[str, int]:
@@ -59,52 +53,3 @@ def acr_for(levels: Mapping[str, int], achieved: int, requested: list[str]) -> s
         if levels.get(value, 99) <= achieved:
             return value
     return DEFAULT_ACR[max(1, min(achieved, 3))]
-
-
-class AcrConflict(DirectoryError):
-    """A well-formed change the table's state refuses: a built-in value, or a full table."""
-
-    code, status, title = "conflict", 409, "Conflict"
-
-
-def check_entry(value: object, level: object) -> None:
-    """Raise :class:`DirectoryError` unless ``value`` may be added at ``level``: a value as
-    ``acr_values`` carries it (printable, no spaces, quotes or backslashes, at most 200
-    characters), not a built-in value, and a level from 1 to 3."""
-    if not isinstance(value, str) or not VALUE_RE.match(value):
-        raise DirectoryError(
-            "an acr value is 1 to 200 printable characters without spaces, quotes or backslashes"
-        )
-    if value in LEVELS:
-        raise AcrConflict(f"{value!r} is a default value with a fixed level")
-    if type(level) is not int or not 1 <= level <= 3:
-        raise DirectoryError("the level must be 1, 2 or 3")
-
-
-def change_table(
-    s: Session,
-    tenant: Tenant,
-    actor: Actor,
-    *,
-    add: Mapping[str, int] | None = None,
-    remove: Iterable[str] = (),
-) -> dict[str, int]:
-    """Add (or re-level) and remove the tenant's own acr values; audited as
-    ``tenant.acr_levels_changed``. Returns the tenant's own rows afterwards."""
-    own = dict(tenant.acr_levels or {})
-    added = dict(add or {})
-    for value, level in added.items():
-        check_entry(value, level)
-        own[value] = level
-    removed = list(remove)
-    for value in removed:
-        if own.pop(value, None) is None:
-            raise DirectoryError(f"{value!r} was not added to tenant {tenant.slug!r}")
-    if len(own) > MAX_TENANT_VALUES:
-        raise AcrConflict(f"a tenant can add at most {MAX_TENANT_VALUES} acr values")
-    if added or removed:
-        tenant.acr_levels = own
-        audit(s, tenant, "tenant.acr_levels_changed", actor=actor.user_id, ip=actor.ip,
-              added=[f"{v}={n}" for v, n in added.items()], removed=removed,
-              **actor.details())  # fmt: skip
-    return own

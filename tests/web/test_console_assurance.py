@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp import directory
-from idp.oidc import acr, keys
+from idp.oidc import acr, acr_table, keys
 from idp.store.models import AuditEvent
 from testkit.html import HIDDEN, alert_of, csrf_of
 from testkit.servers import idp
@@ -120,11 +120,11 @@ def test_bad_values_and_built_in_values_are_refused_with_a_message(
 def test_the_tenant_rows_are_capped(app: Flask, mb: MfaBrowser, client: FlaskClient) -> None:
     with svc(app).db.session() as s:
         directory.require_tenant(s, "acme").acr_levels = {
-            f"v{i}": 1 for i in range(acr.MAX_TENANT_VALUES)
+            f"v{i}": 1 for i in range(acr_table.MAX_TENANT_VALUES)
         }
     signed_in_owner(app, mb)
     shown = add(client, "one-more", "1")
-    assert f"at most {acr.MAX_TENANT_VALUES} acr values" in (alert_of(shown) or "")
+    assert f"at most {acr_table.MAX_TENANT_VALUES} acr values" in (alert_of(shown) or "")
     assert "one-more" not in own_rows(app)
     assert "v0" in add(client, "v0", "2")  # re-levelling an existing row still works
     assert own_rows(app)["v0"] == 2

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from idp.admin.api.core import Body, Call, Reply, not_found, operation
-from idp.oidc import acr
+from idp.oidc import acr, acr_table
 from idp.saml import contexts
 
 
@@ -65,7 +65,7 @@ def get_acr(call: Call) -> AcrTable:
 @operation("POST", "/acr", summary="Add an OIDC acr value (or change its level)",
            tag="assurance", body=AcrAddition, response=AcrEntry, errors=(409,))  # fmt: skip
 def add_acr(call: Call, body: AcrAddition) -> AcrEntry:
-    acr.change_table(call.s, call.tenant, call.actor, add={body.value: body.level})
+    acr_table.change_table(call.s, call.tenant, call.actor, add={body.value: body.level})
     return AcrEntry(value=body.value, level=body.level, protocol="oidc", built_in=False)
 
 
@@ -73,8 +73,8 @@ def add_acr(call: Call, body: AcrAddition) -> AcrEntry:
            tag="assurance", query=AcrRemoval, status=204, errors=(404, 409))  # fmt: skip
 def remove_acr(call: Call, query: AcrRemoval) -> Reply:
     if query.value in acr.LEVELS:
-        raise acr.AcrConflict(f"{query.value!r} is a default value with a fixed level")
+        raise acr_table.AcrConflict(f"{query.value!r} is a default value with a fixed level")
     if query.value not in (call.tenant.acr_levels or {}):
         raise not_found("such acr value in this tenant's table")
-    acr.change_table(call.s, call.tenant, call.actor, remove=[query.value])
+    acr_table.change_table(call.s, call.tenant, call.actor, remove=[query.value])
     return Reply(None, 204)
