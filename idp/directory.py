@@ -257,14 +257,19 @@ def check_may_manage(
         )
 
 
-def revoke_user_grants(s: Session, tenant: Tenant, user: User, reason: str) -> int:
-    """End every live token family of ``user`` (their refresh tokens stop working)."""
+def revoke_user_grants(
+    s: Session, tenant: Tenant, user: User, reason: str, actor: Actor | None = None
+) -> int:
+    """End every live token family of ``user`` (their refresh tokens stop working); ``actor``
+    is who caused it (the admin whose disable or reset it follows)."""
+    actor = actor or Actor()
     live = list(
         s.scalars(select(Grant.gid).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)))
     )
     if live:
         s.execute(update(Grant).where(Grant.gid.in_(live)).values(revoked_at=now()))
-        audit(s, tenant, "oauth.grants_revoked", subject=user.id, reason=reason, count=len(live))
+        audit(s, tenant, "oauth.grants_revoked", actor=actor.user_id, subject=user.id,
+              ip=actor.ip, reason=reason, count=len(live), **actor.details())  # fmt: skip
     return len(live)
 
 
@@ -283,7 +288,7 @@ def set_status(
           previous=previous, **actor.details())  # fmt: skip
     if status == "disabled":
         user.sessions_revoked_at = user.updated_at
-        revoke_user_grants(s, tenant, user, "user_disabled")
+        revoke_user_grants(s, tenant, user, "user_disabled", actor)
 
 
 def unlock_user(s: Session, tenant: Tenant, user: User, actor: Actor | None = None) -> None:
@@ -372,7 +377,7 @@ def sign_out_everywhere(s: Session, tenant: Tenant, user: User, actor: Actor, ab
     ended = len(user_sessions.live(s, user, t, absolute))
     user.sessions_revoked_at = user.updated_at = t
     user_sessions.end_all(s, user, t)
-    revoke_user_grants(s, tenant, user, "signed_out_everywhere")
+    revoke_user_grants(s, tenant, user, "signed_out_everywhere", actor)
     audit(s, tenant, "user.signed_out_everywhere", actor=actor.user_id, subject=user.id,
           ip=actor.ip, sessions=ended, **actor.details())  # fmt: skip
     return ended

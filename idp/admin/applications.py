@@ -408,7 +408,7 @@ def _sp_add() -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
         tenant = s.merge(current_tenant())
-        saml_keys.ensure_key(s, svc.cipher, tenant)
+        saml_keys.ensure_key(s, svc.cipher, tenant, actor())
         sp = saml_sps.add_sp(
             s,
             tenant,

@@ -127,7 +127,7 @@ def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Act
     security_event(s, svc, tenant, user, "mfa.reset", actor=actor.user_id, ip=actor.ip,
                    removed=removed, **actor.details())  # fmt: skip
     if reset_applies(tenant):
-        revoke_user_grants(s, tenant, user, "mfa_reset")
+        revoke_user_grants(s, tenant, user, "mfa_reset", actor)
     return removed
 
 

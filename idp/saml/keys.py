@@ -65,9 +65,11 @@ def _in_state(s: Session, tenant: Tenant, state: str) -> SamlKey | None:
     return s.scalar(select(SamlKey).where(SamlKey.tenant_id == tenant.id, SamlKey.state == state))
 
 
-def ensure_key(s: Session, cipher: DataCipher, tenant: Tenant) -> SamlKey:
-    """The tenant's active (signing) SAML key, made on first use."""
-    return _in_state(s, tenant, "active") or _new(s, cipher, tenant, "active")
+def ensure_key(
+    s: Session, cipher: DataCipher, tenant: Tenant, actor: Actor | None = None
+) -> SamlKey:
+    """The tenant's active (signing) SAML key, made on first use (by ``actor``'s change)."""
+    return _in_state(s, tenant, "active") or _new(s, cipher, tenant, "active", actor)
 
 
 def published(s: Session, tenant: Tenant) -> list[SamlKey]:

@@ -343,7 +343,7 @@ def list_saml_sps(call: Call, query: Query) -> dict[str, Any]:
            tag=TAG, body=ServiceProviderNew, response=ServiceProviderOut,
            status=201)  # fmt: skip
 def add_saml_sp(call: Call, body: ServiceProviderNew) -> ServiceProviderOut:
-    saml_keys.ensure_key(call.s, call.svc.cipher, call.tenant)
+    saml_keys.ensure_key(call.s, call.svc.cipher, call.tenant, call.actor)
     sp = saml_sps.add_sp(
         call.s,
         call.tenant,
