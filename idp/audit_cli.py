@@ -34,14 +34,21 @@ def audit() -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
               show_default=True)  # fmt: skip
 @click.option("--event", default="", help='an event name, or a prefix ending in "." (mfa.)')
-@click.option("--result", default="", type=click.Choice(["", *audit_log.RESULTS]))
+@click.option("--result", type=click.Choice(audit_log.RESULTS), help="success or failure only")
 @click.option("--user", default="", help="the subject: a username or #id")
 @click.option("--actor", default="", help='an admin username or #id, a client id, "operator"')
 def export(
-    tenant: str, since: str, until: str, fmt: str, event: str, result: str, user: str, actor: str
+    tenant: str,
+    since: str,
+    until: str,
+    fmt: str,
+    event: str,
+    result: str | None,
+    user: str,
+    actor: str,
 ) -> None:
     """Write TENANT's audit events, newest first, to stdout as CSV or JSON Lines."""
-    values = {"from": since, "to": until, "event": event, "result": result}
+    values = {"from": since, "to": until, "event": event, "result": result or ""}
     values |= {"user": user, "actor": actor}
     f = audit_log.parse_filters(values, clock.now(), ago=True)
     svc = _services()
