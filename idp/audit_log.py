@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, select
+from sqlalchemy import ColumnElement, and_, delete, false, or_, select
 from sqlalchemy.orm import Session
 
 from flows.steps import normalize_username
@@ -238,6 +238,37 @@ def actor_label(e: AuditEvent, names: Mapping[int, str]) -> str:
     if (e.details or {}).get("by") == "server":
         return "system"
     return "operator" if e.ip is None else "anonymous"
+
+
+@dataclass(frozen=True)
+class Recent:
+    """An event as a user's page lists it; ``actor`` as :func:`actor_label` names it."""
+
+    at: int
+    event: str
+    result: str
+    actor: str
+    actor_client: str | None
+    ip: str | None
+    details: dict[str, Any]
+
+
+def recent(s: Session, tenant_id: int, user_id: int, limit: int = 20) -> list[Recent]:
+    """The last ``limit`` events about or by one user, newest first."""
+    events = list(
+        s.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.tenant_id == tenant_id,
+                or_(AuditEvent.subject_id == user_id, AuditEvent.actor_id == user_id),
+            )
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
+    names = usernames(s, tenant_id, events)
+    return [Recent(e.at, e.event, e.result, actor_label(e, names), e.actor_client, e.ip,
+                   dict(e.details or {})) for e in events]  # fmt: skip
 
 
 def row(e: AuditEvent, names: Mapping[int, str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from factors.errors import DeliveryFailed, StepwiseError, WeakSecret
 from factors.kinds import ALLOWABLE as SECOND_FACTOR_KINDS
@@ -538,36 +538,3 @@ def mfa_states(s: Session, users: list[User]) -> dict[int, str]:
         else ("enrolled" if u.id in with_factor else "none")
         for u in users
     }
-
-
-def recent_events(s: Session, tenant: Tenant, user: User, limit: int = 20) -> list[AuditRow]:
-    """The last ``limit`` audit events about or by ``user``, newest first, with the acting
-    user's username (None when gone or not a user)."""
-    acting = aliased(User)
-    rows = s.execute(
-        select(AuditEvent, acting.username)
-        .outerjoin(acting, acting.id == AuditEvent.actor_id)
-        .where(
-            AuditEvent.tenant_id == tenant.id,
-            or_(AuditEvent.subject_id == user.id, AuditEvent.actor_id == user.id),
-        )
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
-    return [
-        AuditRow(e.at, e.event, e.result, name, e.actor_client, e.ip, dict(e.details or {}))
-        for e, name in rows
-    ]
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    """An audit event as a user's page lists it."""
-
-    at: int
-    event: str
-    result: str
-    actor: str | None
-    actor_client: str | None
-    ip: str | None
-    details: dict[str, Any]

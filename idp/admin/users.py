@@ -15,7 +15,7 @@ from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from idp import directory
+from idp import audit_log, directory
 from idp.admin.console import Confirmation, actor, back_to, bp, confirm, done
 from idp.directory import MFA_STATES, ROLE_RANK, STATUS_EVENTS, DirectoryError, UserFilter
 from idp.mfa import admin as mfa_admin
@@ -120,7 +120,7 @@ def user_page(username: str) -> ResponseReturnValue:
             factors=credentials.enrolled(user),
             codes_left=credentials.remaining_backup_codes(s, user.id),
             sessions=directory.live_sessions(s, user, svc.settings.session_absolute_timeout),
-            events=directory.recent_events(s, tenant, user),
+            events=audit_log.recent(s, tenant.id, user.id),
             roles=tuple(ROLE_RANK),
             awaits_password=directory.awaits_password(user),
             is_me=user.id == me,

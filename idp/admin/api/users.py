@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from factors.password import MAX_LENGTH, MIN_LENGTH
 from flows.steps import USERNAME_MAX
-from idp import directory
+from idp import audit_log, directory
 from idp.admin.api.core import (
     Body,
     Call,
@@ -89,12 +89,13 @@ class SignIn(BaseModel):
 
 
 class Event(BaseModel):
-    """An audit event about or by the user; ``actor`` is the acting user's username."""
+    """An audit event about or by the user; ``actor`` names who acted: a username,
+    ``API client <id>``, "operator", "system" or "anonymous" (as the audit log does)."""
 
     at: int
     event: str
     result: str
-    actor: str | None
+    actor: str
     actor_client: str | None
     ip: str | None
     details: dict[str, Any]
@@ -223,7 +224,7 @@ def get_user(call: Call, username: str) -> UserDetail:
         "factors": mfa["factors"],
         "backup_codes_left": mfa["backup_codes_left"],
         "sessions": sessions,
-        "recent_events": [e.__dict__ for e in directory.recent_events(call.s, call.tenant, user)],
+        "recent_events": [e.__dict__ for e in audit_log.recent(call.s, call.tenant.id, user.id)],
     })  # fmt: skip
 
 
