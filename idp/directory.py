@@ -360,6 +360,10 @@ def set_role(s: Session, tenant: Tenant, user: User, role: str, actor: Actor) ->
         require_owner(s, tenant, actor, "only an owner can make an owner")
     check_may_manage(s, tenant, actor, user, removes_owner=user.status == "active")
     previous, user.role, user.updated_at = user.role, role, now()
+    if ROLE_RANK[role] > ROLE_RANK[previous]:
+        # A link issued before the raise may have been shown to whoever asked for it (no
+        # mail sender): it must not open an account that now holds more rights than theirs.
+        links.forget(s, user, user.updated_at)
     audit(s, tenant, "user.role_changed", actor=actor.user_id, subject=user.id, ip=actor.ip,
           previous=previous, role=role, **actor.details())  # fmt: skip
 

@@ -33,12 +33,19 @@ def digest(key: bytes, token: str) -> str:
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
+def forget(s: Session, user: User, now: int, purpose: str | None = None) -> None:
+    """``user``'s unused links (of ``purpose``, or all) stop working."""
+    live = [UserLink.user_id == user.id, UserLink.used_at.is_(None)]
+    if purpose is not None:
+        live.append(UserLink.purpose == purpose)
+    s.execute(update(UserLink).where(*live).values(used_at=now))
+
+
 def issue(
     s: Session, key: bytes, tenant: Tenant, user: User, purpose: str, ttl: int, now: int
 ) -> str:
     """A new link token for ``user``; earlier unused links of the same purpose stop working."""
-    live = (UserLink.user_id == user.id, UserLink.purpose == purpose, UserLink.used_at.is_(None))
-    s.execute(update(UserLink).where(*live).values(used_at=now))
+    forget(s, user, now, purpose)
     token = secrets.token_urlsafe(32)
     s.add(UserLink(tenant_id=tenant.id, user_id=user.id, purpose=purpose,
                    digest=digest(key, token), created_at=now, expires_at=now + ttl))  # fmt: skip

@@ -161,3 +161,21 @@ def test_the_cli_invitation_is_emailed(cli_env: dict[str, str], outboxes: Outbox
     assert "token=" not in done.stdout  # the link goes only to the user
     mail = outboxes.mail.wait("nina@acme.test")
     assert LINK.search(mail["text"]) and "nina" in mail["text"]
+
+
+def test_a_link_stops_working_when_its_account_gains_rights(
+    app: Flask, tenant: str, outboxes: Outboxes
+) -> None:
+    """A link may have been shown to the admin who asked for it (no mail sender). Once an
+    owner raises the account's role, that admin must not be able to open it (review finding:
+    an admin took over a new owner this way)."""
+    invite(app, "nina")
+    link = emailed_link(outboxes, "nina@acme.test")
+    with svc(app).db.session() as s:
+        t = directory.require_tenant(s, "acme")
+        olivia = directory.require_user(s, t, "olivia")
+        nina = directory.require_user(s, t, "nina")
+        directory.set_role(s, t, nina, "owner", Actor(user_id=olivia.id))
+    resp = app.test_client().get(link)
+    assert resp.status_code == 400 and INVALID in resp.get_data(as_text=True)
+    assert not has_password(app, "nina")
