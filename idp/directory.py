@@ -68,10 +68,10 @@ def audit(
 
     An admin API client named by ``by_client`` (:meth:`Actor.details`) is kept as the
     event's ``actor_client``; ``result`` defaults to "failure" for events named
-    ``*.failed`` or ``*.rejected``, else "success".
+    ``...failed`` or ``...rejected`` (``login.failed``, ``mfa.code_failed``), else "success".
     """
     if result is None:
-        result = "failure" if event.endswith((".failed", ".rejected")) else "success"
+        result = "failure" if event.endswith(("failed", "rejected")) else "success"
     client = details.get("by_client")
     s.add(
         AuditEvent(

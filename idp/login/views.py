@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 from flask import make_response, redirect, render_template, request, session, url_for
@@ -103,13 +105,17 @@ def answer() -> ResponseReturnValue:
 
 def _audit_failure(s: Session, state: FlowState, step: str, message: str) -> None:
     """A wrong password or code, or a refused sign-in, in the audit log: ``login.failed`` at
-    the password, ``mfa.code_failed`` at a second factor. The name typed is kept when no
-    account matched it (the log is for admins; the page says the same thing either way)."""
+    the password, ``mfa.code_failed`` at a second factor.
+
+    When no account matched, the name typed is not kept (people type their password there):
+    only a keyed digest of it, so that repeated attempts at one name can be told apart."""
     details: dict[str, str] = {"step": step[:40], "reason": message}
     if step in ("password", "identify"):
         event = "login.failed"
         if state.user_id is None:
-            details["username"] = (state.username or "")[:150]
+            key = services().cipher.derive("audit: names typed")
+            typed = (state.username or "").encode()
+            details["name_digest"] = hmac.new(key, typed, hashlib.sha256).hexdigest()[:16]
     else:
         event = "mfa.code_failed"
     audit_event(s, current_tenant(), event, subject=state.user_id, **details)
