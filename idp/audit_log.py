@@ -35,7 +35,9 @@ from idp.store.models import AuditEvent, Tenant, User
 
 DAY = 86400
 MAX_TEXT = 200  # longest filter value accepted
-RETENTION_DEFAULT, RETENTION_MIN, RETENTION_MAX = 365, 1, 3650
+# At least 90 days: an admin may shorten the log, but not erase the recent past (what they
+# just did included); owners keep it longer as their policy asks.
+RETENTION_DEFAULT, RETENTION_MIN, RETENTION_MAX = 365, 90, 3650
 EXPORT_BATCH = 500  # rows read per query while exporting
 PRUNE_BATCH = 1000  # rows deleted per statement while pruning
 RESULTS = ("success", "failure")
