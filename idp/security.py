@@ -59,8 +59,13 @@ def allow_form_target(resp: Response, uri: str | None) -> Response:
     return resp
 
 
+NUL = "\x00"
+
+
 def install_form_check(app: Flask) -> None:
-    """Note urlencoded bodies that are not UTF-8 text before anything parses them.
+    """Note urlencoded bodies that are not UTF-8 text before anything parses them, and refuse
+    a NUL anywhere in the address or a form (never text anyone typed; PostgreSQL refuses it
+    in a text column, which would be a 500).
 
     Werkzeug keeps undecodable bytes percent-quoted, which would make them look like text the
     user typed; only the raw body tells the two apart. Register before CSRF protection.
@@ -68,11 +73,17 @@ def install_form_check(app: Flask) -> None:
 
     @app.before_request
     def _check_text() -> None:
+        query = request.args.items(multi=True)
+        if NUL in request.path or any(NUL in k or NUL in v for k, v in query):
+            raise HttpError("The address holds a character no text may hold.", 400)
         if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
             raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
             try:
                 for pair in raw.split(b"&"):
-                    unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
+                    value = unquote_to_bytes(pair.replace(b"+", b" "))
+                    if b"\x00" in value:
+                        raise HttpError("The form holds a character no text may hold.", 400)
+                    value.decode("utf-8")
             except UnicodeDecodeError:
                 g.form_not_text = True
 

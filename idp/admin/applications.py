@@ -42,6 +42,9 @@ ATTRIBUTE_LABELS = {"username": "Username (uid)", "email": "Email (mail)", "role
 METADATA_PAGES = ("admin.sp_new", "admin.sp_add", "admin.sp_refresh_page", "admin.sp_refresh")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
+# An SP id in a URL: a 32-bit SQL integer, so a larger number is a 404, never a database error.
+SP_ID = "<int(max=2147483647):sp_id>"
+
 
 @bp.url_value_preprocessor
 def _metadata_limit(endpoint: str | None, values: dict[str, Any] | None) -> None:
@@ -425,7 +428,7 @@ def _sp_add() -> ResponseReturnValue:
     return done(message, url)
 
 
-@bp.get("/sps/<int:sp_id>")
+@bp.get(f"/sps/{SP_ID}")
 def sp_page(sp_id: int) -> ResponseReturnValue:
     with services().db.session() as s:
         sp = _sp(s, current_tenant(), sp_id)
@@ -443,7 +446,7 @@ def _sp_details(sp: ServiceProvider, values: dict[str, Any], message: str | None
     )
 
 
-@bp.post("/sps/<int:sp_id>")
+@bp.post(f"/sps/{SP_ID}")
 def sp_update(sp_id: int) -> ResponseReturnValue:
     try:
         with services().db.session() as s:
@@ -457,13 +460,13 @@ def sp_update(sp_id: int) -> ResponseReturnValue:
     return done(f"Service provider {sp.name} saved.", _sp_url(sp))
 
 
-@bp.get("/sps/<int:sp_id>/metadata")
+@bp.get(f"/sps/{SP_ID}/metadata")
 def sp_refresh_page(sp_id: int) -> ResponseReturnValue:
     with services().db.session() as s:
         return _sp_page("admin/sp_refresh.html", sp=_sp(s, current_tenant(), sp_id))
 
 
-@bp.post("/sps/<int:sp_id>/metadata")
+@bp.post(f"/sps/{SP_ID}/metadata")
 def sp_refresh(sp_id: int) -> ResponseReturnValue:
     back_to(url_for(".sp_refresh_page", sp_id=sp_id))
     with services().db.session() as s:
@@ -475,7 +478,7 @@ def sp_refresh(sp_id: int) -> ResponseReturnValue:
     return done(message, url)
 
 
-@bp.get("/sps/<int:sp_id>/delete")
+@bp.get(f"/sps/{SP_ID}/delete")
 def sp_delete_page(sp_id: int) -> ResponseReturnValue:
     with services().db.session() as s:
         sp = _sp(s, current_tenant(), sp_id)
@@ -496,7 +499,7 @@ def sp_delete_page(sp_id: int) -> ResponseReturnValue:
         )
 
 
-@bp.post("/sps/<int:sp_id>/delete")
+@bp.post(f"/sps/{SP_ID}/delete")
 def sp_delete(sp_id: int) -> ResponseReturnValue:
     with services().db.session() as s:
         tenant = s.merge(current_tenant())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -80,8 +80,8 @@ def _resend_url() -> str:
         for k, v in request.form.items(multi=True)
         if k != "confirm" and not SECRET_FIELD.search(k) and len(v) <= RESEND_FIELD_MAX
     ]
-    query = urlencode(fields)
-    return f"{request.path}?{query}" if fields and len(query) <= RESEND_QUERY_MAX else request.path
+    path, query = quote(request.path), urlencode(fields)  # a username may hold "?" or "#"
+    return f"{path}?{query}" if fields and len(query) <= RESEND_QUERY_MAX else path
 
 
 @bp.context_processor

@@ -215,7 +215,6 @@ def test_client_form_messages_and_the_form_kept(
         ({"default_acr_values": "urn:nope"}, "unknown acr value(s)"),
         ({"kind": "public"}, "a public client cannot use client_credentials"),
         ({"name": "   "}, "client name must be 1-200 characters"),
-        ({"name": "a\x00b"}, "client name"),
     ]
     for change, message in cases:
         resp = post(client, f"{BASE}/clients/new", client_form(**change))
@@ -223,6 +222,8 @@ def test_client_form_messages_and_the_form_kept(
         body = text_of(resp)
         assert message in body, (change, body[:3000])
         assert 'id="form-error"' in body
+    nul = post(client, f"{BASE}/clients/new", client_form(name="a\x00b"))  # refused app-wide
+    assert nul.status_code == 400 and "no text may hold" in text_of(nul)
     # The form comes back as sent.
     assert "https://payroll.example/bye" in body
     with svc(app).db.session() as s:
