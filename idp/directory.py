@@ -250,6 +250,11 @@ def check_may_manage(
     if target.role != Role.OWNER.value:
         return
     require_owner(s, tenant, actor, f"only an owner can change the owner {target.username!r}")
+    if removes_owner:
+        # Changes that remove an owner queue on the tenant's row: two owners demoting each
+        # other at once must not both see the other still there (PostgreSQL; SQLite has one
+        # writer at a time anyway).
+        s.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
     if removes_owner and active_owners(s, tenant) == [target.id]:
         raise Forbidden(
             f"{target.username!r} is the last active owner of tenant {tenant.slug!r}: "

@@ -7,21 +7,24 @@ through the real ``idp`` script.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from idp import directory
 from idp.app import create_app
 from idp.directory import Actor, DirectoryError
 from idp.store.models import AuditEvent, Credential, Grant, User
 from testkit.html import csrf_of
-from testkit.servers import add_user, idp
-from tests.conftest import PASSWORD, svc
+from testkit.servers import add_user, create_database, idp
+from tests.conftest import PASSWORD, make_app, svc
 from tests.mfa_helpers import MfaBrowser
 from tests.web.oidc_helpers import Rp, code_flow, exchange, register, token
 from tests.web.test_mfa_policy import admin_token
@@ -231,3 +234,55 @@ def test_only_an_owner_relaxes_the_policy_owners_sign_in_under(
         mfa_admin.set_policy(s, t, {"admins_phishing_resistant": False}, Actor(user_id=olivia.id))
     with s_.db.session() as s:
         assert directory.require_tenant(s, "acme").admins_phishing_resistant is False
+
+
+def test_two_owners_demoting_each_other_at_once_leave_one(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """On PostgreSQL, with the two changes in parallel transactions: the second waits for the
+    first and then sees the last owner (review finding: both went through, leaving none)."""
+    app = make_app(tmp_path, database_url=create_database(postgres_url, f"t_{uuid.uuid4().hex}"))
+    db = svc(app).db
+    with db.session() as s:
+        t = directory.create_tenant(s, "acme", "Acme")
+        ids = {
+            name: directory.create_user(s, svc(app).passwords, t, name, f"{name}@a.test",
+                                        "owner", PASSWORD).id
+            for name in ("olivia", "oscar")
+        }  # fmt: skip
+    first_done, outcome = threading.Event(), {}
+
+    def demote(by: str, target: str, hold: threading.Event | None) -> None:
+        try:
+            with app.app_context(), db.session() as s:
+                t = directory.require_tenant(s, "acme")
+                user = directory.require_user(s, t, target)
+                directory.set_role(s, t, user, "admin", Actor(user_id=ids[by]))
+                if hold is not None:
+                    first_done.set()
+                    hold.wait(5)  # keep the transaction open while the other one starts
+            outcome[by] = "done"
+        except DirectoryError as exc:
+            outcome[by] = str(exc)
+
+    release = threading.Event()
+    a = threading.Thread(target=demote, args=("olivia", "oscar", release))
+    a.start()
+    assert first_done.wait(5)
+    b = threading.Thread(target=demote, args=("oscar", "olivia", None))
+    b.start()
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                   " AND datname = current_database()")  # fmt: skip
+    with db.engine.connect() as watch:  # it waits on the tenant's row (before the fix: not)
+        for _ in range(250):
+            if watch.execute(waiting).scalar() or not b.is_alive():
+                break
+            time.sleep(0.02)
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert outcome["olivia"] == "done"
+    assert "last active owner" in outcome["oscar"] or "only an owner" in outcome["oscar"]
+    with db.session() as s:
+        assert directory.active_owners(s, directory.require_tenant(s, "acme")) == [ids["olivia"]]
+    db.engine.dispose()
