@@ -99,6 +99,15 @@ def level_of(factors: tuple[VerifiedFactor, ...]) -> int:
     return LEVEL_ONE_FACTOR if kinds else LEVEL_NONE
 
 
+def level_of_amr(amr: Sequence[str]) -> int:
+    """The level an ``amr`` list (as :func:`amr_of` makes it) proves: what a token's own
+    ``amr`` says, whatever its ``acr`` value has come to mean since (a tenant may re-level its
+    own acr values). ``mfa`` marks two kinds or a user-verifying key; with a key it is level 3."""
+    if "mfa" in amr:
+        return LEVEL_PHISHING_RESISTANT if {"hwk", "swk"} & set(amr) else LEVEL_MULTI_FACTOR
+    return LEVEL_ONE_FACTOR if amr else LEVEL_NONE
+
+
 def amr_of(factors: tuple[VerifiedFactor, ...]) -> list[str]:
     """RFC 8176 ``amr`` values, in order of verification, plus ``mfa`` for two kinds or more."""
     values: list[str] = []

@@ -9,6 +9,7 @@ former (RFC 6749), so nothing below the web modules imports Flask.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from authlib.oauth2 import rfc6749
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
+from flows.context import level_of_amr
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
 from idp.oidc import acr
@@ -53,6 +55,11 @@ class Context:
 
     def acr_levels(self) -> dict[str, int]:
         return acr.table(self.tenant.acr_levels)
+
+    def token_level(self, acr_value: str, amr: Sequence[str]) -> int:
+        """The level a token or family holds: its ``acr`` in today's table, but never more
+        than its ``amr`` proves (an admin may have raised that acr value's level since)."""
+        return min(self.acr_levels().get(acr_value, 1), max(1, level_of_amr(amr)))
 
 
 @dataclass

@@ -202,7 +202,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
         after the unlock."""
         ctx = self.server.ctx
         user = ctx.s.get(User, grant.user_id)
-        level = ctx.acr_levels().get(grant.acr, 1)
+        level = ctx.token_level(grant.acr, grant.amr)
         reason = family_reason(ctx.tenant, user, level, grant.auth_time)
         if reason is None:
             return False

@@ -54,7 +54,8 @@ def _still_counts(ctx: Context, found: dict[str, Any]) -> bool:
     if tokens.grant_of(str(found.get("jti", ""))) is None:
         return True
     user = ctx.s.scalar(select(User).where(User.sub == found.get("sub")))
-    level = ctx.acr_levels().get(str(found.get("acr", "")), 1)
+    amr = found.get("amr")
+    level = ctx.token_level(str(found.get("acr", "")), amr if isinstance(amr, list) else [])
     auth_time = int(found.get("auth_time") or 0)
     return family_reason(ctx.tenant, user, level, auth_time) is None
 

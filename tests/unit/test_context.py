@@ -1,4 +1,7 @@
-from flows.context import AuthContext, VerifiedFactor, amr_of, level_of
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flows.context import AuthContext, VerifiedFactor, amr_of, level_of, level_of_amr
 from flows.policy import (
     MfaMode,
     MfaScope,
@@ -66,3 +69,27 @@ def test_required_level_is_the_highest_demand() -> None:
     assert required_level(off, UserFacts(), Request(app_min_level=2)) == 2
     assert required_level(off, UserFacts(), Request(requested_level=3, app_min_level=2)) == 3
     assert required_level(TenantPolicy(MfaMode.REQUIRED), UserFacts(), Request()) == 2
+
+
+FACTORS = [
+    VerifiedFactor("password", ("pwd",), 1),
+    VerifiedFactor("totp", ("otp",), 2),
+    VerifiedFactor("sms", ("sms",), 3),
+    VerifiedFactor("email", ("otp",), 4),
+    VerifiedFactor("backup", ("otp",), 5),
+    VerifiedFactor("webauthn", ("hwk", "user"), 6, True, False),
+    VerifiedFactor("webauthn", ("swk", "user", "pin", "mfa"), 7, True, True),
+    VerifiedFactor("webauthn", ("hwk", "user", "pin", "mfa"), 8, True, True),
+]
+
+
+@given(st.lists(st.sampled_from(FACTORS), max_size=4))
+def test_a_tokens_amr_proves_exactly_the_level_its_factors_hold(
+    picked: list[VerifiedFactor],
+) -> None:
+    """level_of_amr caps what a token's acr may claim (a re-levelled tenant acr value); it must
+    agree with level_of for every set of factors a session can hold."""
+    ctx = AuthContext(1)
+    for factor in picked:
+        ctx = ctx.with_factor(factor)
+    assert level_of_amr(ctx.amr()) == ctx.level()
