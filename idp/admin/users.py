@@ -206,6 +206,7 @@ def user_disable(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
         if request.method == "GET" or request.form.get("confirm") != "yes":
             return confirm(Confirmation(
                 title=f"Disable {user.username}",
@@ -265,6 +266,7 @@ def user_role(username: str) -> ResponseReturnValue:
             if request.method == "POST":
                 raise DirectoryError("role must be member, admin or owner")
             return redirect(_page_url(user), 303)
+        _may_act(s, tenant, user, role)
         lowers = ROLE_RANK[role] < ROLE_RANK.get(user.role, 0)
         if request.method == "GET" or (lowers and request.form.get("confirm") != "yes"):
             lines = [f"{user.username} becomes {_article(role)} {role} instead of "
@@ -278,6 +280,14 @@ def user_role(username: str) -> ResponseReturnValue:
             ))  # fmt: skip
         directory.set_role(s, tenant, user, role, actor())
         return done(f"{user.username} is now {_article(role)} {role}.", _page_url(user))
+
+
+def _may_act(s: Session, tenant: Tenant, user: User, role: str | None = None) -> None:
+    """The owner rules (idp.directory), checked before a confirmation page is shown:
+    only an owner acts on an owner or makes one (Forbidden, a 403 page)."""
+    directory.check_may_manage(s, tenant, actor(), user)
+    if role == "owner":
+        directory.require_owner(s, tenant, actor(), "only an owner can make an owner")
 
 
 def _article(role: str) -> str:
@@ -297,6 +307,7 @@ def user_sign_out(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
         if request.method == "GET" or request.form.get("confirm") != "yes":
             return confirm(Confirmation(
                 title=f"Sign {user.username} out everywhere",
@@ -321,6 +332,7 @@ def user_delete(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
         if request.method == "GET" or request.form.get("confirm") != "yes":
             factors = len(credentials.enrolled(user))
             return confirm(Confirmation(

@@ -7,17 +7,11 @@ from collections.abc import Iterable, Mapping
 
 from sqlalchemy.orm import Session
 
-from idp.directory import Actor, DirectoryError, audit
+from idp.directory import Actor, Conflict, DirectoryError, audit
 from idp.oidc.acr import LEVELS, VALUE_RE
 from idp.store.models import Tenant
 
 MAX_TENANT_VALUES = 50  # a tenant's own rows; discovery lists them all
-
-
-class AcrConflict(DirectoryError):
-    """A well-formed change the table's state refuses: a built-in value, or a full table."""
-
-    code, status, title = "conflict", 409, "Conflict"
 
 
 def check_entry(value: object, level: object) -> None:
@@ -29,7 +23,7 @@ def check_entry(value: object, level: object) -> None:
             "an acr value is 1 to 200 printable characters without spaces, quotes or backslashes"
         )
     if value in LEVELS:
-        raise AcrConflict(f"{value!r} is a default value with a fixed level")
+        raise Conflict(f"{value!r} is a default value with a fixed level")
     if type(level) is not int or not 1 <= level <= 3:
         raise DirectoryError("the level must be 1, 2 or 3")
 
@@ -54,7 +48,7 @@ def change_table(
         if own.pop(value, None) is None:
             raise DirectoryError(f"{value!r} was not added to tenant {tenant.slug!r}")
     if len(own) > MAX_TENANT_VALUES:
-        raise AcrConflict(f"a tenant can add at most {MAX_TENANT_VALUES} acr values")
+        raise Conflict(f"a tenant can add at most {MAX_TENANT_VALUES} acr values")
     if added or removed:
         tenant.acr_levels = own
         audit(s, tenant, "tenant.acr_levels_changed", actor=actor.user_id, ip=actor.ip,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.crypto import DataCipher
-from idp.directory import Actor, DirectoryError, audit, now
+from idp.directory import Actor, Conflict, audit, now
 from idp.store.models import SamlKey, Tenant
 
 VALID_DAYS = 3650
@@ -80,12 +80,6 @@ def published(s: Session, tenant: Tenant) -> list[SamlKey]:
     return sorted(rows, key=lambda r: r.state != "active")
 
 
-class KeyStateConflict(DirectoryError):
-    """A rotation step asked for out of turn (publish twice, or activate with none published)."""
-
-    code, status, title = "conflict", 409, "Conflict"
-
-
 def upcoming(s: Session, tenant: Tenant) -> SamlKey | None:
     """The published *next* key, if one is waiting to be activated."""
     return _in_state(s, tenant, "next")
@@ -97,7 +91,7 @@ def publish_next(
     """Step one: a *next* key whose certificate metadata lists beside the signing one."""
     ensure_key(s, cipher, tenant)
     if upcoming(s, tenant) is not None:
-        raise KeyStateConflict("a next SAML certificate is already published; activate it first")
+        raise Conflict("a next SAML certificate is already published; activate it first")
     return _new(s, cipher, tenant, "next", actor)
 
 
@@ -108,7 +102,7 @@ def activate_next(
     ensure_key(s, cipher, tenant)
     nxt = upcoming(s, tenant)
     if nxt is None:
-        raise KeyStateConflict("no next SAML certificate is published; publish one first")
+        raise Conflict("no next SAML certificate is published; publish one first")
     current = _in_state(s, tenant, "active")
     if current is not None:
         current.state = "retired"

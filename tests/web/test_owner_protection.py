@@ -286,3 +286,16 @@ def test_two_owners_demoting_each_other_at_once_leave_one(
     with db.session() as s:
         assert directory.active_owners(s, directory.require_tenant(s, "acme")) == [ids["olivia"]]
     db.engine.dispose()
+
+
+def test_an_admin_sees_403_not_a_confirmation_page_for_an_owner(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    add(app, "adam", "admin")
+    mb.password("adam", PASSWORD)
+    for path in ("olivia/disable", "olivia/delete", "olivia/sign-out", "olivia/role?role=admin",
+                 "alice/role?role=owner"):  # fmt: skip
+        resp = client.get(f"/t/acme/admin/users/{path}")
+        assert resp.status_code == 403, path
+        assert 'id="confirm"' not in resp.get_data(as_text=True), path
+    assert client.get("/t/acme/admin/users/alice/disable").status_code == 200  # a member

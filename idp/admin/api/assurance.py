@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from idp.admin.api.core import Body, Call, Reply, not_found, operation
+from idp.directory import Conflict
 from idp.oidc import acr, acr_table
 from idp.saml import contexts
 
@@ -73,7 +74,7 @@ def add_acr(call: Call, body: AcrAddition) -> AcrEntry:
            tag="assurance", query=AcrRemoval, status=204, errors=(404, 409))  # fmt: skip
 def remove_acr(call: Call, query: AcrRemoval) -> Reply:
     if query.value in acr.LEVELS:
-        raise acr_table.AcrConflict(f"{query.value!r} is a default value with a fixed level")
+        raise Conflict(f"{query.value!r} is a default value with a fixed level")
     if query.value not in (call.tenant.acr_levels or {}):
         raise not_found("such acr value in this tenant's table")
     acr_table.change_table(call.s, call.tenant, call.actor, remove=[query.value])
