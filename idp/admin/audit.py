@@ -1,38 +1,25 @@
 """Console: the audit log (filters, keyset pages, streamed CSV and JSON Lines export, the
-retention setting), and the server's pruning of old events.
+retention setting).
 
 Filters, pages and rows come from idp.audit_log, shared with the admin API and ``idp audit``.
-
-**Pruning by the server.** After a response under ``/t/<tenant>/`` has been sent
-(``Response.call_on_close``, so the request never waits for it), the server deletes that
-tenant's expired events, at most :data:`SERVER_PRUNE_LIMIT` rows in bounded batches. It runs
-at most once per tenant per hour in the whole deployment: each process remembers the hour it
-last tried (no store call on other requests), and the ephemeral store's atomic ``add`` of a
-key naming the tenant and the hour lets only one process of several (Redis) take that hour.
-Errors are logged, never raised. A tenant writing more than the limit per hour also needs
-``idp audit prune`` from cron. A thread was not chosen: it would need its own schedule, app
-context and shutdown in every worker process, for no gain over this.
+The server's pruning is in idp.audit_pruning.
 """
 
 from __future__ import annotations
 
-import logging
-from functools import partial
 from typing import Any
 
-from flask import Response, g, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, redirect, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
 from idp import audit_log, clock
 from idp.admin.console import actor, back_to, bp, done
 from idp.directory import DirectoryError
-from idp.ephemeral import EphemeralUnavailable
 from idp.services import Services, services
 from idp.store.models import Tenant
 from idp.tenancy import current_tenant
 from idp.untrusted import ascii_int
 
-log = logging.getLogger("idp.audit")
 PAGE_SIZE = 50
 SERVER_PRUNE_LIMIT = 10_000
 HOUR = 3600
@@ -127,45 +114,3 @@ def audit_retention() -> ResponseReturnValue:
     with services().db.session() as s:
         audit_log.set_retention(s, s.merge(current_tenant()), days, actor())
     return done(f"Audit events are now kept {days} days.", url_for(".audit_log"))
-
-
-@bp.after_app_request
-def _prune_after(resp: Response) -> Response:
-    """Prune the request's tenant after the response is sent, once an hour (module doc)."""
-    tenant = g.get("tenant")
-    if not isinstance(tenant, Tenant):
-        return resp
-    svc = services()
-    now = clock.now()
-    hour = now // HOUR
-    tried: dict[int, int] = svc.cached("audit_prune_hours", dict)
-    if tried.get(tenant.id) == hour:
-        return resp
-    tried[tenant.id] = hour
-    try:
-        mine = svc.store.add(f"audit-prune:{tenant.id}:{hour}", b"1", 2 * HOUR)
-    except EphemeralUnavailable:
-        log.warning("audit prune skipped: the ephemeral store is unavailable")
-        return resp
-    if mine:
-        resp.call_on_close(partial(prune_now, svc, tenant.id, now))
-    return resp
-
-
-def prune_now(svc: Services, tenant_id: int, now: int) -> int:
-    """The server's bounded prune of one tenant; errors are logged, never raised."""
-    token = clock.bind(svc.clock)  # after the response: no app context any more
-    try:
-        with svc.db.session() as s:
-            tenant = s.get(Tenant, tenant_id)
-            if tenant is None:
-                return 0
-            count = audit_log.prune(s, tenant, now, limit=SERVER_PRUNE_LIMIT, by="server")
-        if count:
-            log.info("audit: pruned %d events of tenant %s", count, tenant_id)
-        return count
-    except Exception:
-        log.exception("audit prune of tenant %s failed", tenant_id)
-        return 0
-    finally:
-        clock.unbind(token)

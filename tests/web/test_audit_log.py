@@ -429,7 +429,7 @@ def test_the_server_prunes_expired_events_once_an_hour(app: Flask, client: Flask
 def test_the_prune_hook_never_breaks_a_request(
     app: Flask, client: FlaskClient, tenant: str
 ) -> None:
-    from idp.admin.audit import prune_now
+    from idp.audit_pruning import prune_now
 
     broken = svc(app)
     with svc(app).db.session() as s:
