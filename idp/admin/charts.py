@@ -100,7 +100,7 @@ def column_chart(
 ) -> Markup:
     """Vertical columns in order (a time series): a y axis from 0 to a round maximum, and
     the labels of the bars whose indexes are in ``ticks`` under the x axis."""
-    left, right, top_pad, bottom = 44, 12, 12, 36
+    left, right, top_pad, bottom = 44, 28, 12, 36  # right: room for the last date label
     col = max(4, min(24, 720 // max(len(bars), 1)))
     plot_w, plot_h = col * len(bars), 160
     width, height = left + plot_w + right, top_pad + plot_h + bottom
