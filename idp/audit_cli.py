@@ -77,5 +77,5 @@ def prune(tenant: str | None) -> None:
         with svc.db.session() as s:  # one transaction per tenant
             t = directory.require_tenant(s, slug)
             count = audit_log.prune(s, t, now, by="operator")
-            days = t.audit_retention_days
+            days = audit_log.retention_of(t)
         click.echo(f"{slug}: {count} events deleted (older than {days} days)")

@@ -362,12 +362,18 @@ def set_retention(s: Session, tenant: Tenant, days: int, actor: Actor) -> None:
               before=before, after=days, **actor.details())  # fmt: skip
 
 
+def retention_of(tenant: Tenant) -> int:
+    """The days the tenant's events are kept: its setting, never below the floor (a value
+    stored before the floor existed, or by hand, does not shorten it)."""
+    return max(tenant.audit_retention_days, RETENTION_MIN)
+
+
 def prune(s: Session, tenant: Tenant, now: int, *, limit: int | None = None, by: str) -> int:
     """Delete the tenant's events older than its retention, :data:`PRUNE_BATCH` rows per
     statement and at most ``limit`` rows in all; audit the count (``audit.pruned``, by
     "operator" or "server"). Safe to run in several processes at once: each statement
     deletes whatever is still there."""
-    cutoff = now - tenant.audit_retention_days * DAY
+    cutoff = now - retention_of(tenant) * DAY
     total = 0
     while limit is None or total < limit:
         size = PRUNE_BATCH if limit is None else min(PRUNE_BATCH, limit - total)
@@ -381,5 +387,5 @@ def prune(s: Session, tenant: Tenant, now: int, *, limit: int | None = None, by:
             break
     if total:
         audit(s, tenant, "audit.pruned", count=total, before=iso(cutoff),
-              retention_days=tenant.audit_retention_days, by=by)  # fmt: skip
+              retention_days=retention_of(tenant), by=by)  # fmt: skip
     return total

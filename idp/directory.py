@@ -236,7 +236,9 @@ def require_owner(s: Session, tenant: Tenant, actor: Actor, message: str) -> Non
     ``tenant`` or the operator at the CLI (an API client never is an owner)."""
     if actor.operator:
         return
-    by = s.get(User, actor.user_id) if actor.user_id is not None else None
+    # Read afresh (not from the session's identity map): a lock taken before may have waited
+    # for a change of this very role.
+    by = s.get(User, actor.user_id, populate_existing=True) if actor.user_id is not None else None
     if by is None or by.tenant_id != tenant.id or (by.role, by.status) != ("owner", "active"):
         raise Forbidden(message)
 
@@ -249,12 +251,12 @@ def check_may_manage(
     active owner (``removes_owner``: disable or demote). Raises :class:`Forbidden`."""
     if target.role != Role.OWNER.value:
         return
-    require_owner(s, tenant, actor, f"only an owner can change the owner {target.username!r}")
     if removes_owner:
-        # Changes that remove an owner queue on the tenant's row: two owners demoting each
-        # other at once must not both see the other still there (PostgreSQL; SQLite has one
-        # writer at a time anyway).
+        # Changes that remove an owner queue on the tenant's row, before anything is read:
+        # two owners demoting each other at once must not both see the other still there,
+        # nor act on a role they have just lost (PostgreSQL; SQLite has one writer anyway).
         s.execute(select(Tenant.id).where(Tenant.id == tenant.id).with_for_update())
+    require_owner(s, tenant, actor, f"only an owner can change the owner {target.username!r}")
     if removes_owner and active_owners(s, tenant) == [target.id]:
         raise Forbidden(
             f"{target.username!r} is the last active owner of tenant {tenant.slug!r}: "

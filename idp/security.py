@@ -86,6 +86,9 @@ def install_form_check(app: Flask) -> None:
                     value.decode("utf-8")
             except UnicodeDecodeError:
                 g.form_not_text = True
+        elif request.method == "POST" and request.mimetype == "multipart/form-data":
+            if any(NUL in k or NUL in v for k, v in request.form.items(multi=True)):
+                raise HttpError("The form holds a character no text may hold.", 400)
 
 
 def form_fields(names: tuple[str, ...], limits: dict[str, int] | None = None) -> dict[str, str]:

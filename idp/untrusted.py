@@ -17,6 +17,16 @@ def ascii_int(text: str, max_digits: int = 10) -> int | None:
     return int(text)
 
 
+SQL_INT_MAX = 2**31 - 1  # the largest id an INTEGER primary key holds (PostgreSQL: int4)
+
+
+def row_id(text: str) -> int | None:
+    """A table row's id from a URL or form: ASCII digits within a SQL INTEGER, else None (a
+    larger number reaches PostgreSQL as an out-of-range error, which would be a 500)."""
+    number = ascii_int(text, 10)
+    return number if number is not None and 0 < number <= SQL_INT_MAX else None
+
+
 def parse_json(text: str | bytes) -> Any:
     """JSON nested at most ``MAX_JSON_DEPTH`` deep; raise ValueError otherwise. (The
     standard parser recurses: a thousand ``[`` raise RecursionError, not ValueError.)"""

@@ -24,7 +24,7 @@ from idp.saml.metadata import NAMEID_FORMATS
 from idp.services import services
 from idp.store.models import Client, ServiceProvider, Tenant
 from idp.tenancy import current_tenant
-from idp.untrusted import ascii_int
+from idp.untrusted import SQL_INT_MAX, ascii_int
 
 NAMEID_LABELS = {
     "persistent": "Persistent (pairwise per SP)",
@@ -43,7 +43,7 @@ METADATA_PAGES = ("admin.sp_new", "admin.sp_add", "admin.sp_refresh_page", "admi
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 # An SP id in a URL: a 32-bit SQL integer, so a larger number is a 404, never a database error.
-SP_ID = "<int(max=2147483647):sp_id>"
+SP_ID = f"<int(max={SQL_INT_MAX}):sp_id>"
 
 
 @bp.url_value_preprocessor

@@ -18,7 +18,7 @@ from idp.directory import DirectoryError
 from idp.services import Services, services
 from idp.store.models import Tenant
 from idp.tenancy import current_tenant
-from idp.untrusted import ascii_int
+from idp.untrusted import ascii_int, row_id
 
 PAGE_SIZE = 50
 SERVER_PRUNE_LIMIT = 10_000
@@ -39,7 +39,7 @@ def _page(error: str | None = None, status: int = 200) -> ResponseReturnValue:
     events: list[Any] = []
     names: dict[int, str] = {}
     older = None
-    before = ascii_int(request.args.get("before", ""), 18)
+    before = row_id(request.args.get("before", ""))
     with services().db.session() as s:
         if error is None:
             try:

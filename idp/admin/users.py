@@ -176,6 +176,7 @@ def user_link(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)
         if request.method == "GET" or request.form.get("confirm") != "yes":
             where = f"emailed to {user.email}" if svc.mail else "shown to you once"
             return confirm(Confirmation(
@@ -226,6 +227,7 @@ def user_enable(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)
         if request.method == "GET":
             return confirm(Confirmation(
                 title=f"Enable {user.username}", button="Enable", danger=False,
@@ -242,6 +244,7 @@ def user_unlock(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)
         if request.method == "GET":
             return confirm(Confirmation(
                 title=f"Unlock {user.username}", button="Unlock", danger=False,
@@ -369,7 +372,9 @@ def _reset_confirmation(s: Session, user: User, action: str) -> ResponseReturnVa
 @bp.route("/users/<username>/reset-mfa", methods=["GET"])
 def user_reset_mfa(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        user = _user(s, current_tenant(), username)
+        tenant = s.merge(current_tenant())
+        user = _user(s, tenant, username)
+        _may_act(s, tenant, user)
         return _reset_confirmation(s, user, url_for(".user_mfa", username=user.username))
 
 
@@ -383,6 +388,7 @@ def user_mfa(username: str) -> ResponseReturnValue:
         tenant = s.merge(current_tenant())
         user = _user(s, tenant, username)
         back_to(_page_url(user))
+        _may_act(s, tenant, user)
         if request.method == "GET":  # after re-authentication: confirm what was chosen
             if action == "reset":
                 return _reset_confirmation(s, user, request.path)
@@ -401,7 +407,6 @@ def user_mfa(username: str) -> ResponseReturnValue:
             what = "required" if action == "require" else "no longer required for this user alone"
             message = f"MFA {what}: {user.username}."
         elif action == "reset":
-            directory.check_may_manage(s, tenant, actor(), user)
             if request.form.get("confirm") != "yes":
                 return _reset_confirmation(s, user, request.path)
             removed = mfa_admin.reset_user(s, svc, tenant, user, actor())

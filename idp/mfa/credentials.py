@@ -16,7 +16,7 @@ from factors.errors import InvalidCode
 from factors.webauthn_rp import NewCredential
 from idp.crypto import DataCipher
 from idp.store.models import BackupCode, Credential, User
-from idp.untrusted import ascii_int
+from idp.untrusted import row_id
 
 KINDS = kinds.ALLOWABLE  # every second factor a user can enrol is stored here
 # A secret or a target, encrypted at rest; WebAuthn keeps a public key (add_webauthn).
@@ -40,7 +40,7 @@ def enrolled(user: User, kinds: tuple[str, ...] = KINDS) -> list[Credential]:
 def find(s: Session, user_id: int, choice: str) -> Credential:
     """The user's credential named by ``choice``; InvalidCode when it is not theirs."""
     kind, _, raw_id = choice.partition(":")
-    number = ascii_int(raw_id)
+    number = row_id(raw_id)
     cred = s.get(Credential, number) if number is not None else None
     if cred is None or cred.user_id != user_id or cred.type != kind:
         raise InvalidCode()

@@ -102,7 +102,7 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
     if row.used_at is not None or not refresh_live(row, client.row, ctx.now):
         return inactive  # rotated, revoked, idle too long or past the family's lifetime
     user = ctx.s.get(User, grant.user_id)
-    level = ctx.acr_levels().get(grant.acr, 1)
+    level = ctx.token_level(grant.acr, grant.amr)
     if family_reason(ctx.tenant, user, level, grant.auth_time) is not None:
         return inactive
     return {

@@ -79,10 +79,11 @@ def test_prune_deletes_what_is_older_than_each_tenants_retention(cli_env: dict[s
     now = int(time.time())
     gone = [seed(cli_env, "test.old", at=now - 400 * DAY) for _ in range(3)]
     kept = seed(cli_env, "test.recent", at=now - 300 * DAY)
-    other_old = seed(cli_env, "test.old", tenant="other", at=now - 40 * DAY)
+    other_old = seed(cli_env, "test.old", tenant="other", at=now - 100 * DAY)
+    other_kept = seed(cli_env, "test.old", tenant="other", at=now - 80 * DAY)
     svc = services_for(cli_env)
     with svc.db.session() as s:
-        directory.require_tenant(s, "other").audit_retention_days = 30
+        directory.require_tenant(s, "other").audit_retention_days = 30  # below the floor: 90
 
     out = idp(cli_env, "audit", "prune", "acme")
     assert out.returncode == 0, out.stderr
@@ -97,6 +98,8 @@ def test_prune_deletes_what_is_older_than_each_tenants_retention(cli_env: dict[s
     out = idp(cli_env, "audit", "prune")  # every tenant
     assert out.returncode == 0, out.stderr
     assert "acme: 0 events deleted" in out.stdout
-    assert "other: 1 events deleted (older than 30 days)" in out.stdout
+    assert "other: 1 events deleted (older than 90 days)" in out.stdout
+    with svc.db.session() as s:
+        assert other_kept in set(s.scalars(select(AuditEvent.id)))
     with svc.db.session() as s:
         assert s.get(AuditEvent, other_old) is None and s.get(AuditEvent, kept) is not None

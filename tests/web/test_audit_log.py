@@ -400,11 +400,11 @@ def test_the_server_prunes_expired_events_once_an_hour(app: Flask, client: Flask
     svc(app).clock.freeze()  # type: ignore[attr-defined]  # the hour must not turn mid-test
     _request(client)  # this hour's prune is done (nothing to delete)
     with svc(app).db.session() as s:
-        directory.require_tenant(s, "acme").audit_retention_days = 30
+        directory.require_tenant(s, "acme").audit_retention_days = 90
     for _ in range(4):
         seed(app, "test.old")
     old = _count(app)  # these and the tenant's own first events (user.created, ...)
-    later(app, 31 * DAY)
+    later(app, 91 * DAY)
     fresh = seed(app, "test.fresh", at=int(svc(app).clock.time()))
     before = _count(app)
     _request(client)

@@ -294,7 +294,8 @@ def test_an_admin_sees_403_not_a_confirmation_page_for_an_owner(
     add(app, "adam", "admin")
     mb.password("adam", PASSWORD)
     for path in ("olivia/disable", "olivia/delete", "olivia/sign-out", "olivia/role?role=admin",
-                 "alice/role?role=owner"):  # fmt: skip
+                 "alice/role?role=owner", "olivia/enable", "olivia/unlock", "olivia/reset-mfa",
+                 "olivia/set-password-link", "olivia/mfa?action=reset"):  # fmt: skip
         resp = client.get(f"/t/acme/admin/users/{path}")
         assert resp.status_code == 403, path
         assert 'id="confirm"' not in resp.get_data(as_text=True), path

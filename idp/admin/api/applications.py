@@ -33,7 +33,7 @@ from idp.oidc import clients as oidc_clients
 from idp.saml import keys as saml_keys
 from idp.saml import sps as saml_sps
 from idp.store.models import Client, ServiceProvider
-from idp.untrusted import ascii_int
+from idp.untrusted import row_id
 
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 Alg = Literal["RS256", "ES256"]
@@ -317,7 +317,7 @@ def sp_out(sp: ServiceProvider) -> ServiceProviderOut:
 
 
 def sp_of(call: Call, sp_id: str) -> ServiceProvider:
-    number = ascii_int(sp_id, 18)
+    number = row_id(sp_id)
     found = saml_sps.find_sp_by_id(call.s, call.tenant, number) if number is not None else None
     if found is None:
         raise not_found(f"service provider {sp_id[:40]!r}")

@@ -34,7 +34,7 @@ from idp.oidc.current import context
 from idp.services import Services, services
 from idp.store.models import Tenant
 from idp.tenancy import current_tenant, tenant_blueprint
-from idp.untrusted import parse_json
+from idp.untrusted import SQL_INT_MAX, parse_json
 
 bp = tenant_blueprint("admin_api", __name__, "/admin/api")
 PAGE_DEFAULT, PAGE_MAX = 50, 200
@@ -296,7 +296,7 @@ def not_found(what: str) -> ApiError:
 def _decode(cursor: str) -> int:
     if not cursor.isdigit() or len(cursor) > CURSOR_DIGITS:  # the pattern, checked again
         raise ApiError(400, "invalid_request", "cursor: not a cursor this API gave.")
-    return int(cursor)
+    return min(int(cursor), SQL_INT_MAX)  # past every id: compared as an SQL INTEGER
 
 
 def paginate(
