@@ -21,6 +21,7 @@ from testkit.html import csrf_of
 from testkit.servers import create_database
 from tests.conftest import PASSWORD, make_app, svc
 from tests.mfa_helpers import MfaBrowser
+from tests.web.test_mfa_policy import admin_token
 from tests.web.test_saml_idp import SP_METADATA
 
 
@@ -115,6 +116,7 @@ def test_hostile_addresses_are_refused_not_errors(tmp_path: Path, postgres_url: 
     app = make_app(tmp_path, database_url=create_database(postgres_url, f"t_{uuid.uuid4().hex}"))
     with svc(app).db.session() as s:
         t = directory.create_tenant(s, "acme", "Acme")
+        keys.ensure_keys(s, svc(app).cipher, t)
         directory.create_user(s, svc(app).passwords, t, "olivia", "o@acme.test", "owner",
                               PASSWORD)  # fmt: skip
     client = app.test_client()
@@ -129,8 +131,19 @@ def test_hostile_addresses_are_refused_not_errors(tmp_path: Path, postgres_url: 
         ("/t/acme/admin/sps/2147483648/delete", 404),
         ("/t/acme/admin/api/users?q=%00", 400),
         ("/t/acme/admin/api/users/a%00", 400),
+        ("/t/acme/admin/audit?before=1099511627776", 200),  # past every id: the first page
     ]:
         assert client.get(path).status_code == status, path
+    bearer = {"Authorization": f"Bearer {admin_token(app, client)}"}
+    for path in (
+        "/t/acme/admin/api/saml-sps/99999999999",
+        "/t/acme/admin/api/users?cursor=" + "9" * 18,
+    ):
+        assert client.get(path, headers=bearer).status_code in (200, 404), path
+    multipart = client.post("/t/acme/admin/new-user", content_type="multipart/form-data",
+                            data={"csrf_token": csrf_of(page), "username": "eve",
+                                  "email": "eve\x00@acme.test"})  # fmt: skip
+    assert multipart.status_code == 400
     sent = client.post("/t/acme/admin/new-user", data={"csrf_token": csrf_of(page),
                        "username": "eve", "email": "eve\x00@acme.test"})  # fmt: skip
     assert sent.status_code == 400
