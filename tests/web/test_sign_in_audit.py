@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.store.models import AuditEvent
+from testkit.totp import oathtool
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser, set_user
 from tests.web.test_assurance import with_totp
@@ -23,13 +24,15 @@ def events(app: Flask) -> list[AuditEvent]:
 def test_failed_passwords_and_codes_are_audited_as_failures(
     app: Flask, mb: MfaBrowser, client: FlaskClient, tenant: str
 ) -> None:
-    with_totp(app, mb, client, "alice")
+    secret = with_totp(app, mb, client, "alice")
     set_user(app, "alice", mfa_enabled=True)  # asked for her code at every sign-in
     mb.password("alice", "not the password")
     mb.password("MySecretP@ss-w0rd!", "whatever")  # a password in the username box
     mb.password("MySecretP@ss-w0rd!", "whatever")
     assert mb.password("alice", PASSWORD) == "verify_totp"
-    mb.submit(code="000000", action="verify")  # not her code now (one in a million)
+    now = svc(app).clock.time()
+    valid = {oathtool(secret, now + d) for d in range(-90, 91, 30)}
+    mb.submit(code=next(c for c in ("000000", "111111") if c not in valid), action="verify")
     found = [e for e in events(app) if e.result == "failure"]
     assert [e.event for e in found] == ["login.failed"] * 3 + ["mfa.code_failed"]
     alice_id = found[0].subject_id
