@@ -88,26 +88,13 @@ class SignIn(BaseModel):
     amr: list[str]
 
 
-class Event(BaseModel):
-    """An audit event about or by the user; ``actor`` names who acted: a username,
-    ``API client <id>``, "operator", "system" or "anonymous" (as the audit log does)."""
-
-    at: int
-    event: str
-    result: str
-    actor: str
-    actor_client: str | None
-    ip: str | None
-    details: dict[str, Any]
-
-
 class UserDetail(UserItem):
     """Everything the console's user page shows (never a secret)."""
 
     factors: list[Factor]
     backup_codes_left: int
     sessions: list[SignIn]
-    recent_events: list[Event]
+    recent_events: list[audit_log.Recent]  # as the audit log names actors
 
 
 class UserCreated(UserItem):
