@@ -182,6 +182,7 @@ def create_user(
         username_norm=normalize_username(username),
         sub=new_subject(),
         email=email,
+        email_norm=email.casefold(),
         role=role,
         status="active",
         password_hash=password_hash,

@@ -48,6 +48,17 @@ class Tenant(Base):
     # acr values this tenant adds to the default table (idp.oidc.acr), value -> level 1-3.
     acr_levels: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     audit_retention_days: Mapped[int] = mapped_column(default=365)  # idp.audit_log.prune
+    # Accounts (issue 15). Self-service sign-up, off by default, optionally only for these
+    # email domains (empty: any domain).
+    signup_enabled: Mapped[bool] = mapped_column(default=False)
+    signup_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Users may type their verified email address where the login page asks for a username.
+    login_by_email: Mapped[bool] = mapped_column(default=False)
+    # Minimum password length for a user whose password is their only factor (NIST SP
+    # 800-63B-4 3.1.1.2: 15); users with a second factor need 8.
+    password_min_alone: Mapped[int] = mapped_column(default=15)
+    # "Don't ask again on this browser": 0 (off) or the days a remembered browser lasts (<= 90).
+    remember_days: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -84,6 +95,18 @@ class User(Base):
     # so every existing browser session of the user ends (flows.assurance).
     sessions_revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     last_login_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Profile (OpenID Connect Core 1.0 section 5.1 standard claims).
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    given_name: Mapped[str] = mapped_column(String(100), default="")
+    family_name: Mapped[str] = mapped_column(String(100), default="")
+    locale: Mapped[str] = mapped_column(String(35), default="")  # BCP 47 language tag
+    # True once the user proved they read mail at ``email`` (a link or code sent there).
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    # ``email`` casefolded, to sign in by email address (Tenant.login_by_email).
+    email_norm: Mapped[str] = mapped_column(String(254), default="", index=True)
+    # The user's SMS factor (a Credential id) whose number is released as ``phone_number``.
+    contact_phone_id: Mapped[int | None] = mapped_column()
+    password_changed_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -270,6 +293,9 @@ class Grant(Base):
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     auth_time: Mapped[int] = mapped_column(BigInteger)
     sid: Mapped[str] = mapped_column(String(64), index=True)
+    # The sign-in met the tenant policy's "second factor at every login" through a
+    # remembered browser (never a factor: ``acr``/``amr`` say what was verified).
+    remembered: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -329,7 +355,8 @@ class UserSession(Base):
 
 
 class UserLink(Base):
-    """A one-time emailed link (set a password); only an HMAC of its token is stored."""
+    """A one-time emailed link (set or reset a password, verify an email address); only an
+    HMAC of its token is stored. ``target``: the new email address a verification is for."""
 
     __tablename__ = "user_links"
 
@@ -337,7 +364,32 @@ class UserLink(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     purpose: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(254))
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RememberedBrowser(Base):
+    """A browser where the user ticked "Don't ask again on this browser" after a second factor.
+
+    It satisfies the tenant policy's "second factor at every login" for this user on this
+    browser until ``expires_at``, and nothing else: it is never a factor. The cookie holds a
+    random token; only its HMAC is stored. ``verified_at`` is the last real second factor
+    verified on this browser (a ``max_age`` older than that still asks for one).
+    """
+
+    __tablename__ = "remembered_browsers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    verified_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
