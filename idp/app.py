@@ -137,7 +137,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     security.install_headers(app, settings.https)
 
-    from idp import account, audit_pruning, health, login, set_password
+    from idp import account, audit_pruning, health, login, password_reset, set_password, signup
     from idp.admin import api as admin_api
     from idp.admin import routes as admin_views
     from idp.oidc import browser as oidc_browser
@@ -153,6 +153,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(saml_web.bp)
     app.register_blueprint(set_password.bp)
+    app.register_blueprint(password_reset.bp)
+    app.register_blueprint(signup.bp)
     app.after_request(audit_pruning.prune_after)  # expired audit events, once an hour
     # Relying parties post here from their own origin, without this site's CSRF token.
     csrf.exempt(oidc_endpoints.bp)
