@@ -18,6 +18,7 @@ from werkzeug.datastructures import CallbackDict
 
 from idp import clock
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable
+from idp.user_sessions import ENDED_SID
 
 COOKIE = "stepwise_session"
 TENANT_PATH = re.compile(r"^/t/([a-z0-9][a-z0-9-]{0,62})/")
@@ -85,7 +86,8 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession(None, None)
         data = json.loads(raw)
         now = clock.now()
-        if now - data.get("_created", 0) > self.absolute:
+        ended = bool(data.get("sid")) and self.store.get(f"{ENDED_SID}{data['sid']}") is not None
+        if ended or now - data.get("_created", 0) > self.absolute:  # idp.session_end
             self.store.delete(f"session:{sid}")
             return ServerSession(None, None)
         session = ServerSession(data, sid)

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from idp.store.models import User, UserSession
 
 USER_AGENT_MAX = 400
+# Key prefix, in the ephemeral store, of a session ended from elsewhere (idp.session_end).
+ENDED_SID = "sid-ended:"
 
 
 def record(
