@@ -42,18 +42,36 @@ def forget(s: Session, user: User, now: int, purpose: str | None = None) -> None
 
 
 def issue(
-    s: Session, key: bytes, tenant: Tenant, user: User, purpose: str, ttl: int, now: int
+    s: Session,
+    key: bytes,
+    tenant: Tenant,
+    user: User,
+    purpose: str,
+    ttl: int,
+    now: int,
+    target: str | None = None,
 ) -> str:
-    """A new link token for ``user``; earlier unused links of the same purpose stop working."""
+    """A new link token for ``user``; earlier unused links of the same purpose stop working.
+    ``target``: what the link is about, kept with it (the new address an email change needs)."""
     forget(s, user, now, purpose)
     token = secrets.token_urlsafe(32)
-    s.add(UserLink(tenant_id=tenant.id, user_id=user.id, purpose=purpose,
+    s.add(UserLink(tenant_id=tenant.id, user_id=user.id, purpose=purpose, target=target,
                    digest=digest(key, token), created_at=now, expires_at=now + ttl))  # fmt: skip
     return token
 
 
 def peek(s: Session, key: bytes, tenant: Tenant, token: str, purpose: str, now: int) -> User:
     """The user a live link belongs to, without using it (to show the form)."""
+    user = s.get(User, peek_link(s, key, tenant, token, purpose, now).user_id)
+    if user is None:
+        raise LinkInvalid()
+    return user
+
+
+def peek_link(
+    s: Session, key: bytes, tenant: Tenant, token: str, purpose: str, now: int
+) -> UserLink:
+    """The live link ``token`` names (with its ``target``), without using it."""
     if not 20 <= len(token) <= 64:
         raise LinkInvalid()
     link = s.scalar(select(UserLink).where(UserLink.digest == digest(key, token)))
@@ -65,10 +83,7 @@ def peek(s: Session, key: bytes, tenant: Tenant, token: str, purpose: str, now: 
         or now >= link.expires_at
     ):
         raise LinkInvalid()
-    user = s.get(User, link.user_id)
-    if user is None:
-        raise LinkInvalid()
-    return user
+    return link
 
 
 def redeem(s: Session, key: bytes, tenant: Tenant, token: str, purpose: str, now: int) -> User:
