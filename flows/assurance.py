@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from flows.context import AuthContext, VerifiedFactor
+from flows.context import LEVEL_MULTI_FACTOR, LEVEL_ONE_FACTOR, AuthContext, VerifiedFactor
 from flows.errors import NoUsableFactor, UnmetAuthenticationRequirements
 from flows.plan import Pending, plan
 from flows.policy import Request, TenantPolicy, UserFacts
@@ -36,6 +36,9 @@ class Verdict:
 
     context: AuthContext | None  # the counted factors only
     reasons: tuple[Reason, ...] = ()
+    # Ready only because a remembered browser stood in for the policy's second factor (the
+    # context still says what was verified; OIDC marks the token family with it).
+    remembered: bool = False
 
     @property
     def ready(self) -> bool:
@@ -76,10 +79,13 @@ def verdict(
     policy_cap: int | None = None,
     forced: bool = False,
     consent_needed: bool = False,
+    remembered_at: int | None = None,
 ) -> Verdict:
     """Is this session ready for ``request``? ``user`` is the session's user (None when the
     session has none in this tenant); ``forced``: the request demands a login that has not
-    happened yet (prompt=login, max_age=0, ForceAuthn before the login)."""
+    happened yet (prompt=login, max_age=0, ForceAuthn before the login); ``remembered_at``:
+    the session signed in on a remembered browser that still counts
+    (:func:`flows.policy.required_level`)."""
     if ctx is None or user is None:
         return Verdict(None, (Reason.NO_SESSION,))
     standing = counted(ctx, user, reset_applies)
@@ -90,8 +96,9 @@ def verdict(
     if forced:
         return Verdict(standing, (Reason.FRESH_LOGIN,))
     probe = Pending(offer_skipped=True)
+    args = (request, policy, user, True, standing.factors, probe, now, policy_cap)
     try:
-        steps = plan(request, policy, user, True, standing.factors, probe, now, policy_cap)
+        steps = plan(*args, remembered_at)
     except UnmetAuthenticationRequirements:
         return Verdict(standing, (Reason.UNMET,))
     except NoUsableFactor:  # the login flow shows the page that sends them to an admin
@@ -102,21 +109,42 @@ def verdict(
         return Verdict(standing, (Reason.LEVEL_MISSING,))
     if consent_needed:
         return Verdict(standing, (Reason.CONSENT_NEEDED,))
-    return Verdict(standing)
+    return Verdict(standing, remembered=remembered_at is not None and not _ready(args))
+
+
+def _ready(args: tuple[Request, TenantPolicy, UserFacts, bool, tuple[VerifiedFactor, ...],
+                       Pending, int, int | None]) -> bool:  # fmt: skip
+    """Whether the plan is met without a remembered browser."""
+    try:
+        return not plan(*args)
+    except (UnmetAuthenticationRequirements, NoUsableFactor):
+        return False
 
 
 def token_still_counts(
-    user: UserFacts | None, level: int, auth_time: int, policy_level: int, reset_applies: bool
+    user: UserFacts | None,
+    level: int,
+    auth_time: int,
+    policy_level: int,
+    reset_applies: bool,
+    remembered: bool = False,
 ) -> Reason | None:
     """For a token family (refresh, introspection): None while the authentication it froze
-    at ``auth_time`` (with ``level``) still counts for ``user``, else why not."""
+    at ``auth_time`` (with ``level``) still counts for ``user``, else why not.
+
+    ``remembered``: the family's sign-in met the policy's second factor through a remembered
+    browser. Level 1 then still meets a level-2 policy (as it did at the sign-in), but like a
+    second factor the family ends at an admin's MFA reset (applied at once)."""
     if user is None or user.status != "active":
         return Reason.USER_INACTIVE
     if user.sessions_revoked_at is not None and auth_time <= user.sessions_revoked_at:
         return Reason.NO_SESSION
-    if reset_applies and level < policy_level:
+    waived = remembered and policy_level == LEVEL_MULTI_FACTOR
+    needed = LEVEL_ONE_FACTOR if waived else policy_level
+    if reset_applies and level < needed:
         return Reason.LEVEL_MISSING
-    if reset_applies and level > 1 and user.reset_at is not None and auth_time <= user.reset_at:
+    second = level > LEVEL_ONE_FACTOR or remembered
+    if reset_applies and second and user.reset_at is not None and auth_time <= user.reset_at:
         return Reason.LEVEL_MISSING
     return None
 

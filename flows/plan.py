@@ -43,15 +43,17 @@ def plan(
     pending: Pending | None = None,
     now: int = 0,
     policy_cap: int | None = None,
+    remembered_at: int | None = None,
 ) -> list[str]:
     """Return the steps still missing, in order; ``[]`` when the login is complete.
 
     ``achieved`` holds the session's factors and this flow's, newest per kind. A voluntary
     request (``acr_values``) that this user cannot reach is dropped: the login aims for what
     policy and application require, and the token says what was achieved. An essential one
-    raises :class:`UnmetAuthenticationRequirements`.
+    raises :class:`UnmetAuthenticationRequirements`. ``remembered_at``: see
+    :func:`flows.policy.required_level` (a remembered browser, never a factor).
     """
-    args = (policy, user, identified, achieved, pending, now, policy_cap)
+    args = (policy, user, identified, achieved, pending, now, policy_cap, remembered_at)
     try:
         return _plan(request, *args)
     except (UnmetAuthenticationRequirements, NoUsableFactor):
@@ -69,6 +71,7 @@ def _plan(
     pending: Pending | None = None,
     now: int = 0,
     policy_cap: int | None = None,
+    remembered_at: int | None = None,
 ) -> list[str]:
     pending = pending or Pending()
     if not identified:
@@ -85,7 +88,7 @@ def _plan(
         return (
             [f"enroll_{pending.enrolling}"] if bound else _to_bind(user, achieved, since, pending)
         )
-    need = required_level(policy, user, request, policy_cap)
+    need = required_level(policy, user, request, policy_cap, remembered_at)
     if have >= need:
         due = user is not None and offer_due(policy, user, now) and not pending.offer_skipped
         return ["offer"] if due and bound else []

@@ -211,13 +211,35 @@ def policy_level(policy: TenantPolicy, user: UserFacts) -> int:
     return LEVEL_MULTI_FACTOR if mfa_on(policy, user) else LEVEL_ONE_FACTOR
 
 
+def remembered_counts(request: Request, remembered_at: int | None) -> bool:
+    """Whether a remembered browser whose last real second factor was at ``remembered_at``
+    may stand in for the policy's second factor on ``request`` (DESIGN.md "Remembered
+    browser"): never for re-authentication, nor when the request wants a second factor newer
+    than that one (``max_age``, ``prompt=login``, ForceAuthn)."""
+    if remembered_at is None or request.reauth:
+        return False
+    not_before = request.not_before()
+    return not_before is None or remembered_at >= not_before
+
+
 def required_level(
-    policy: TenantPolicy, user: UserFacts | None, request: Request, policy_cap: int | None = None
+    policy: TenantPolicy,
+    user: UserFacts | None,
+    request: Request,
+    policy_cap: int | None = None,
+    remembered_at: int | None = None,
 ) -> int:
     """The level a login must reach: the highest of policy, application minimum and request.
 
     ``policy_cap`` limits the policy's part for a session that began under an older policy
     which is to apply only from the next login (:class:`MfaApply`).
+
+    ``remembered_at``: this browser is remembered for the user (a live record, checked by the
+    caller after the password), with its last real second factor at that time. It lowers the
+    policy's "second factor at every login" (level 2) to level 1 when
+    :func:`remembered_counts`, and nothing else: an application's or a request's level, a
+    re-authentication and a level-3 policy for admins stand. It is never a factor, so the
+    session's level stays what was verified.
     """
     level = max(LEVEL_ONE_FACTOR, request.requested_level, request.app_min_level)
     if user is not None and request.reauth:
@@ -226,5 +248,8 @@ def required_level(
         from_policy = policy_level(policy, user)
         if policy_cap is not None:
             from_policy = min(from_policy, max(LEVEL_ONE_FACTOR, policy_cap))
+        if from_policy == LEVEL_MULTI_FACTOR and user.has_second_factor:
+            if remembered_counts(request, remembered_at):
+                from_policy = LEVEL_ONE_FACTOR
         level = max(level, from_policy)
     return level

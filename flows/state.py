@@ -53,6 +53,8 @@ class FlowState:
     webauthn_challenge: Nonce | None = None  # made when a page asks for a key
     codes: str = ""  # new backup codes, until the user has seen them
     offer_skipped: bool = False
+    # "Don't ask again on this browser" was ticked on a second-factor page of this flow.
+    remember: bool = False
 
     def forget_challenges(self) -> None:
         """Drop the code sent and the WebAuthn challenge: neither may answer a later step."""
@@ -83,6 +85,7 @@ class FlowState:
                 ),
                 "codes": self.codes,
                 "offer_skipped": self.offer_skipped,
+                "remember": self.remember,
             },
             separators=(",", ":"),
         )
@@ -111,4 +114,5 @@ class FlowState:
             webauthn_challenge=_optional(Nonce.from_json, data.get("webauthn_challenge")),
             codes=str(data.get("codes", "")),
             offer_skipped=bool(data.get("offer_skipped", False)),
+            remember=bool(data.get("remember", False)),
         )
