@@ -211,14 +211,20 @@ class ServerClock:
         self._write()
 
     def _write(self) -> None:
+        """Replace the file in one step: a server reading it mid-write would see no time."""
         if self.frozen_at is None:
-            self.path.write_text(f"+{self.offset}\n")
+            text = f"+{self.offset}\n"
         else:
-            at = time.gmtime(self.frozen_at + self.offset)
-            self.path.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n", at))
+            text = time.strftime("%Y-%m-%d %H:%M:%S\n", time.gmtime(self.frozen_at + self.offset))
+        partial = self.path.with_suffix(".new")
+        partial.write_text(text)
+        partial.replace(self.path)
 
     def env(self) -> dict[str, str]:
-        found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+        # The thread-safe build: the plain one parses the file into one static buffer, so two
+        # server threads reading the clock at once can get the real time instead of the faked
+        # one (wolfcw/libfaketime#547), which let a throttle gate open early in a test.
+        found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
         if not found:
             raise RuntimeError("libfaketime is missing: scripts/test installs it")
         return {
