@@ -29,13 +29,15 @@ def live(s: Session, user: User, now: int) -> list[RememberedBrowser]:
 
 
 def forget(s: Session, user: User, browser_id: int, now: int) -> bool:
-    """Forget one of ``user``'s remembered browsers; False when it is not theirs or gone."""
+    """Forget one of ``user``'s remembered browsers; False when it is not theirs, or already
+    forgotten or expired (as :func:`live` no longer lists it)."""
     done = s.execute(
         update(RememberedBrowser)
         .where(
             RememberedBrowser.id == browser_id,
             RememberedBrowser.user_id == user.id,
             RememberedBrowser.revoked_at.is_(None),
+            RememberedBrowser.expires_at > now,
         )
         .values(revoked_at=now)
     )
@@ -44,10 +46,14 @@ def forget(s: Session, user: User, browser_id: int, now: int) -> bool:
 
 def forget_all(s: Session, user: User, now: int) -> int:
     """Forget every remembered browser of ``user`` (password change or reset, MFA reset,
-    sign out everywhere); return how many were live."""
+    sign out everywhere); return how many were live (expired ones stay as they are)."""
     done = s.execute(
         update(RememberedBrowser)
-        .where(RememberedBrowser.user_id == user.id, RememberedBrowser.revoked_at.is_(None))
+        .where(
+            RememberedBrowser.user_id == user.id,
+            RememberedBrowser.revoked_at.is_(None),
+            RememberedBrowser.expires_at > now,
+        )
         .values(revoked_at=now)
     )
     return int(done.rowcount)  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 The cookie is HttpOnly, SameSite=Lax, Secure behind https, and scoped to the tenant's path
 (``/t/{slug}/``), so each tenant has its own session. The id is rotated at login and after
-step-up (:meth:`ServerSession.rotate`); idle and absolute timeouts are enforced here.
+step-up (:meth:`ServerSession.rotate`); idle and absolute timeouts are enforced here. The
+same once-a-minute touch that renews the idle timeout writes the sign-in's "last seen"
+(idp.user_sessions.seen), so the account page's list costs one UPDATE per session a minute.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from idp import clock
+from idp import clock, user_sessions
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable
+from idp.services import services
 from idp.user_sessions import ENDED_SID
 
 COOKIE = "stepwise_session"
 TENANT_PATH = re.compile(r"^/t/([a-z0-9][a-z0-9-]{0,62})/")
-TOUCH_EVERY = 60  # seconds between idle-timeout refreshes of an unmodified session
+TOUCH_EVERY = 60  # seconds between idle-timeout refreshes (and "last seen") of a session
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
@@ -39,6 +42,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.rotate_requested = False
         self.destroyed = False
         self.unavailable = False  # the store could not be read: the request must answer 503
+        self.seen = False  # touched by this request: its sign-in's "last seen" moves on
 
     def rotate(self) -> None:
         """Give the session a new id at the next response; the old id stops working.
@@ -93,6 +97,7 @@ class ServerSessionInterface(SessionInterface):
         session = ServerSession(data, sid)
         if now - data.get("_touched", 0) > TOUCH_EVERY:
             session["_touched"] = now  # renews the idle timeout at save
+            session.seen = bool(data.get("sid"))
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -122,3 +127,6 @@ class ServerSessionInterface(SessionInterface):
             COOKIE, session.sid, path=path, secure=self.secure, httponly=True, samesite="Lax"
         )
         response.vary.add("Cookie")
+        if session.seen:
+            with services().db.session() as s:
+                user_sessions.seen(s, session["sid"], session["_touched"])

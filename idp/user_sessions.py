@@ -42,13 +42,29 @@ def record(
     row.level, row.amr, row.last_seen_at, row.ip = level, list(amr), now, ip
 
 
-def live(s: Session, user: User, now: int, absolute: int) -> list[UserSession]:
-    """The user's sessions that may still be in use, newest first."""
+def seen(s: Session, sid: str, now: int) -> None:
+    """The session ``sid`` was used at ``now`` (idp.sessions calls this at most once a
+    minute per session)."""
+    s.execute(
+        update(UserSession)
+        .where(UserSession.sid == sid, UserSession.ended_at.is_(None))
+        .values(last_seen_at=now)
+    )
+
+
+def live(
+    s: Session, user: User, now: int, absolute: int, idle: int | None = None
+) -> list[UserSession]:
+    """The user's sessions that may still be in use, newest first. With ``idle`` (the idle
+    timeout plus idp.sessions.TOUCH_EVERY, the most "last seen" can lag), not those unused
+    for longer: their state has expired from the ephemeral store."""
     stmt = select(UserSession).where(
         UserSession.user_id == user.id,
         UserSession.ended_at.is_(None),
         UserSession.created_at > now - absolute,
     )
+    if idle is not None:
+        stmt = stmt.where(UserSession.last_seen_at > now - idle)
     if user.sessions_revoked_at is not None:
         stmt = stmt.where(UserSession.created_at > user.sessions_revoked_at)
     return list(s.scalars(stmt.order_by(UserSession.created_at.desc())))

@@ -46,6 +46,10 @@ MESSAGES = {
         "Two-step sign-in is off",
         "Two-step sign-in was turned off for your account.",
     ),
+    "user.other_sessions_ended": (
+        "Your other sessions were signed out",
+        "Every other session of your account was signed out ({count} in all).",
+    ),
     "mfa.reset": (
         "Your sign-in methods were reset",
         "An administrator reset your two-step sign-in. You will set it up again at your next "
