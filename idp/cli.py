@@ -14,7 +14,7 @@ import click
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from idp import audit_cli, clock, directory
+from idp import account_settings, audit_cli, clock, directory
 from idp.app import build_services
 from idp.mfa import admin as mfa_admin
 from idp.oidc import acr, acr_table, clients, keys
@@ -162,6 +162,49 @@ def tenant_set_mfa(
                         for k, v in policy.items()))  # fmt: skip
 
 
+@tenant.command("set-accounts")
+@click.argument("tenant_slug", metavar="TENANT")
+@click.option("--signup", type=click.Choice(["on", "off"]), help="self-service sign-up")
+@click.option(
+    "--signup-domains",
+    metavar="DOMAINS",
+    help="comma-separated email domains sign-up is open to; empty: any domain",
+)
+@click.option("--login-by-email", type=click.Choice(["on", "off"]), help="sign in by email too")
+@click.option(
+    "--password-min-alone",
+    type=int,
+    metavar="N",
+    help="minimum password length when it is the only factor (8-64)",
+)
+@click.option("--remember-days", type=int, metavar="N", help="remember browsers (0: off, 1-90)")
+def tenant_set_accounts(
+    tenant_slug: str,
+    signup: str | None,
+    signup_domains: str | None,
+    login_by_email: str | None,
+    password_min_alone: int | None,
+    remember_days: int | None,
+) -> None:
+    """Set TENANT's account settings; with no options, print them."""
+    changes: dict[str, Any] = {
+        "signup_enabled": None if signup is None else signup == "on",
+        "signup_domains": (
+            None if signup_domains is None else account_settings.parse_domains(signup_domains)
+        ),
+        "login_by_email": None if login_by_email is None else login_by_email == "on",
+        "password_min_alone": password_min_alone,
+        "remember_days": remember_days,
+    }
+    with _services().db.session() as s:
+        t = directory.require_tenant(s, tenant_slug)
+        settings = account_settings.set_settings(
+            s, t, {k: v for k, v in changes.items() if v is not None}, directory.Actor()
+        )
+    click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                        for k, v in settings.items()))  # fmt: skip
+
+
 @tenant.command("acr")
 @click.argument("tenant_slug", metavar="TENANT")
 @click.option("--add", "adds", multiple=True, metavar="VALUE=LEVEL", help="map an acr value")
@@ -209,7 +252,8 @@ def sp() -> None:
     "--attributes",
     default="username,email,role",
     show_default=True,
-    help="attributes to release: username, email, role (comma-separated)",
+    help="attributes to release (comma-separated): username, email, role, displayName, "
+    "givenName, sn, mail, memberOf",
 )
 @click.option("--min-level", type=click.IntRange(0, 3), default=0, show_default=True)
 def sp_add(

@@ -33,6 +33,7 @@ NAV = (
     ("admin.users", "Users"),
     ("admin.applications", "Applications"),
     ("admin.policy_page", "MFA policy"),
+    ("admin.accounts_page", "Accounts"),
     ("admin.assurance", "Assurance levels"),
     ("admin.keys", "Keys"),
     ("admin.audit_log", "Audit log"),
