@@ -93,12 +93,18 @@ def answer() -> ResponseReturnValue:
             flow_store.save(state)
             message = progress.result.message if progress.result else None
             return _show(state, message, 200, progress.remaining, s)
-        user = s.get(User, state.user_id)
-        assert user is not None
-        _complete(s, state, user, policy_level(tenant_policy(tenant), user_facts(user)))
-        audit_event(
-            s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
-        )
+        return _sign_in(s, state)
+
+
+def _sign_in(s: Session, state: FlowState) -> ResponseReturnValue:
+    """The flow has all it needs: sign its user in with the factors it verified."""
+    tenant = current_tenant()
+    user = s.get(User, state.user_id)
+    assert user is not None
+    _complete(s, state, user, policy_level(tenant_policy(tenant), user_facts(user)))
+    audit_event(
+        s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
+    )
     flow_store.finish(state)
     return redirect(state.return_to)
 
@@ -190,6 +196,8 @@ def _show(
         except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
             return _stopped(state, exc)
     if not remaining:
+        if state.identified and state.verified:  # verified before the login pages (sign-up)
+            return _sign_in(s, state)
         return redirect(state.return_to)
     page = render_template(
         f"login/{remaining[0]}.html",
