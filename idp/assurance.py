@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from flows.assurance import Verdict, counted, verdict
 from flows.context import AuthContext
 from flows.policy import Request, TenantPolicy, UserFacts
-from idp import clock
+from idp import clock, remembered
 from idp.directory import policy_of
 from idp.services import services
 from idp.store.models import Tenant, User
@@ -56,6 +56,19 @@ def policy_cap(tenant: Tenant) -> int | None:
     return int(raw) if raw is not None else None
 
 
+REMEMBERED = "remembered"  # session key: the remembered browser's record the session signed in with
+
+
+def remembered_at(s: Session, tenant: Tenant, user: User, now: int) -> int | None:
+    """When this session signed in on a remembered browser (idp.login.remember) whose record
+    still counts: its last real second factor (flows.policy.required_level), else None."""
+    record_id = session.get(REMEMBERED)
+    if not isinstance(record_id, int):
+        return None
+    record = remembered.by_id(s, tenant, user, record_id, now)
+    return record.verified_at if record is not None else None
+
+
 @dataclass(frozen=True)
 class Decision:
     """The authority's verdict on this browser session, and the session's user."""
@@ -84,18 +97,22 @@ def decide(
 ) -> Decision:
     """Is this browser session ready for ``request``? (flows.assurance.verdict)
 
-    ``consent`` tells whether the user still has to allow the application (OIDC)."""
+    ``consent`` tells whether the user still has to allow the application (OIDC). A session
+    that signed in on a remembered browser keeps meeting the policy's second factor while
+    that browser's record counts (one small query)."""
     user, ctx = session_user(s, tenant)
     facts = user_facts(user) if user is not None else None
+    now = clock.now() if now is None else now
     found = verdict(
         replace(request, reauth_max_age=services().settings.reauth_window),
         tenant_policy(tenant),
         facts,
         ctx,
-        now=clock.now() if now is None else now,
+        now=now,
         reset_applies=reset_applies(tenant),
         policy_cap=policy_cap(tenant),
         forced=forced,
         consent_needed=bool(consent and user is not None and consent(user)),
+        remembered_at=remembered_at(s, tenant, user, now) if user is not None else None,
     )
     return Decision(found, user)

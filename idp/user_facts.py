@@ -64,11 +64,15 @@ def reset_applies(tenant: Tenant) -> bool:
     return tenant.mfa_apply == MfaApply.IMMEDIATE.value
 
 
-def family_reason(tenant: Tenant, user: User | None, level: int, auth_time: int) -> Reason | None:
+def family_reason(
+    tenant: Tenant, user: User | None, level: int, auth_time: int, remembered: bool = False
+) -> Reason | None:
     """For a token family or one of its tokens: None while the authentication it froze
-    (``level`` at ``auth_time``) still counts for ``user``, else why not."""
+    (``level`` at ``auth_time``) still counts for ``user``, else why not. ``remembered``: the
+    family's sign-in met the policy's second factor through a remembered browser
+    (``Grant.remembered``; flows.assurance.token_still_counts)."""
     if user is None or user.tenant_id != tenant.id:
         return Reason.USER_INACTIVE
     facts = standing_facts(user)
     needed = policy_level(policy_of(tenant), facts)
-    return token_still_counts(facts, level, auth_time, needed, reset_applies(tenant))
+    return token_still_counts(facts, level, auth_time, needed, reset_applies(tenant), remembered)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from flows.context import VerifiedFactor, merge
-from flows.plan import Pending, plan
+from flows.plan import Pending, is_first_factor, plan
 from flows.policy import Request
 from flows.state import FlowState
 from idp import assurance, clock
 from idp.assurance import session_context, tenant_policy, user_facts
+from idp.login import remember
 from idp.login.flow_store import start
 from idp.store.models import Tenant, User
 
@@ -21,6 +22,9 @@ def plan_for(s: Session, tenant: Tenant, state: FlowState) -> list[str]:
     The session's factors that still count (idp.assurance) are merged with the flow's; a
     forced fresh login (prompt=login, max_age=0, ForceAuthn) counts only this flow's, since
     the session's may carry the same second as the request.
+
+    Once a first factor has passed, a remembered browser for this user (its cookie, idp.login
+    .remember) may stand in for the policy's second factor (flows.policy.required_level).
     """
     user = s.get(User, state.user_id) if state.user_id is not None else None
     ctx = session_context()
@@ -34,8 +38,13 @@ def plan_for(s: Session, tenant: Tenant, state: FlowState) -> list[str]:
         achieved = merge(achieved, factor)
     pending = Pending(state.choice, state.enrolling, bool(state.codes), state.offer_skipped)
     facts = user_facts(user) if user is not None else None
+    now = clock.now()
+    remembered_at: int | None = None
+    if user is not None and any(is_first_factor(f) for f in achieved):
+        record = remember.from_cookie(s, tenant, user, now)
+        remembered_at = record.verified_at if record is not None else None
     return plan(state.request, tenant_policy(tenant), facts, state.identified, achieved, pending,
-                clock.now(), cap)  # fmt: skip
+                now, cap, remembered_at)  # fmt: skip
 
 
 def standing_flow(s: Session, tenant: Tenant, return_to: str) -> FlowState | None:

@@ -131,7 +131,7 @@ def consent() -> ResponseReturnValue:
         if request.form.get("action") != "allow":
             raise authz.AuthorizeError(areq, "access_denied", "The user denied access.")
         _remember_consent(s, user, client, areq, ctx.now)
-        return _issue(s, ctx, areq, client, user, auth)
+        return _issue(s, ctx, areq, client, user, auth, decision.verdict.remembered)
 
 
 def _flow_request(ctx: Context, client: Client, areq: authz.AuthorizationRequest) -> Request:
@@ -183,7 +183,7 @@ def _proceed(
     found = decision.verdict
     if found.ready:
         assert decision.user is not None and found.context is not None
-        return _issue(s, ctx, areq, client, decision.user, found.context)
+        return _issue(s, ctx, areq, client, decision.user, found.context, found.remembered)
     reason = found.reason
     assert reason is not None
     if reason is Reason.UNMET or "none" in areq.prompt:
@@ -239,11 +239,14 @@ def _remember_consent(s: Session, user: User, client: Client,
 
 
 def _issue(s: Session, ctx: Context, areq: authz.AuthorizationRequest, client: Client,
-           user: User, auth: AuthContext) -> ResponseReturnValue:  # fmt: skip
+           user: User, auth: AuthContext, remembered: bool) -> ResponseReturnValue:  # fmt: skip
+    """A code for the session's verified factors; ``remembered``: the policy's second factor
+    was met by a remembered browser (never a factor: acr and amr say what was verified)."""
     if not session.get("sid"):
         session["sid"] = secrets.token_urlsafe(16)
     who = authz.principal(areq, user, auth, _flow_request(ctx, client, areq).not_before(),
                           session["sid"], ctx.acr_levels())  # fmt: skip
+    who.remembered = remembered
     params = authz.issue_code(ctx, areq, who)
     _drop_pending(areq)
     return _deliver(areq, params, client.name)

@@ -67,6 +67,8 @@ class Principal:
     nonce: str | None = None
     code_hash: str | None = None
     grant: Grant | None = None  # the family being refreshed
+    # The sign-in met the policy's second factor through a remembered browser (Grant.remembered)
+    remembered: bool = False
 
 
 class AuthCode:
@@ -124,6 +126,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # authlib: no hints
             "amr": p.amr,
             "auth_time": p.auth_time,
             "sid": p.sid,
+            "remembered": p.remembered,
         }
         ctx = self.server.ctx
         ctx.store.set(f"oidc:code:{digest(code)}", json.dumps(record).encode(), CODE_TTL)
@@ -161,6 +164,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # authlib: no hints
             gid=secrets.token_urlsafe(16),
             nonce=d.get("nonce"),
             code_hash=d["code_hash"],
+            remembered=bool(d.get("remembered", False)),
         )
 
 
@@ -203,7 +207,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
         ctx = self.server.ctx
         user = ctx.s.get(User, grant.user_id)
         level = ctx.token_level(grant.acr, grant.amr)
-        reason = family_reason(ctx.tenant, user, level, grant.auth_time)
+        reason = family_reason(ctx.tenant, user, level, grant.auth_time, grant.remembered)
         if reason is None:
             return False
         if not (reason is Reason.USER_INACTIVE and user is not None and user.status == "locked"):
@@ -246,6 +250,7 @@ def save_grant(ctx: Context, token: dict[str, Any], request: OAuthRequest) -> No
             amr=p.amr,
             auth_time=p.auth_time,
             sid=p.sid,
+            remembered=p.remembered,
             created_at=ctx.now,
         )
         ctx.s.add(grant)
