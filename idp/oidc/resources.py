@@ -51,13 +51,16 @@ def access_claims(ctx: Context, token: str) -> dict[str, Any]:
 def _still_counts(ctx: Context, found: dict[str, Any]) -> bool:
     """A user's access token counts while the authority says its authentication does; a
     client's own (client_credentials) token has no user behind it."""
-    if tokens.grant_of(str(found.get("jti", ""))) is None:
+    gid = tokens.grant_of(str(found.get("jti", "")))
+    if gid is None:
         return True
+    grant = _live_grant(ctx, gid)
     user = ctx.s.scalar(select(User).where(User.sub == found.get("sub")))
     amr = found.get("amr")
     level = ctx.token_level(str(found.get("acr", "")), amr if isinstance(amr, list) else [])
     auth_time = int(found.get("auth_time") or 0)
-    return family_reason(ctx.tenant, user, level, auth_time) is None
+    remembered = grant is not None and grant.remembered
+    return family_reason(ctx.tenant, user, level, auth_time, remembered) is None
 
 
 def userinfo(ctx: Context, token: str) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
         return inactive  # rotated, revoked, idle too long or past the family's lifetime
     user = ctx.s.get(User, grant.user_id)
     level = ctx.token_level(grant.acr, grant.amr)
-    if family_reason(ctx.tenant, user, level, grant.auth_time) is not None:
+    if family_reason(ctx.tenant, user, level, grant.auth_time, grant.remembered) is not None:
         return inactive
     return {
         "active": True,
