@@ -21,7 +21,7 @@ from idp import clock, user_sessions
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
 from idp.errors import HttpError, StepwiseError, install, page
-from idp.login import flow_store, pages
+from idp.login import flow_store, pages, remember
 from idp.login.users import SignedInUser
 from idp.login.web_env import WebEnv, engine_for
 from idp.pending import SESSION_KEY as PENDING
@@ -35,7 +35,7 @@ from idp.tenancy import current_tenant, tenant_blueprint
 bp = tenant_blueprint("login", __name__)
 CONTACT_FIELDS = tuple(k.contact_field for k in KINDS.values() if k.contact_field)  # phone, email
 ANSWER_FIELDS = ("username", "password", "code", "next_code", "factor", "action", *CONTACT_FIELDS,
-                 "confirm", "credential", "label")  # fmt: skip
+                 "confirm", "credential", "label", "remember")  # fmt: skip
 LIMITS = {"credential": MAX_RESPONSE}  # a WebAuthn response (JSON) from the browser
 
 
@@ -77,6 +77,8 @@ def answer() -> ResponseReturnValue:
         env = _env(s)
         engine = engine_for(s, tenant)
         step = request.form.get("step", "")
+        if step.startswith("verify_") and remember.offered_days(tenant, state):
+            state.remember = answer.get("remember") == "yes"  # "Don't ask again" (kept)
         try:  # inside the transaction: what the step recorded (a used code) is kept
             progress = engine.submit(state, step, answer, env)
         except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
@@ -101,12 +103,17 @@ def _sign_in(s: Session, state: FlowState) -> ResponseReturnValue:
     tenant = current_tenant()
     user = s.get(User, state.user_id)
     assert user is not None
-    _complete(s, state, user, policy_level(tenant_policy(tenant), user_facts(user)))
+    needs = policy_level(tenant_policy(tenant), user_facts(user))
+    level = _complete(s, state, user, needs)
+    token = remember.after_login(s, tenant, state, user, level, needs, clock.now())
     audit_event(
         s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
     )
     flow_store.finish(state)
-    return redirect(state.return_to)
+    done = redirect(state.return_to)
+    if token is not None:
+        remember.set_cookie(done, tenant, token)
+    return done
 
 
 def _audit_failure(s: Session, state: FlowState, step: str, message: str) -> None:
@@ -150,9 +157,9 @@ def _env(s: Session) -> WebEnv:
                         svc.passwords)  # fmt: skip
 
 
-def _complete(s: Session, state: FlowState, user: User, policy_needs: int) -> None:
+def _complete(s: Session, state: FlowState, user: User, policy_needs: int) -> int:
     """Merge the flow's factors into the session's context, rotate the session id, sign in,
-    and record the sign-in (idp.user_sessions).
+    and record the sign-in (idp.user_sessions); return the session's level.
 
     A new session remembers the level the tenant policy asked of this user, so that a later
     policy change can wait for the next login (``mfa_apply=next_login``).
@@ -177,6 +184,7 @@ def _complete(s: Session, state: FlowState, user: User, policy_needs: int) -> No
     login_user(SignedInUser.of(user))
     assert isinstance(session, ServerSession)
     session.rotate()
+    return ctx.level()
 
 
 def _show(
@@ -206,6 +214,7 @@ def _show(
         step=remaining[0],
         next_steps=remaining[1:],
         message=message,
+        remember_days=remember.offered_days(tenant, state),
         **pages.page_data(s, tenant, state, remaining[0], _env(s)),
     )
     return allow_form_target(make_response(page, status), state.continue_to)
