@@ -15,10 +15,11 @@ from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from factors.errors import InvalidCredentials, WeakSecret
+from factors.errors import InvalidCredentials
 
-MIN_LENGTH = 8  # NIST SP 800-63B section 3.1.1.2
-MAX_LENGTH = 256
+# NIST SP 800-63B-4 section 3.1.1.2; factors.password_rules holds every rule for a new password.
+MIN_LENGTH = 8
+MAX_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,6 @@ class PasswordFactor:
         )
         # A real hash of a random value: verifying against it costs what a real check costs.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
-
-    @staticmethod
-    def check_new(password: str) -> None:
-        """Raise :class:`WeakSecret` unless ``password`` may be set (NIST SP 800-63B 5.1.1.2)."""
-        pw = normalize(password)
-        if len(pw) < MIN_LENGTH:
-            raise WeakSecret(f"The password must have at least {MIN_LENGTH} characters.")
-        if len(pw) > MAX_LENGTH:
-            raise WeakSecret(f"The password must have at most {MAX_LENGTH} characters.")
 
     def hash(self, password: str) -> str:
         """Return an encoded argon2id hash of ``password``."""

@@ -21,6 +21,7 @@ from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
 from flows.steps import USERNAME_MAX, normalize_username
 from idp import clock, links, user_sessions
+from idp import passwords as passwords_rules
 from idp.store.models import AuditEvent, Credential, Grant, Tenant, User, UserSession
 
 if TYPE_CHECKING:
@@ -171,7 +172,8 @@ def create_user(
     password_hash = None
     if password is not None:
         try:
-            PasswordFactor.check_new(password)
+            passwords_rules.check_new(tenant, password, username=username, email=email,
+                                      has_second_factor=False)  # fmt: skip
         except WeakSecret as exc:
             raise DirectoryError(str(exc)) from None
         password_hash = passwords.hash(password)
@@ -451,6 +453,9 @@ def send_set_password_link(
             emailed = True
         except DeliveryFailed:
             emailed = False
+    if emailed:  # the link then proves the mailbox (idp.links: a link's target)
+        links.peek_link(s, svc.cipher.derive("links"), tenant, token, links.SET_PASSWORD,
+                        t).target = user.email  # fmt: skip
     audit(s, tenant, "user.set_password_link_sent", actor=actor.user_id, subject=user.id,
           ip=actor.ip, emailed=emailed, **actor.details())  # fmt: skip
     return SetPasswordLink(url=url, emailed=emailed)
@@ -469,11 +474,18 @@ def set_password_from_link(
     s: Session, svc: Services, tenant: Tenant, token: str, password: str, ip: str | None
 ) -> User:
     """Set the first password of the user a set-password link names, and use the link up. A
-    weak password raises :class:`WeakSecret` and leaves the link usable."""
-    link_user(s, svc, tenant, token)
-    PasswordFactor.check_new(password)
-    user = links.redeem(s, svc.cipher.derive("links"), tenant, token, links.SET_PASSWORD, now())
+    weak password raises :class:`WeakSecret` and leaves the link usable. A link that was
+    emailed to the user's address proves it: the address is verified."""
+    user = link_user(s, svc, tenant, token)
+    passwords_rules.check_new(tenant, password, username=user.username, email=user.email,
+                              has_second_factor=False)  # fmt: skip
+    key = svc.cipher.derive("links")
+    emailed_to = links.peek_link(s, key, tenant, token, links.SET_PASSWORD, now()).target
+    user = links.redeem(s, key, tenant, token, links.SET_PASSWORD, now())
     user.password_hash, user.updated_at = svc.passwords.hash(password), now()
+    user.password_changed_at = user.updated_at
+    if emailed_to is not None and emailed_to == user.email:
+        user.email_verified = True  # the link reached this mailbox
     audit(s, tenant, "user.password_set", actor=user.id, subject=user.id, ip=ip, via="link")
     return user
 

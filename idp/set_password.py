@@ -2,8 +2,10 @@
 
 The link (idp.links: single use, a week, stored as an HMAC) serves only an account that has
 neither a password nor a second factor yet; for any other account, and for an unknown, used
-or expired token, the page says the same thing (:class:`idp.links.LinkInvalid`). Resetting the
-password of an account that has one is another flow. After it the user signs in as at any
+or expired token, the page says the same thing (:class:`idp.links.LinkInvalid`). The password
+follows the rules of idp.passwords for an account whose only factor it is; a link that reached
+the user's mailbox verifies the address. Resetting the password of an account that has one is
+another flow (idp.password_reset). After it the user signs in as at any
 first login, and the tenant's MFA policy applies then.
 """
 
@@ -16,6 +18,7 @@ from factors.errors import StepwiseError, WeakSecret
 from idp import directory
 from idp.errors import install, page
 from idp.links import LinkInvalid
+from idp.passwords import min_length
 from idp.security import form_fields
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
@@ -49,8 +52,10 @@ def form() -> ResponseReturnValue:
     token = request.args.get("token", "")[: TOKEN_MAX + 1]
     svc = services()
     with svc.db.session() as s:
-        user = directory.link_user(s, svc, s.merge(current_tenant()), token)
-        return render_template("login/set_password.html", token=token, username=user.username)
+        tenant = s.merge(current_tenant())
+        user = directory.link_user(s, svc, tenant, token)
+        return render_template("login/set_password.html", token=token, username=user.username,
+                               min_length=min_length(tenant, False))  # fmt: skip
 
 
 @bp.post("/set-password")
@@ -72,6 +77,10 @@ def submit() -> ResponseReturnValue:
                 message = str(exc)
         if message:
             return render_template(
-                "login/set_password.html", token=token, username=user.username, message=message
+                "login/set_password.html",
+                token=token,
+                username=user.username,
+                message=message,
+                min_length=min_length(tenant, False),
             ), 400
         return render_template("login/set_password.html", done=True, username=user.username)

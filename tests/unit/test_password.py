@@ -3,6 +3,7 @@ import time
 import pytest
 
 from factors.errors import InvalidCredentials, WeakSecret
+from factors import password_rules
 from factors.password import Argon2Params, PasswordFactor
 
 CHEAP = Argon2Params(memory_kib=8192, time_cost=1)
@@ -59,7 +60,7 @@ def test_malformed_stored_hash_fails_closed() -> None:
 @pytest.mark.parametrize("pw", ["short", "x" * 257])
 def test_new_password_rules(pw: str) -> None:
     with pytest.raises(WeakSecret):
-        PasswordFactor.check_new(pw)
+        password_rules.check(pw)
 
 
 def test_invalid_params_are_refused_with_a_message() -> None:

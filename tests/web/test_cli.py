@@ -65,7 +65,7 @@ def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
         (
             ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],
             "short\n",
-            "at least 8 characters",
+            "at least 15 characters",
         ),
         (
             ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],

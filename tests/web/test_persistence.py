@@ -56,7 +56,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_tenant_user_credential_and_audit_round_trip(db: Database) -> None:
     with db.session() as s:
         t = directory.create_tenant(s, "acme", "Acme")
-        u = directory.create_user(s, PF, t, "Alice", "alice@acme.test", "admin", "password-1")
+        u = directory.create_user(s, PF, t, "Alice", "alice@acme.test", "admin", "tall red kettle")
         s.add(
             Credential(
                 user_id=u.id,

@@ -84,7 +84,7 @@ def test_an_admin_invites_a_user_who_sets_a_password_and_signs_in_under_the_poli
     status, html = choose(reader, link, NEW_PASSWORD, again="something else")
     assert status == 400 and "The two passwords differ" in html
     status, html = choose(reader, link, "short")
-    assert status == 400 and "at least 8 characters" in html
+    assert status == 400 and "at least 15 characters" in html
     assert not has_password(app, "nina")  # a refused password leaves the link usable
     status, html = choose(reader, link, NEW_PASSWORD)
     assert status == 200 and "Your password is set" in html

@@ -1,0 +1,1 @@
+"""Data shipped with the factors: the blocklist of common passwords (factors.password_rules)."""
