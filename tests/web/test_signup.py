@@ -8,8 +8,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -18,9 +23,10 @@ from idp import directory
 from idp.signup import ADDRESS_LIMIT, IP_LIMIT
 from idp.store.models import AuditEvent, User
 from testkit.html import csrf_of
-from tests.conftest import later, svc
+from testkit.servers import idp, idp_env, live_idp, seed
+from tests.conftest import PASSWORD, later, svc
 from tests.mfa_helpers import MfaBrowser, set_policy, set_user
-from tests.outbox import CODE, Outboxes
+from tests.outbox import CODE, Inbox, Outboxes, smtp_server
 from tests.signup_support import NEW_PASSWORD, SignUp, open_signup
 from tests.web.oidc_helpers import REDIRECT, authorize, exchange, pkce, query_of, register
 
@@ -401,3 +407,65 @@ def test_the_pending_sign_up_belongs_to_its_browser(
     resp = other.get("/t/acme/signup/code")  # another browser has no sign-up in progress
     assert resp.status_code == 303 and resp.headers["Location"].endswith("/t/acme/signup")
     assert "eve@example.org" not in su.location
+
+
+# --- parallel requests on a live server (real granian; Redis with two workers) -------------
+@pytest.fixture(params=["redis-2-workers", "memory-1-worker"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Inbox]]:
+    with smtp_server() as (port, inbox):
+        extra = {"IDP_MAIL_SENDER": "smtp", "IDP_SMTP_HOST": "127.0.0.1",
+                 "IDP_SMTP_PORT": str(port), "IDP_SMTP_SECURITY": "none",
+                 "IDP_MAIL_FROM": "Acme <id@acme.test>"}  # fmt: skip
+        workers = 1
+        if request.param.startswith("redis"):
+            redis_url = request.getfixturevalue("redis_url")
+            extra["IDP_REDIS_URL"] = redis_url.replace("/0", "/3")
+            workers = 2
+        env = idp_env(tmp_path / "instance", **extra)
+        seed(env, "acme", "alice", PASSWORD)
+        assert idp(env, "tenant", "set-accounts", "acme", "--signup", "on").returncode == 0
+        with live_idp(env, workers=workers) as url:
+            yield url, inbox
+
+
+def burst(base: str, addresses: list[str]) -> list[int]:
+    """Start one sign-up per address, each from its own browser, all at once."""
+    sessions, tokens = [], []
+    for _ in addresses:
+        web = requests.Session()
+        tokens.append(csrf_of(web.get(f"{base}/t/acme/signup", timeout=10).text))
+        sessions.append(web)
+    barrier = threading.Barrier(len(addresses))
+    statuses: list[int] = []
+
+    def go(web: requests.Session, csrf: str, address: str) -> None:
+        form = {"csrf_token": csrf, "email": address, "username": address.partition("@")[0]}
+        barrier.wait()
+        resp = web.post(f"{base}/t/acme/signup", data=form, timeout=30, allow_redirects=False)
+        statuses.append(resp.status_code)
+
+    jobs = zip(sessions, tokens, addresses, strict=True)
+    threads = [threading.Thread(target=go, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_parallel_sign_ups_stay_within_the_limits_per_address_and_per_ip(
+    live: tuple[str, Inbox],
+) -> None:
+    base, inbox = live
+    same = burst(base, ["eve@example.org"] * 8)
+    assert sorted(same) == [303] * ADDRESS_LIMIT + [429] * (8 - ADDRESS_LIMIT)
+    # Every one of the eight counted against the IP: two sign-ups are left for it.
+    others = burst(base, [f"user{n}@example.org" for n in range(8)])
+    assert sorted(others) == [303] * (IP_LIMIT - 8) + [429] * (16 - IP_LIMIT)
+    accepted = ADDRESS_LIMIT + IP_LIMIT - 8
+    for _ in range(100):  # the SMTP server may still be taking the last message
+        if len(inbox.items) >= accepted:
+            break
+        time.sleep(0.05)
+    assert len(inbox.to("eve@example.org")) == ADDRESS_LIMIT
+    assert len(inbox.items) == accepted
