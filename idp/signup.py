@@ -43,7 +43,7 @@ from flows.state import FlowState
 from flows.steps import USERNAME_MAX, normalize_username
 from idp import clock, directory, passwords
 from idp.audit_web import audit_event
-from idp.errors import HttpError, NotFound, StepwiseError, Unavailable, install, page
+from idp.errors import HttpError, NotFound, Unavailable
 from idp.login import flow_store
 from idp.security import form_fields
 from idp.services import services
@@ -63,13 +63,6 @@ LIMITS = {"email": 254, "username": USERNAME_MAX * 4, "flow": FLOW_ID_MAX}
 
 class TooMany(HttpError):
     code, status, title = "too_many_requests", 429, "Too many attempts"
-
-
-def _render(exc: StepwiseError) -> ResponseReturnValue:
-    return page(exc)
-
-
-install(bp, _render)
 
 
 @bp.context_processor
@@ -117,7 +110,10 @@ def _load() -> Pending | None:
     raw = services().store.get(f"signup:{pending_id}")
     if raw is None:
         return None
-    pending = Pending(**json.loads(raw))
+    try:
+        pending = Pending(**json.loads(raw))
+    except (TypeError, ValueError):  # written by another version: start again
+        return None
     return pending if pending.tenant == current_tenant().slug else None
 
 
