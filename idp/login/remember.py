@@ -10,6 +10,8 @@ it lowers the tenant policy's "second factor at every login" and nothing else
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import request, session
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -46,13 +48,22 @@ def from_cookie(s: Session, tenant: Tenant, user: User, now: int) -> RememberedB
     return remembered.find(s, tenant, user, _key(), token, now)
 
 
+@dataclass(frozen=True)
+class AfterLogin:
+    """What :func:`after_login` did: ``token`` for the cookie when it must be set (a new
+    record, or the box ticked again); ``used``: the record stood in for the policy's second
+    factor at this sign-in (audited with it)."""
+
+    token: str | None = None
+    used: bool = False
+
+
 def after_login(
     s: Session, tenant: Tenant, state: FlowState, user: User, level: int, policy_needs: int,
     now: int,
-) -> str | None:  # fmt: skip
+) -> AfterLogin:  # fmt: skip
     """Keep this browser's record up to date once ``state`` has signed ``user`` in (the
-    session at ``level``, the policy asking ``policy_needs``); return a token when the cookie
-    must be set (a new record, or the box ticked again).
+    session at ``level``, the policy asking ``policy_needs``).
 
     - A second factor verified in this flow: this browser's record (if any) takes it as its
       last real one; with the box ticked, a browser not yet remembered gets a record.
@@ -63,6 +74,7 @@ def after_login(
     second = [f.at for f in state.verified if f.kind != "password"]
     ticked = state.remember and bool(offered_days(tenant, state))
     token: str | None = None
+    used = False
     if second and record is not None:
         remembered.renew(record, tenant, verified_at=max(second), now=now, extend=ticked)
         token = _token() if ticked else None
@@ -73,10 +85,11 @@ def after_login(
         )  # fmt: skip
     elif record is not None and level < policy_needs:
         remembered.used(record, now)
+        used = True
     else:
-        return None
+        return AfterLogin()
     session[REMEMBERED] = record.id
-    return token
+    return AfterLogin(token, used)
 
 
 def set_cookie(response: Response, tenant: Tenant, token: str) -> None:

@@ -105,14 +105,14 @@ def _sign_in(s: Session, state: FlowState) -> ResponseReturnValue:
     assert user is not None
     needs = policy_level(tenant_policy(tenant), user_facts(user))
     level = _complete(s, state, user, needs)
-    token = remember.after_login(s, tenant, state, user, level, needs, clock.now())
-    audit_event(
-        s, tenant, "login.succeeded", subject=user.id, factors=[f.kind for f in state.verified]
-    )
+    browser = remember.after_login(s, tenant, state, user, level, needs, clock.now())
+    factors = [f.kind for f in state.verified]
+    extra = {"remembered_browser": True} if browser.used else {}
+    audit_event(s, tenant, "login.succeeded", subject=user.id, factors=factors, **extra)
     flow_store.finish(state)
     done = redirect(state.return_to)
-    if token is not None:
-        remember.set_cookie(done, tenant, token)
+    if browser.token is not None:
+        remember.set_cookie(done, tenant, browser.token)
     return done
 
 

@@ -17,9 +17,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 
 from idp import directory, remembered
 from idp.mfa import admin as mfa_admin
+from idp.store.models import AuditEvent, Grant, UserSession
 from testkit.html import csrf_of
 from tests.conftest import PASSWORD, later, svc
 from tests.mfa_helpers import MfaBrowser, logout, set_policy
@@ -114,10 +116,13 @@ def test_next_login_asks_only_the_password_and_the_session_stays_level_one(
     [row] = records(app)
     assert row.last_used_at is not None and row.last_used_at == app_now(app) - 600
     with svc(app).db.session() as s:
-        from idp.store.models import UserSession
-
         seen = s.query(UserSession).filter_by(user_id=user_id(app, "alice")).all()
         assert seen and all(x.level == 1 and x.amr == ["pwd"] for x in seen if not x.ended_at)
+        logins = s.scalars(
+            select(AuditEvent).where(AuditEvent.event == "login.succeeded").order_by(AuditEvent.id)
+        ).all()
+        assert [e.details.get("remembered_browser") for e in logins] == [None, None, True]
+        assert logins[-1].details["factors"] == ["password"]
 
 
 def test_re_authentication_for_a_sensitive_action_still_asks_the_second_factor(
@@ -255,8 +260,6 @@ def test_refresh_under_immediate_keeps_working_for_a_remembered_login_until_a_re
     body = resp.get_json()
     assert claims_of(client, body["id_token"])["amr"] == ["pwd"]
     with svc(app).db.session() as s:
-        from idp.store.models import Grant
-
         assert s.query(Grant).one().remembered is True
     refreshed = token(client, rp, grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
@@ -288,8 +291,6 @@ def test_a_remembered_family_is_not_ended_by_the_level_rule_alone(
     _, resp = rp_code(client, rp, mb, {"identify": PASSWORD}, scope="openid offline_access")
     body = resp.get_json()
     with svc(app).db.session() as s:
-        from idp.store.models import Grant
-
         s.query(Grant).one().remembered = False
     refreshed = token(client, rp, grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
