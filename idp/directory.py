@@ -131,6 +131,26 @@ def find_user(s: Session, tenant: Tenant, username: str) -> User | None:
     )
 
 
+def find_login(s: Session, tenant: Tenant, entry: str) -> User | None:
+    """The user an entry at the login page names. Under ``tenant.login_by_email`` an entry
+    with "@" is first the one user whose verified address it is; several such users name
+    nobody (as an unknown username does). Otherwise, and when no address matches, the
+    entry is a username."""
+    if tenant.login_by_email and "@" in entry:
+        found = s.scalars(
+            select(User)
+            .where(
+                User.tenant_id == tenant.id,
+                User.email_norm == entry.strip().casefold(),
+                User.email_verified.is_(True),
+            )
+            .limit(2)
+        ).all()
+        if found:
+            return found[0] if len(found) == 1 else None
+    return find_user(s, tenant, entry)
+
+
 def require_user(s: Session, tenant: Tenant, username: str) -> User:
     user = find_user(s, tenant, username)
     if user is None:

@@ -46,9 +46,13 @@ def index() -> ResponseReturnValue:
     return redirect(url_for(".security"))
 
 
+# Pages open signed out: the index redirects; an emailed link may be opened on any device.
+PUBLIC = ("account.index", "account.verify_email", "account.confirm_email")
+
+
 @bp.before_request
 def _guard() -> Response | None:
-    if request.endpoint == "account.index":
+    if request.endpoint in PUBLIC:
         return None
     return require_signed_in()
 

@@ -22,7 +22,7 @@ from flows.registry import registry
 from flows.throttle import Throttle
 from flows.webauthn_steps import b64, unb64
 from idp.assurance import tenant_policy, user_facts
-from idp.directory import audit, find_user, set_status, subject_of
+from idp.directory import audit, find_login, set_status, subject_of
 from idp.login.flow_store import SEAL, seal
 from idp.login.planning import plan_for
 from idp.mfa import credentials
@@ -58,7 +58,7 @@ class WebEnv:
         user = (
             self.s.get(User, user_id)
             if user_id is not None
-            else find_user(self.s, self.tenant, username)
+            else find_login(self.s, self.tenant, username)
         )
         if user is None or user.tenant_id != self.tenant.id:
             return None
