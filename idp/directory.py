@@ -20,7 +20,7 @@ from factors.password import PasswordFactor
 from flows.env import Subject
 from flows.policy import MfaMode, MfaScope, Role, TenantPolicy
 from flows.steps import USERNAME_MAX, normalize_username
-from idp import clock, links, user_sessions
+from idp import clock, links, remembered, user_sessions
 from idp import passwords as passwords_rules
 from idp.store.models import AuditEvent, Credential, Grant, Tenant, User, UserSession
 
@@ -404,16 +404,18 @@ def live_sessions(s: Session, user: User, absolute: int) -> list[UserSession]:
 
 
 def sign_out_everywhere(s: Session, tenant: Tenant, user: User, actor: Actor, absolute: int) -> int:
-    """End every browser session of ``user`` (``sessions_revoked_at``) and every token family;
-    return how many sessions were live. ``absolute`` is the session lifetime."""
+    """End every browser session of ``user`` (``sessions_revoked_at``), every token family
+    and every remembered browser; return how many sessions were live. ``absolute`` is the
+    session lifetime."""
     check_may_manage(s, tenant, actor, user)
     t = now()
     ended = len(user_sessions.live(s, user, t, absolute))
     user.sessions_revoked_at = user.updated_at = t
     user_sessions.end_all(s, user, t)
     revoke_user_grants(s, tenant, user, "signed_out_everywhere", actor)
+    browsers = remembered.forget_all(s, user, t)
     audit(s, tenant, "user.signed_out_everywhere", actor=actor.user_id, subject=user.id,
-          ip=actor.ip, sessions=ended, **actor.details())  # fmt: skip
+          ip=actor.ip, sessions=ended, browsers=browsers, **actor.details())  # fmt: skip
     return ended
 
 

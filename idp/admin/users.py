@@ -15,8 +15,9 @@ from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from idp import audit_log, directory
+from idp import audit_log, directory, remembered
 from idp.admin.console import Confirmation, actor, back_to, bp, confirm, done
+from idp.devices import label as device_label
 from idp.directory import MFA_STATES, ROLE_RANK, STATUS_EVENTS, DirectoryError, UserFilter
 from idp.mfa import admin as mfa_admin
 from idp.mfa import credentials
@@ -26,6 +27,12 @@ from idp.tenancy import current_tenant
 
 PAGE = 50
 MFA_LABELS = {"on": "On", "enrolled": "Enrolled, not on", "none": "None"}
+
+
+@bp.app_template_filter("device")
+def device(user_agent: str) -> str:
+    """A user agent as the device it names (idp.devices), e.g. "Firefox 133 on Linux"."""
+    return device_label(user_agent)
 
 
 @bp.app_template_filter("when")
@@ -120,6 +127,7 @@ def user_page(username: str) -> ResponseReturnValue:
             factors=credentials.enrolled(user),
             codes_left=credentials.remaining_backup_codes(s, user.id),
             sessions=directory.live_sessions(s, user, svc.settings.session_absolute_timeout),
+            browsers=remembered.live(s, user, directory.now()),
             events=audit_log.recent(s, tenant.id, user.id),
             roles=tuple(ROLE_RANK),
             awaits_password=directory.awaits_password(user),
@@ -318,7 +326,9 @@ def user_sign_out(username: str) -> ResponseReturnValue:
                               f"{_count(_live(s, user), 'session ends', 'sessions end')} "
                               "in every browser.",
                               "Every token issued to applications for them stops working; "
-                              "they sign in again to continue."],
+                              "they sign in again to continue.",
+                              "Their remembered browsers are forgotten: the second step is "
+                              "asked again at their next sign-in on each."],
                 button="Sign out everywhere", action=request.path, cancel=_page_url(user),
             ))  # fmt: skip
         ended = directory.sign_out_everywhere(

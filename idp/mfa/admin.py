@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope, Role, UserFacts, policy_level
+from idp import remembered
 from idp.directory import (
     Actor,
     DirectoryError,
@@ -118,14 +119,16 @@ def require_for_user(s: Session, tenant: Tenant, user: User, required: bool, act
 
 def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Actor) -> int:
     """Remove all of ``user``'s second factors and backup codes; they enrol again at the next
-    login. With ``apply=immediate`` their sessions and token families must verify again too.
-    Only owners reset an owner (:func:`idp.directory.check_may_manage`)."""
+    login, and no remembered browser skips that. With ``apply=immediate`` their sessions and
+    token families must verify again too. Only owners reset an owner
+    (:func:`idp.directory.check_may_manage`)."""
     check_may_manage(s, tenant, actor, user)
     removed = credentials.remove_all(s, user)
     user.mfa_enabled, user.mfa_skipped_at = False, None
     user.mfa_reset_at = user.updated_at = now()
+    browsers = remembered.forget_all(s, user, user.mfa_reset_at)
     security_event(s, svc, tenant, user, "mfa.reset", actor=actor.user_id, ip=actor.ip,
-                   removed=removed, **actor.details())  # fmt: skip
+                   removed=removed, browsers=browsers, **actor.details())  # fmt: skip
     if reset_applies(tenant):
         revoke_user_grants(s, tenant, user, "mfa_reset", actor)
     return removed

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from factors.password import MAX_LENGTH, MIN_LENGTH
 from flows.steps import USERNAME_MAX
-from idp import audit_log, directory
+from idp import audit_log, clock, directory, remembered, user_sessions
 from idp.admin.api.core import (
     Body,
     Call,
@@ -20,9 +20,11 @@ from idp.admin.api.core import (
     page_of,
     paginate,
 )
+from idp.devices import label as device_of
 from idp.directory import UserFilter, find_user
 from idp.mfa import admin as mfa_admin
-from idp.store.models import User
+from idp.sessions import TOUCH_EVERY
+from idp.store.models import RememberedBrowser, User, UserSession
 
 # What idp.directory accepts, in JSON Schema terms (a little stricter: no C1 controls, and
 # Python's and ECMAScript's \s differ there).
@@ -140,6 +142,32 @@ class SignedOut(BaseModel):
     sessions_ended: int
 
 
+class LiveSession(SignIn):
+    """A live browser session; ``device`` is read from the user agent (e.g. "Firefox 133 on
+    Linux"), a hint only."""
+
+    device: str
+
+
+class KnownBrowser(BaseModel):
+    """A remembered browser: it satisfies the tenant policy's second factor at every login,
+    never an application's level, until ``expires_at`` (or until forgotten)."""
+
+    device: str
+    user_agent: str
+    ip: str | None
+    created_at: int
+    last_used_at: int | None
+    expires_at: int
+
+
+class UserSessions(BaseModel):
+    """Where the user is signed in, and the browsers remembered for them, newest first."""
+
+    sessions: list[LiveSession]
+    remembered_browsers: list[KnownBrowser]
+
+
 class LinkSent(BaseModel):
     emailed: bool
     set_password_link: str | None
@@ -245,10 +273,36 @@ def unlock_user(call: Call, username: str) -> UserItem:
 @operation("POST", "/users/<username>/sign-out", summary="Sign a user out everywhere",
            tag="users", response=SignedOut, errors=(403, 404))  # fmt: skip
 def sign_out_user(call: Call, username: str) -> SignedOut:
+    """Every session and token family ends, and every remembered browser is forgotten."""
     user = user_of(call, username)
     lifetime = call.svc.settings.session_absolute_timeout
     ended = directory.sign_out_everywhere(call.s, call.tenant, user, call.actor, lifetime)
     return SignedOut(sessions_ended=ended)
+
+
+@operation("GET", "/users/<username>/sessions", summary="List a user's sessions and remembered "
+           "browsers", tag="users", response=UserSessions, errors=(404,))  # fmt: skip
+def get_user_sessions(call: Call, username: str) -> UserSessions:
+    user = user_of(call, username)
+    settings, now = call.svc.settings, clock.now()
+    rows = user_sessions.live(call.s, user, now, settings.session_absolute_timeout,
+                              settings.session_idle_timeout + TOUCH_EVERY)  # fmt: skip
+    return UserSessions(
+        sessions=[_live_session(x) for x in rows],
+        remembered_browsers=[_known_browser(b) for b in remembered.live(call.s, user, now)],
+    )
+
+
+def _live_session(x: UserSession) -> LiveSession:
+    return LiveSession(signed_in_at=x.created_at, last_seen_at=x.last_seen_at, ip=x.ip,
+                       user_agent=x.user_agent, device=device_of(x.user_agent), level=x.level,
+                       amr=list(x.amr))  # fmt: skip
+
+
+def _known_browser(b: RememberedBrowser) -> KnownBrowser:
+    return KnownBrowser(device=device_of(b.user_agent), user_agent=b.user_agent, ip=b.ip,
+                        created_at=b.created_at, last_used_at=b.last_used_at,
+                        expires_at=b.expires_at)  # fmt: skip
 
 
 @operation("POST", "/users/<username>/set-password-link", summary="Send a new set-password link",
