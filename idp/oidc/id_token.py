@@ -21,9 +21,11 @@ TTL = 600
 
 
 def issue(signer: Signer, issuer: str, client_id: str, who: Principal, access_token: str,
-          now: int) -> str:  # fmt: skip
-    """A signed ID Token for ``client_id`` about ``who`` (Core 2, 3.1.3.6 ``at_hash``)."""
+          now: int, released: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """A signed ID Token for ``client_id`` about ``who`` (Core 2, 3.1.3.6 ``at_hash``), with
+    the user's claims the grant's scopes release (``released``, idp.oidc.claims)."""
     claims: dict[str, Any] = {
+        **(released or {}),
         "iss": issuer,
         "sub": who.user.sub,
         "aud": client_id,

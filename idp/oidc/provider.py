@@ -130,8 +130,9 @@ class Provider(rfc6749.AuthorizationServer):
             token["refresh_token"] = secrets.token_urlsafe(32)
         if user is not None and "openid" in scope_claims.split(scope):
             signer = ctx.signer(row.id_token_alg)
+            released = scope_claims.user_claims(user.user, scope, ctx.cipher)
             token["id_token"] = id_token.issue(
-                signer, ctx.issuer, row.client_id, user, access, ctx.now
+                signer, ctx.issuer, row.client_id, user, access, ctx.now, released
             )
         return token
 

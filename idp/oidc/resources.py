@@ -74,7 +74,7 @@ def userinfo(ctx: Context, token: str) -> dict[str, Any]:
     user = ctx.s.scalar(select(User).where(User.sub == found["sub"]))
     if user is None or not _still_counts(ctx, found):
         raise BearerError("invalid_token", "The access token is invalid or expired.")
-    return scope_claims.user_claims(user, scope)
+    return scope_claims.user_claims(user, scope, ctx.cipher)
 
 
 def _refresh_row(ctx: Context, token: str) -> RefreshToken | None:
