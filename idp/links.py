@@ -1,4 +1,4 @@
-"""One-time emailed links (set a password): single use, short-lived, stored as an HMAC.
+"""One-time emailed links (set or reset a password): single use, short-lived, stored as an HMAC.
 
 The token is 256 random bits and leaves the server only in the email; the database keeps
 ``HMAC-SHA256(key, token)``, so a read of the table cannot be turned into a working link
@@ -20,6 +20,8 @@ from idp.store.models import Tenant, User, UserLink
 
 SET_PASSWORD = "set_password"  # noqa: S105  # a purpose, not a secret
 INVITATION_TTL = 7 * 24 * 3600  # an invitation waits a week for the user
+RESET_PASSWORD = "reset_password"  # noqa: S105  # a purpose, not a secret
+RESET_TTL = 30 * 60  # a forgotten password's link: half an hour
 
 
 class LinkInvalid(StepwiseError):

@@ -50,6 +50,15 @@ MESSAGES = {
         "Your other sessions were signed out",
         "Every other session of your account was signed out ({count} in all).",
     ),
+    "user.password_changed": (
+        "Your password was changed",
+        "The password of your account was changed. Your other sessions were signed out.",
+    ),
+    "user.password_reset": (
+        "Your password was reset",
+        "The password of your account was reset with a link sent to this address. Every "
+        "session was signed out.",
+    ),
     "mfa.reset": (
         "Your sign-in methods were reset",
         "An administrator reset your two-step sign-in. You will set it up again at your next "
