@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from idp.clock import SettableClock
 from idp.store.models import Grant, UserSession
-from tests.conftest import later, svc
-from tests.mfa_helpers import set_policy
+from testkit.totp import oathtool
+from tests.conftest import PASSWORD, later, svc
+from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
 from tests.web.devices_support import (
     BOTH_STORES,
@@ -248,3 +249,30 @@ def test_sessions_idle_past_the_timeout_are_not_listed(app: Flask, tenant: str) 
     later(app, idle // 2 + 120)
     html = page(laptop)
     assert len(rows(html, "sessions")) == 1 and "Firefox" in html and "Chrome" not in html
+
+
+def test_with_a_second_factor_re_authentication_asks_for_it_too(app: Flask, tenant: str) -> None:
+    set_policy(app, mfa_mode="required")
+    laptop = browser(app, FIREFOX, "203.0.113.7")
+    mb = MfaBrowser(laptop, "acme")
+    assert mb.password("alice", PASSWORD) == "enroll"
+    secret = mb.enroll_totp()
+    mb.backup_codes()
+    other = browser(app, CHROME, "198.51.100.30")
+    on_other = MfaBrowser(other, "acme")
+    assert on_other.password("alice", PASSWORD) == "verify_totp"
+    on_other.submit(code=oathtool(secret, svc(app).clock.time() + 30), action="verify")
+    assert signed_in(other)
+    later(app, 600)  # the sign-in is no longer recent
+    resp = post(laptop, "sessions/end-others", action="end-others")
+    location = resp.headers["Location"]
+    assert "/t/acme/login?flow=" in location
+    mb.url = location
+    mb._page(laptop.get(location))
+    mb.submit(password=PASSWORD, action="continue")
+    assert mb.step == "verify_totp"  # the password alone is not the account's level
+    mb.submit(code=oathtool(secret, svc(app).clock.time()), action="verify")
+    assert mb.finished and mb.done_at == DEVICES
+    post(laptop, "sessions/end-others", action="end-others")
+    assert events(app, "user.other_sessions_ended") == [{"count": 1}]
+    assert not signed_in(other) and signed_in(laptop)
