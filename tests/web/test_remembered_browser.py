@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from sqlalchemy import select
 
 from idp import directory, remembered
 from idp.mfa import admin as mfa_admin
+from idp.saml import sps
 from idp.store.models import AuditEvent, Grant, UserSession
 from testkit.html import csrf_of
 from tests.conftest import PASSWORD, later, svc
@@ -38,6 +41,7 @@ from tests.remembered_support import (
     user_id,
 )
 from tests.web.oidc_helpers import register, token
+from tests.web.test_saml_attacks import METADATA, authn_request, get_sso
 
 LOA2 = "urn:stepwise:loa:2"
 DAY = 86400
@@ -294,3 +298,43 @@ def test_a_remembered_family_is_not_ended_by_the_level_rule_alone(
         s.query(Grant).one().remembered = False
     refreshed = token(client, rp, grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("extra", "context", "second_factor"),
+    [
+        ("", "", False),
+        ("", "https://refeds.org/profile/mfa", True),  # RequestedAuthnContext: level 2
+        (' ForceAuthn="true"', "", True),  # a fresh login: newer than the last real TOTP
+    ],
+    ids=["plain", "requested-context-loa2", "force-authn"],
+)
+def test_saml_requested_context_and_force_authn_still_ask_the_second_factor(
+    app: Flask, mb: MfaBrowser, client: FlaskClient, secret: str,
+    extra: str, context: str, second_factor: bool,
+) -> None:  # fmt: skip
+    remembered_alice(app, mb, secret)
+    with svc(app).db.session() as s:
+        sps.add_sp(s, directory.require_tenant(s, "acme"), METADATA.encode())
+    xml = authn_request("_rb", extra=extra)
+    # issued now by the app's clock (moved on past the TOTP), not the test machine's
+    issued = datetime.fromtimestamp(app_now(app), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    xml = re.sub(r'IssueInstant="[^"]+"', f'IssueInstant="{issued}"', xml)
+    if context:
+        wanted = (
+            '<samlp:RequestedAuthnContext Comparison="minimum"><saml:AuthnContextClassRef>'
+            f"{context}</saml:AuthnContextClassRef></samlp:RequestedAuthnContext>"
+        )
+        xml = xml.replace("</saml:Issuer>", "</saml:Issuer>" + wanted)
+    resp = get_sso(client, xml)
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]  # type: ignore[attr-defined]
+    mb.url = resp.headers["Location"]  # type: ignore[attr-defined]
+    mb._page(client.get(mb.url))
+    mb.seen = []
+    mb.submit(username="alice", password=PASSWORD, action="continue")
+    if second_factor:
+        assert mb.step == "verify_totp", mb.seen
+        mb.submit(code=code(app, secret), action="verify")
+    assert mb.finished, mb.seen
+    posted = client.get(mb.done_at).get_data(as_text=True)
+    assert 'name="SAMLResponse"' in posted
