@@ -27,7 +27,7 @@ from idp.saml import sps
 from idp.store.models import AuditEvent, Grant, UserSession
 from testkit.html import csrf_of
 from tests.conftest import PASSWORD, later, svc
-from tests.mfa_helpers import MfaBrowser, logout, set_policy
+from tests.mfa_helpers import MfaBrowser, logout, set_policy, set_user
 from tests.remembered_support import (
     COOKIE,
     DAYS,
@@ -179,7 +179,10 @@ def test_oidc_max_age_shorter_than_the_last_real_second_factor_asks_it(
     assert "otp" in claims["amr"]
 
 
-@pytest.mark.parametrize("case", ["other_user", "tampered", "expired", "forgotten", "off"])
+@pytest.mark.parametrize(
+    "case",
+    ["other_user", "tampered", "expired", "forgotten", "off", "password_changed", "mfa_reset"],
+)
 def test_a_cookie_that_does_not_count_means_the_second_factor(
     app: Flask, mb: MfaBrowser, secret: str, case: str
 ) -> None:
@@ -203,6 +206,10 @@ def test_a_cookie_that_does_not_count_means_the_second_factor(
             assert remembered.forget_all(s, directory.require_user(s, t, "alice"), app_now(app))
     elif case == "off":
         set_policy(app, remember_days=0)
+    elif case in ("password_changed", "mfa_reset"):
+        # what ends remembered browsers, even had forgetting them been missed
+        column = "password_changed_at" if case == "password_changed" else "mfa_reset_at"
+        set_user(app, "alice", **{column: app_now(app)})
     assert mb.password("alice", PASSWORD) == "verify_totp", case
     mb.submit(code=code(app, secret), action="verify")
     assert mb.finished
