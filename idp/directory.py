@@ -398,9 +398,13 @@ def set_role(s: Session, tenant: Tenant, user: User, role: str, actor: Actor) ->
           previous=previous, role=role, **actor.details())  # fmt: skip
 
 
-def live_sessions(s: Session, user: User, absolute: int) -> list[UserSession]:
-    """The user's sign-ins that may still be in use (idp.user_sessions.live), newest first."""
-    return user_sessions.live(s, user, now(), absolute)
+def live_sessions(
+    s: Session, user: User, absolute: int, idle: int | None = None
+) -> list[UserSession]:
+    """The user's sign-ins that may still be in use (idp.user_sessions.live), newest first;
+    ``absolute`` and ``idle`` are the session timeouts (with ``idle``, sessions left unused
+    longer are not listed)."""
+    return user_sessions.live(s, user, now(), absolute, idle)
 
 
 def sign_out_everywhere(s: Session, tenant: Tenant, user: User, actor: Actor, absolute: int) -> int:

@@ -21,11 +21,11 @@ from werkzeug.datastructures import CallbackDict
 from idp import clock, user_sessions
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable
 from idp.services import services
-from idp.user_sessions import ENDED_SID
+from idp.user_sessions import ENDED_SID, SEEN_EVERY
 
 COOKIE = "stepwise_session"
 TENANT_PATH = re.compile(r"^/t/([a-z0-9][a-z0-9-]{0,62})/")
-TOUCH_EVERY = 60  # seconds between idle-timeout refreshes (and "last seen") of a session
+TOUCH_EVERY = SEEN_EVERY  # seconds between idle-timeout refreshes (and "last seen")
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):

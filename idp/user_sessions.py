@@ -18,6 +18,8 @@ from idp.store.models import User, UserSession
 USER_AGENT_MAX = 400
 # Key prefix, in the ephemeral store, of a session ended from elsewhere (idp.session_end).
 ENDED_SID = "sid-ended:"
+# idp.sessions writes a session's "last seen" at most this often (seconds).
+SEEN_EVERY = 60
 
 
 def record(
@@ -56,15 +58,15 @@ def live(
     s: Session, user: User, now: int, absolute: int, idle: int | None = None
 ) -> list[UserSession]:
     """The user's sessions that may still be in use, newest first. With ``idle`` (the idle
-    timeout plus idp.sessions.TOUCH_EVERY, the most "last seen" can lag), not those unused
-    for longer: their state has expired from the ephemeral store."""
+    timeout), not those unused for longer than it (and :data:`SEEN_EVERY`, the most "last
+    seen" can lag): their state has expired from the ephemeral store."""
     stmt = select(UserSession).where(
         UserSession.user_id == user.id,
         UserSession.ended_at.is_(None),
         UserSession.created_at > now - absolute,
     )
     if idle is not None:
-        stmt = stmt.where(UserSession.last_seen_at > now - idle)
+        stmt = stmt.where(UserSession.last_seen_at > now - idle - SEEN_EVERY)
     if user.sessions_revoked_at is not None:
         stmt = stmt.where(UserSession.created_at > user.sessions_revoked_at)
     return list(s.scalars(stmt.order_by(UserSession.created_at.desc())))

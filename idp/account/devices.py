@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from idp import clock, consents, remembered, session_end, user_sessions
+from idp import clock, consents, directory, remembered, session_end
 from idp.account.views import bp
 from idp.devices import label as device_of
 from idp.directory import audit
@@ -26,7 +26,6 @@ from idp.login.guard import reauthenticate, reauthenticated
 from idp.mfa.notify import security_event
 from idp.oidc.claims import SCOPE_DESCRIPTIONS
 from idp.services import services
-from idp.sessions import TOUCH_EVERY
 from idp.signout import sign_out
 from idp.store.models import RememberedBrowser, User, UserSession
 from idp.tenancy import current_tenant
@@ -83,8 +82,8 @@ def _live(s: Session, user: User) -> list[UserSession]:
     """The user's sessions still in use: neither ended, nor past the absolute or (as far as
     "last seen" tells) the idle timeout."""
     settings = services().settings
-    return user_sessions.live(s, user, clock.now(), settings.session_absolute_timeout,
-                              settings.session_idle_timeout + TOUCH_EVERY)  # fmt: skip
+    return directory.live_sessions(s, user, settings.session_absolute_timeout,
+                                   settings.session_idle_timeout)  # fmt: skip
 
 
 @bp.get("/account/devices")

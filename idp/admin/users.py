@@ -126,7 +126,9 @@ def user_page(username: str) -> ResponseReturnValue:
             labels=MFA_LABELS,
             factors=credentials.enrolled(user),
             codes_left=credentials.remaining_backup_codes(s, user.id),
-            sessions=directory.live_sessions(s, user, svc.settings.session_absolute_timeout),
+            sessions=directory.live_sessions(
+                s, user, svc.settings.session_absolute_timeout, svc.settings.session_idle_timeout
+            ),
             browsers=remembered.live(s, user, directory.now()),
             events=audit_log.recent(s, tenant.id, user.id),
             roles=tuple(ROLE_RANK),

@@ -23,7 +23,6 @@ from idp.admin.api.core import (
 from idp.devices import label as device_of
 from idp.directory import UserFilter, find_user
 from idp.mfa import admin as mfa_admin
-from idp.sessions import TOUCH_EVERY
 from idp.store.models import RememberedBrowser, User, UserSession
 
 # What idp.directory accepts, in JSON Schema terms (a little stricter: no C1 controls, and
@@ -227,11 +226,12 @@ def create_user(call: Call, body: NewUser) -> Reply:
            response=UserDetail, errors=(404,))  # fmt: skip
 def get_user(call: Call, username: str) -> UserDetail:
     user = user_of(call, username)
-    lifetime = call.svc.settings.session_absolute_timeout
+    settings = call.svc.settings
     sessions = [
         {"signed_in_at": x.created_at, "last_seen_at": x.last_seen_at, "ip": x.ip,
          "user_agent": x.user_agent, "level": x.level, "amr": list(x.amr)}
-        for x in directory.live_sessions(call.s, user, lifetime)
+        for x in directory.live_sessions(call.s, user, settings.session_absolute_timeout,
+                                         settings.session_idle_timeout)
     ]  # fmt: skip
     mfa = mfa_admin.user_mfa_json(call.s, user)
     return UserDetail.model_validate({
@@ -286,7 +286,7 @@ def get_user_sessions(call: Call, username: str) -> UserSessions:
     user = user_of(call, username)
     settings, now = call.svc.settings, clock.now()
     rows = user_sessions.live(call.s, user, now, settings.session_absolute_timeout,
-                              settings.session_idle_timeout + TOUCH_EVERY)  # fmt: skip
+                              settings.session_idle_timeout)  # fmt: skip
     return UserSessions(
         sessions=[_live_session(x) for x in rows],
         remembered_browsers=[_known_browser(b) for b in remembered.live(call.s, user, now)],
