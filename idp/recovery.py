@@ -1,0 +1,205 @@
+"""Forgotten passwords, below the pages (idp.password_reset): asking for a link, the reset
+flow bound to one browser session, and the engine that runs its second-factor steps.
+
+- Asking gives nothing away: the same answer, and the same work in the request, whether the
+  name matches an active account or not. The mail is sent after the response's transaction, by
+  a worker thread, so its delivery time does not show either. Requests are counted per
+  account (or per name typed, when none matches) and per IP address in the ephemeral store
+  (atomic increments).
+- The link (idp.links, purpose ``reset_password``) lasts 30 minutes and works once; using it
+  starts a flow kept in the ephemeral store and found only through this browser's session.
+- The flow's plan is flows.recovery's: a second factor at the highest level held, with the
+  login's own steps, before the new password is taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from flask import session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from factors.errors import DeliveryFailed
+from flows import recovery
+from flows.engine import Engine
+from flows.errors import FlowNotFound
+from flows.policy import Request, UserFacts, kind_of
+from flows.registry import registry
+from flows.state import FlowState
+from flows.steps import USERNAME_MAX, normalize_username
+from idp import links
+from idp.assurance import tenant_policy
+from idp.directory import audit, find_user
+from idp.login import flow_store
+from idp.login.web_env import WebEnv
+from idp.services import Services, services
+from idp.store.models import Tenant, User
+
+log = logging.getLogger("idp.recovery")
+
+ACCOUNT_LIMIT = 5  # links per account (or per name typed) an hour
+IP_LIMIT = 20  # requests per IP address an hour
+WINDOW = 3600
+SESSION_KEY = "reset_flow"  # this browser's reset flow: {"id": ..., "mailbox": bool}
+_mailer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reset-mail")
+
+
+class TooManyRequests(Exception):
+    """This IP address asked for too many links (said the same way for every name)."""
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A reset link to send once the transaction that stored it has committed."""
+
+    to: str
+    subject: str
+    text: str
+
+    def send_later(self, svc: Services) -> None:
+        """Hand the message to a worker: the request does not wait for the mail server."""
+
+        def send() -> None:
+            try:
+                if svc.mail is not None:
+                    svc.mail.send(self.to, self.subject, self.text)
+            except DeliveryFailed:
+                log.warning("password reset link not sent")
+
+        _mailer.submit(send)
+
+
+def _lookup(s: Session, tenant: Tenant, typed: str) -> User | None:
+    """The account a typed username, or email address, names (an address that several
+    accounts share names none)."""
+    user = find_user(s, tenant, typed)
+    if user is not None or "@" not in typed:
+        return user
+    found = s.scalars(
+        select(User)
+        .where(User.tenant_id == tenant.id, User.email_norm == typed.casefold())
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None
+
+
+def request_link(
+    s: Session, svc: Services, tenant: Tenant, entry: str, ip: str, now: int
+) -> Mail | None:
+    """Handle "I forgot my password" for ``entry`` (a username or an email address).
+
+    Returns the mail to send, or None: no active account, or too many links asked for it.
+    Raises :class:`TooManyRequests` when this IP asked too often, whatever the name.
+    """
+    if svc.store.incr(f"reset-requests:ip:{ip}", WINDOW) > IP_LIMIT:
+        raise TooManyRequests()
+    key = svc.cipher.derive("links")
+    typed = normalize_username(entry)[: USERNAME_MAX + 104]
+    user = _lookup(s, tenant, typed) if typed else None
+    # Counted by account when one matches, else by the name: the same work either way.
+    name_digest = hmac.new(key, typed.encode(), hashlib.sha256).hexdigest()[:16]
+    counted = f"user:{user.id}" if user is not None else f"name:{name_digest}"
+    over = svc.store.incr(f"reset-requests:{counted}", WINDOW) > ACCOUNT_LIMIT
+    if user is None or user.status != "active" or over:
+        links.digest(key, secrets.token_urlsafe(32))  # the cost of making a link
+        details = {"name_digest": name_digest} if user is None else {"sent": False}
+        audit(s, tenant, "user.password_reset_requested", subject=user.id if user else None,
+              ip=ip, **details)  # fmt: skip
+        return None
+    token = links.issue(s, key, tenant, user, links.RESET_PASSWORD, links.RESET_TTL, now,
+                        target=user.email)  # fmt: skip
+    audit(s, tenant, "user.password_reset_requested", subject=user.id, ip=ip, sent=True)
+    url = f"{svc.settings.base_url.rstrip('/')}/t/{tenant.slug}/reset-password?token={token}"
+    minutes = links.RESET_TTL // 60
+    text = (
+        f"Someone asked to reset the password of your account {user.username} at {tenant.name}."
+        f"\n\nChoose a new password here (the link works once, for {minutes} minutes):\n{url}\n\n"
+        "If you have a second sign-in step, you will be asked for it too.\n"
+        f"If this was not you, ignore this email: your password stays as it is.\n-- {tenant.name}"
+    )
+    return Mail(user.email, f"{tenant.name}: reset your password", text)
+
+
+# --- the reset flow, bound to this browser session ---------------------------------------
+
+
+def start(tenant: Tenant, user: User, mailbox: bool, now: int) -> FlowState:
+    """A reset flow for ``user`` in this browser session (one at a time); ``mailbox``: the
+    link went to the address the account still has (the reset then verifies it)."""
+    state = FlowState(
+        id=secrets.token_urlsafe(24),
+        tenant=tenant.slug,
+        request=Request(started_at=now),
+        created_at=now,
+        return_to="",
+        identified=True,
+        username=user.username_norm,
+        user_id=user.id,
+    )
+    flow_store.save(state)  # the ephemeral store, under the flow TTL (at most 30 minutes)
+    previous = session.get(SESSION_KEY)
+    if isinstance(previous, dict):
+        services().store.delete(f"flow:{previous.get('id')}")
+    session[SESSION_KEY] = {"id": state.id, "mailbox": mailbox}
+    return state
+
+
+def load(now: int) -> tuple[FlowState, bool]:
+    """This browser's reset flow and whether it verifies the mailbox; :class:`FlowNotFound`
+    when there is none, or it is older than a link lives."""
+    bound = session.get(SESSION_KEY)
+    if not isinstance(bound, dict) or not isinstance(bound.get("id"), str):
+        raise FlowNotFound()
+    raw = services().store.get(f"flow:{bound['id']}")
+    if raw is None:
+        raise FlowNotFound()
+    state = FlowState.from_json(raw)
+    if now >= state.created_at + links.RESET_TTL:
+        finish(state)
+        raise FlowNotFound()
+    return state, bool(bound.get("mailbox"))
+
+
+def finish(state: FlowState) -> None:
+    services().store.delete(f"flow:{state.id}")
+    session.pop(SESSION_KEY, None)
+
+
+@dataclass
+class RecoveryEnv(WebEnv):
+    """The login's step environment, but for a reset: an email factor at the very address
+    the link went to proves nothing more than the link did, so it is held but not usable
+    here (a user with no other factor goes to their admin)."""
+
+    def facts(self, user_id: int) -> UserFacts:
+        facts = super().facts(user_id)
+        email = self._user(user_id).email.casefold()
+        same = {
+            c
+            for c in facts.enrolled
+            if kind_of(c) == "email" and self.contact(user_id, c).casefold() == email
+        }
+        if not same:
+            return facts
+        return replace(
+            facts,
+            enrolled=tuple(c for c in facts.enrolled if c not in same),
+            unverifiable=(*facts.unverifiable, "email"),
+        )
+
+
+def engine(tenant: Tenant, env: RecoveryEnv) -> Engine:
+    """The login's steps, planned by flows.recovery for the flow's user."""
+    policy = tenant_policy(tenant)
+
+    def planner(state: FlowState) -> list[str]:
+        assert state.user_id is not None
+        return recovery.plan(env.facts(state.user_id), state.verified, state.choice)
+
+    return Engine(registry(lambda _state: policy), planner)
