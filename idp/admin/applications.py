@@ -37,7 +37,16 @@ GRANT_LABELS = {
     "refresh_token": "Refresh tokens",
     "client_credentials": "Client credentials (the client acts for itself)",
 }
-ATTRIBUTE_LABELS = {"username": "Username (uid)", "email": "Email (mail)", "role": "Role"}
+ATTRIBUTE_LABELS = {
+    "username": "Username (uid)",
+    "email": "Email (mail)",
+    "role": "Role (urn:stepwise:attribute:role)",
+    "displayName": "Display name (displayName)",
+    "givenName": "Given name (givenName)",
+    "sn": "Family name (sn)",
+    "mail": "Email, by its schema name (mail; the same attribute as Email)",
+    "memberOf": "Groups: the role (eduPerson isMemberOf)",
+}
 # Pages that take SP metadata may receive up to 256 KiB of it, above the app's form limit.
 METADATA_PAGES = ("admin.sp_new", "admin.sp_add", "admin.sp_refresh_page", "admin.sp_refresh")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -387,7 +396,7 @@ def sp_new() -> ResponseReturnValue:
     defaults = {
         "name": "",
         "nameid": "persistent",
-        "attributes": list(saml_sps.ATTRIBUTES),
+        "attributes": list(saml_sps.DEFAULT_ATTRIBUTES),
         "min_level": 0,
         "sign_response": False,
         "encrypt_assertion": False,

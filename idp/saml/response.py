@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from idp.profiles import full_name
 from idp.saml.errors import STATUS
 from idp.saml.metadata import NAMEID_FORMATS
 from idp.saml.signatures import Signer, sign
@@ -27,11 +28,19 @@ from idp.store.models import User
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 URI_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 VALIDITY = 300
-# What an SP may be released (``ServiceProvider.attributes``): (Name, FriendlyName).
+# What an SP may be released (``ServiceProvider.attributes``): (Name, FriendlyName), with the
+# names of the X.500/LDAP schemas (RFC 4519, RFC 4524, inetOrgPerson RFC 2798) and eduPerson
+# (isMemberOf) as the REFEDS and SAML V2.0 Attribute Profile (saml-profiles 8.2.3) use them.
+# "email" and "mail" are one attribute under two keys (the first name stays for old settings).
 ATTRIBUTES = {
     "username": ("urn:oid:0.9.2342.19200300.100.1.1", "uid"),
     "email": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
     "role": ("urn:stepwise:attribute:role", "role"),
+    "displayName": ("urn:oid:2.16.840.1.113730.3.1.241", "displayName"),
+    "givenName": ("urn:oid:2.5.4.42", "givenName"),
+    "sn": ("urn:oid:2.5.4.4", "sn"),
+    "mail": ("urn:oid:0.9.2342.19200300.100.1.3", "mail"),
+    "memberOf": ("urn:oid:1.3.6.1.4.1.5923.1.5.1.1", "isMemberOf"),
 }
 
 
@@ -58,9 +67,25 @@ def name_id(fmt: str, user: User, sp_entity_id: str, pairwise_key: bytes) -> str
 
 
 def attributes(released: Iterable[str], user: User) -> list[tuple[str, str, list[str]]]:
-    """The attributes the SP is released, as (Name, FriendlyName, values) (core 2.7.3)."""
-    values = {"username": user.username, "email": user.email, "role": user.role}
-    return [(*ATTRIBUTES[a], [values[a]]) for a in released if a in ATTRIBUTES]
+    """The attributes the SP is released, as (Name, FriendlyName, values) (core 2.7.3): each
+    Name once, and none without a value."""
+    values = {
+        "username": [user.username],
+        "email": [user.email],
+        "mail": [user.email],
+        "role": [user.role],
+        "displayName": [full_name(user)],
+        "givenName": [user.given_name],
+        "sn": [user.family_name],
+        "memberOf": [user.role],  # the user's groups: their role
+    }
+    out: dict[str, tuple[str, str, list[str]]] = {}
+    for key in released:
+        if key in ATTRIBUTES and ATTRIBUTES[key][0] not in out:
+            found = [v for v in values[key] if v]
+            if found:
+                out[ATTRIBUTES[key][0]] = (*ATTRIBUTES[key], found)
+    return list(out.values())
 
 
 @dataclass

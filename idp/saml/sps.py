@@ -20,7 +20,9 @@ from idp.saml.metadata import NAMEID_FORMATS, POST, REDIRECT, SpDescriptor, pars
 from idp.saml.xml import MAX_BYTES
 from idp.store.models import ServiceProvider, Tenant
 
-ATTRIBUTES = ("username", "email", "role")  # what idp.saml.response can release
+# What idp.saml.response can release, by key ("email" and "mail" are one attribute).
+ATTRIBUTES = ("username", "email", "role", "displayName", "givenName", "sn", "mail", "memberOf")
+DEFAULT_ATTRIBUTES = ("username", "email", "role")  # what an SP added without a choice gets
 MAX_METADATA = MAX_BYTES  # 256 KiB, what the XML parser reads at most
 # The settings of an SP an admin may set and change, by their public names (the console's
 # fields, the admin API's members); ``nameid`` is a key of NAMEID_FORMATS.
@@ -125,7 +127,7 @@ def add_sp(
         {
             "name": (name or "").strip() or found.entity_id[:200],
             "nameid": nameid,
-            "attributes": list(ATTRIBUTES if attributes is None else attributes),
+            "attributes": list(DEFAULT_ATTRIBUTES if attributes is None else attributes),
             "min_level": min_level,
             "sign_response": sign_response,
             "encrypt_assertion": encrypt,

@@ -143,3 +143,26 @@ def test_the_consent_page_describes_the_groups_scope(app: Flask, client: FlaskCl
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'data-scope="groups"' in html
     assert "Your role here (as groups)" in html and csrf_of(html)
+
+
+def test_the_admin_api_and_the_console_offer_the_profile_attributes(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    from tests.mfa_helpers import MfaBrowser
+    from tests.web.test_admin_api_applications import bearer
+    from tests.web.test_saml_idp import SP_METADATA
+
+    chosen = ["displayName", "givenName", "sn", "mail", "memberOf"]
+    api = app.test_client()
+    added = api.post("/t/acme/admin/api/saml-sps", headers=bearer(app, api),
+                     json={"metadata": SP_METADATA, "attributes": chosen})  # fmt: skip
+    assert added.status_code == 201, added.get_json()
+    assert added.get_json()["attributes"] == chosen
+    bad = api.patch(f"/t/acme/admin/api/saml-sps/{added.get_json()['id']}",
+                    headers=bearer(app, api), json={"attributes": ["salary"]})  # fmt: skip
+    assert bad.status_code == 400  # not one of the Attribute names (schema validation)
+    MfaBrowser(client, "acme").password("olivia", "correct horse battery")
+    form = client.get("/t/acme/admin/sps/new").get_data(as_text=True)
+    for key in chosen:
+        assert f'name="attributes" value="{key}">' in form, key  # offered, not ticked
+    assert 'value="username" checked' in form and 'value="memberOf" checked' not in form

@@ -38,7 +38,9 @@ from idp.untrusted import row_id
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 Alg = Literal["RS256", "ES256"]
 NameId = Literal["persistent", "email", "transient", "unspecified"]
-Attribute = Literal["username", "email", "role"]
+Attribute = Literal[
+    "username", "email", "role", "displayName", "givenName", "sn", "mail", "memberOf"
+]
 Uri = Annotated[str, Field(max_length=2000)]
 AcrValue = Annotated[str, Field(max_length=200)]
 Level = Annotated[int, Field(ge=0, le=3)]
@@ -274,7 +276,9 @@ class ServiceProviderNew(Body):
     metadata: Metadata
     name: str | None = Field(None, max_length=200, description="default: the entity ID")
     nameid: NameId = "persistent"
-    attributes: list[Attribute] | None = Field(None, max_length=3, description="default: all")
+    attributes: list[Attribute] | None = Field(
+        None, max_length=8, description="default: username, email, role"
+    )
     min_level: Level = 0
     sign_response: bool = False
     encrypt_assertion: bool = False
@@ -285,7 +289,7 @@ class ServiceProviderChange(Body):
 
     name: Name | None = None
     nameid: NameId | None = None
-    attributes: list[Attribute] | None = Field(None, max_length=3)
+    attributes: list[Attribute] | None = Field(None, max_length=8)
     min_level: Level | None = None
     sign_response: bool | None = None
     encrypt_assertion: bool | None = None

@@ -1,5 +1,6 @@
 // A relying party built on a real OpenID Connect library, driven by tests/interop.
 // Usage: node rp.mjs openid-client|oauth4webapi ISSUER CLIENT_ID CLIENT_SECRET REDIRECT_URI LOGOUT_URI
+// (the scope asked for: $RP_SCOPE, by default "openid profile email")
 // Protocol (JSON lines): prints {"authorize": URL}; reads the callback URL on stdin; prints
 // {"claims", "userinfo", "refreshed", "logout"}. Any failure prints {"error": ...} and exits 1.
 import * as readline from "node:readline";
@@ -8,7 +9,7 @@ const [lib, issuer, clientId, clientSecret, redirectUri, logoutUri] = process.ar
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const callback = async () => new URL((await lines.next()).value.trim());
-const scope = "openid profile email";
+const scope = process.env.RP_SCOPE || "openid profile email"; // RP_SCOPE: the claims tests
 
 async function withOpenidClient() {
   const client = await import("openid-client");
