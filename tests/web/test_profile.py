@@ -189,8 +189,9 @@ def test_a_link_expired_or_tampered_with_does_nothing(
     assert use_link(client, tampered)[0] == 400
     assert use_link(client, "/t/acme/account/verify-email?token=short")[0] == 400
     token = first.rsplit("=", 1)[1]
+    csrf = csrf_of(profile_page(client))
     forged = client.post("/t/acme/account/verify-email",
-                         data={"csrf_token": csrf_of(profile_page(client)), "token": token + "x"})  # fmt: skip
+                         data={"csrf_token": csrf, "token": token + "x"})  # fmt: skip
     assert forged.status_code == 400 and INVALID in forged.get_data(as_text=True)
     later(app, 24 * 3600)
     status, html = use_link(client, first)
@@ -323,3 +324,32 @@ def test_an_sms_factor_is_marked_as_contact_number(
     assert post(client, "/phone", phone="").status_code == 302
     assert user_row(app).contact_phone_id is None
     assert events(app, "user.profile_changed")[-1].details == {"fields": ["contact_phone"]}
+
+
+# --- what administrators see -------------------------------------------------------------------
+
+
+def test_the_admin_api_and_console_show_the_profile(
+    app: Flask, mb: MfaBrowser, client: FlaskClient
+) -> None:
+    from idp.mfa import credentials
+    from tests.web.test_admin_api_users import bearer
+
+    s_ = svc(app)
+    with s_.db.session() as s:
+        user = directory.require_user(s, directory.require_tenant(s, "acme"), "alice")
+        cred = credentials.add(s, s_.cipher, user, "sms", "+16502530000", None, 1)
+        user.contact_phone_id = cred.id
+    set_user(app, "alice", display_name="Alice L.", given_name="Alice", locale="fr-CA",
+             email_verified=True)  # fmt: skip
+    detail = app.test_client().get("/t/acme/admin/api/users/alice", headers=bearer(app, client))
+    assert detail.status_code == 200
+    assert detail.get_json()["profile"] == {
+        "display_name": "Alice L.", "given_name": "Alice", "family_name": "", "locale": "fr-CA",
+        "email_verified": True, "contact_phone": "Text message to ••••••••••00",
+    }  # fmt: skip
+    mb.password("olivia", PASSWORD)
+    html = client.get("/t/acme/admin/users/alice").get_data(as_text=True)
+    assert '<dd id="email-verified">Yes</dd>' in html
+    assert '<dd id="display-name">Alice L.</dd>' in html and '<dd id="locale">fr-CA</dd>' in html
+    assert '<dd id="contact-phone">Text message to ••••••••••00</dd>' in html

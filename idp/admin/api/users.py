@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from factors.password import MAX_LENGTH, MIN_LENGTH
 from flows.steps import USERNAME_MAX
-from idp import audit_log, clock, directory, remembered, user_sessions
+from idp import audit_log, clock, directory, profiles, remembered, user_sessions
 from idp.admin.api.core import (
     Body,
     Call,
@@ -89,9 +89,22 @@ class SignIn(BaseModel):
     amr: list[str]
 
 
+class Profile(BaseModel):
+    """What the user keeps in their profile (read-only here; the user edits it). Empty
+    strings: not set. ``contact_phone``: the contact number, masked."""
+
+    display_name: str
+    given_name: str
+    family_name: str
+    locale: str
+    email_verified: bool
+    contact_phone: str | None
+
+
 class UserDetail(UserItem):
     """Everything the console's user page shows (never a secret)."""
 
+    profile: Profile
     factors: list[Factor]
     backup_codes_left: int
     sessions: list[SignIn]
@@ -236,11 +249,20 @@ def get_user(call: Call, username: str) -> UserDetail:
     mfa = mfa_admin.user_mfa_json(call.s, user)
     return UserDetail.model_validate({
         **_one(call, user).model_dump(),
+        "profile": _profile(user),
         "factors": mfa["factors"],
         "backup_codes_left": mfa["backup_codes_left"],
         "sessions": sessions,
         "recent_events": [e.__dict__ for e in audit_log.recent(call.s, call.tenant.id, user.id)],
     })  # fmt: skip
+
+
+def _profile(user: User) -> Profile:
+    contact = profiles.contact_credential(user)
+    return Profile(display_name=user.display_name, given_name=user.given_name,
+                   family_name=user.family_name, locale=user.locale,
+                   email_verified=user.email_verified,
+                   contact_phone=contact.label if contact else None)  # fmt: skip
 
 
 @operation("PATCH", "/users/<username>", summary="Change a user's role or status",
