@@ -11,7 +11,7 @@ from idp.mfa import credentials
 from tests.conftest import services_for
 
 PHONE = "+16502530000"
-ALICE = {
+ALICE: dict[str, Any] = {
     "display_name": "Alice Liddell",
     "given_name": "Alice",
     "family_name": "Liddell",

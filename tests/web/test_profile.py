@@ -4,6 +4,7 @@ changed only through a link sent to the new address, sign-in by email, the conta
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,9 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp import directory
+from idp.clock import SettableClock
 from idp.store.models import AuditEvent, User
 from testkit.html import alert_of, csrf_of
-from tests.conftest import PASSWORD, Browser, later, svc
+from tests.conftest import PASSWORD, Browser, later, make_app, svc
 from tests.mfa_helpers import MfaBrowser, set_policy, set_user
 from tests.outbox import Outboxes
 from tests.web.test_account_mfa import age_session, follow_flow
@@ -286,6 +288,27 @@ def test_sign_in_by_verified_unique_email_only(app: Flask, tenant: str) -> None:
              email_verified=True)  # fmt: skip
     assert alert_after_login(app, "alice@acme.test") == (200, WRONG)  # two users: nobody
     assert alert_after_login(app, "alice") == (302, "/t/acme/account")  # usernames still work
+
+
+def test_failures_by_email_count_against_the_account(tmp_path: Path) -> None:
+    """The throttle's key is the account's, whichever name was typed (a wrong password by
+    email and then the username meet the same back-off)."""
+    app = make_app(tmp_path, throttle_free_attempts=2, throttle_lock_after=4, throttle_max_delay=5)
+    clock = svc(app).clock
+    assert isinstance(clock, SettableClock)
+    clock.freeze()  # the back-off gate opens only when the test moves time
+    with svc(app).db.session() as s:
+        t = directory.create_tenant(s, "acme")
+        t.login_by_email = True
+        user = directory.create_user(s, svc(app).passwords, t, "alice", "a@acme.test", "member",
+                                     PASSWORD)  # fmt: skip
+        user.email_verified = True
+    b = Browser(app.test_client(), "acme")
+    for n in range(3):
+        alert = alert_of(b.login("A@acme.test", f"bad-{n}").get_data(as_text=True))
+        assert alert == WRONG
+    throttled = alert_of(b.login("alice", PASSWORD).get_data(as_text=True))
+    assert throttled and throttled.startswith("Too many attempts")
 
 
 def test_the_login_form_names_the_email_when_it_may_be_used(app: Flask, tenant: str) -> None:
