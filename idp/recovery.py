@@ -3,7 +3,7 @@ flow bound to one browser session, and the engine that runs its second-factor st
 
 - Asking gives nothing away: the same answer, and the same work in the request, whether the
   name matches an active account or not. The mail is sent after the response's transaction, by
-  a worker thread, so its delivery time does not show either. Requests are counted per
+  a mail thread, so its delivery time does not show either. Requests are counted per
   account (or per name typed, when none matches) and per IP address in the ephemeral store
   (atomic increments).
 - The link (idp.links, purpose ``reset_password``) lasts 30 minutes and works once; using it
@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import queue
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, replace
 
 from flask import session
@@ -38,7 +40,7 @@ from idp.assurance import tenant_policy
 from idp.directory import audit, find_user
 from idp.login import flow_store
 from idp.login.web_env import WebEnv
-from idp.services import Services, services
+from idp.services import MailSender, Services, services
 from idp.store.models import Tenant, User
 
 log = logging.getLogger("idp.recovery")
@@ -47,7 +49,6 @@ ACCOUNT_LIMIT = 5  # links per account (or per name typed) an hour
 IP_LIMIT = 20  # requests per IP address an hour
 WINDOW = 3600
 SESSION_KEY = "reset_flow"  # this browser's reset flow: {"id": ..., "mailbox": bool}
-_mailer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reset-mail")
 
 
 class TooManyRequests(Exception):
@@ -63,16 +64,35 @@ class Mail:
     text: str
 
     def send_later(self, svc: Services) -> None:
-        """Hand the message to a worker: the request does not wait for the mail server."""
+        """Hand the message to the mail thread: the request does not wait for the server."""
+        if svc.mail is not None:
+            _outbox().put((svc.mail, self))
 
-        def send() -> None:
-            try:
-                if svc.mail is not None:
-                    svc.mail.send(self.to, self.subject, self.text)
-            except DeliveryFailed:
-                log.warning("password reset link not sent")
 
-        _mailer.submit(send)
+_queue: queue.Queue[tuple[MailSender, Mail]] | None = None
+_queue_pid = 0  # the process whose thread serves _queue
+_queue_lock = threading.Lock()
+
+
+def _outbox() -> queue.Queue[tuple[MailSender, Mail]]:
+    """The queue of the process's mail thread, started on first use (after a fork too: a
+    daemon thread, so that a server stopping never waits for a mail server)."""
+    global _queue, _queue_pid
+    with _queue_lock:
+        if _queue is None or _queue_pid != os.getpid():
+            _queue, _queue_pid = queue.Queue(), os.getpid()
+            threading.Thread(target=_deliver, args=(_queue,), name="reset-mail",
+                             daemon=True).start()  # fmt: skip
+        return _queue
+
+
+def _deliver(q: queue.Queue[tuple[MailSender, Mail]]) -> None:
+    while True:
+        sender, mail = q.get()
+        try:
+            sender.send(mail.to, mail.subject, mail.text)
+        except DeliveryFailed:
+            log.warning("password reset link not sent")  # no address, no link in the log
 
 
 def _lookup(s: Session, tenant: Tenant, typed: str) -> User | None:
