@@ -69,6 +69,11 @@ def test_tenant_and_user_lifecycle(env: dict[str, str]) -> None:
         ),
         (
             ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],
+            "1qaz2wsx3edc4rfv\n",
+            "too common",
+        ),
+        (
+            ["user", "create", "acme", "bob", "--email", "b@x.test", "--password-stdin"],
             "",
             "no password",
         ),

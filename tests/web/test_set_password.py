@@ -4,6 +4,7 @@ only for an account with neither a password nor a second factor (issue 14: Users
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,9 +17,10 @@ from idp.directory import Actor
 from idp.store.models import AuditEvent, Credential
 from testkit.html import csrf_of
 from testkit.servers import idp
-from tests.conftest import PASSWORD, later, svc
+from tests.conftest import PASSWORD, later, make_app, svc
 from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes
+from tests.password_support import user_row
 
 pytestmark = pytest.mark.delivery
 LINK = re.compile(r"(https?://\S+/t/acme/set-password\?token=[A-Za-z0-9_-]+)")
@@ -94,6 +96,8 @@ def test_an_admin_invites_a_user_who_sets_a_password_and_signs_in_under_the_poli
     with svc(app).db.session() as s:
         names = list(s.scalars(select(AuditEvent.event).order_by(AuditEvent.id)))
     assert "user.set_password_link_sent" in names and names[-1] == "user.password_set"
+    nina_row = user_row(app, "nina")  # the emailed link proved the address
+    assert nina_row.email_verified and nina_row.password_changed_at is not None
 
     set_policy(app, mfa_mode="required")  # the tenant's policy applies as at any first login
     nina = MfaBrowser(reader, "acme")
@@ -179,3 +183,20 @@ def test_a_link_stops_working_when_its_account_gains_rights(
     resp = app.test_client().get(link)
     assert resp.status_code == 400 and INVALID in resp.get_data(as_text=True)
     assert not has_password(app, "nina")
+
+
+def test_a_link_shown_to_the_admin_instead_of_emailed_verifies_no_address(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)  # no mail sender: the link is shown to whoever asked for it
+    s_ = svc(app)
+    with s_.db.session() as s:
+        t = directory.create_tenant(s, "acme", "Acme Inc")
+        user = directory.create_user(s, s_.passwords, t, "nina", "nina@acme.test")
+        sent = directory.send_set_password_link(s, s_, t, user, Actor())
+    assert not sent.emailed
+    parts = urlsplit(sent.url)
+    status, html = choose(app.test_client(), f"{parts.path}?{parts.query}", NEW_PASSWORD)
+    assert status == 200 and "Your password is set" in html
+    row = user_row(app, "nina")
+    assert not row.email_verified and row.password_changed_at is not None
