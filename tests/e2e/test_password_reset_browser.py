@@ -1,6 +1,7 @@
 """A forgotten password in Chromium (issue 15): the emailed link, read from a real SMTP
 server, then the TOTP code, then the new password; a session in another browser ends, and
-the new password signs in with the second factor, as at any login."""
+the new password signs in with the second factor, as at any login. Each page of the reset,
+and the account page's password form, passes axe-core (no serious or critical issue)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from testkit.servers import ServerClock, idp_env, live_idp, seed
 from testkit.totp import oathtool
 from tests.conftest import PASSWORD
+from tests.e2e.axe import violations
 from tests.outbox import Inbox, smtp_server
 
 pytestmark = pytest.mark.e2e
@@ -62,14 +64,20 @@ def test_forgot_password_link_totp_new_password_and_old_sessions_gone(
             old.get_by_role("button", name="Activate").click()
             old.get_by_role("button", name="I have saved them").click()
             expect(old.locator("#mfa-state")).to_contain_text("On")
+            old.goto(f"{base}/t/acme/account/password")  # the change form, for axe
+            expect(old.get_by_label("Current password")).to_be_visible()
+            assert violations(old) == []
 
             # This browser: "Forgot your password?" from the sign-in page.
             page.goto(f"{base}/t/acme/login")
             page.get_by_role("link", name="Forgot your password?").click()
+            assert violations(page) == []
             page.get_by_label("Username or email address").fill("alice@acme.test")
             page.get_by_role("button", name="Send me a link").click()
             expect(page.locator("#reset-sent")).to_be_visible()
+            assert violations(page) == []
             page.goto(reset_link(inbox))
+            assert violations(page) == []
             page.get_by_role("button", name="Continue").click()
             assert "token=" not in page.url  # the token left the address bar
 
@@ -77,14 +85,18 @@ def test_forgot_password_link_totp_new_password_and_old_sessions_gone(
             expect(
                 page.get_by_role("heading", name="Enter the code from your authenticator app")
             ).to_be_visible()
+            assert violations(page) == []
             clock.advance(30)
             page.get_by_label("6-digit code").fill(oathtool(secret, now + 30))
             page.get_by_role("button", name="Verify").click()
             # ... then the new password.
+            expect(page.get_by_label("New password", exact=True)).to_be_visible()
+            assert violations(page) == []
             page.get_by_label("New password", exact=True).fill(NEW)
             page.get_by_label("New password again").fill(NEW)
             page.get_by_role("button", name="Set password").click()
             expect(page.locator("#reset-done")).to_be_visible()
+            assert violations(page) == []
 
             # The other browser's session is gone.
             clock.advance(2)
