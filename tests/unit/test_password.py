@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from factors.errors import InvalidCredentials, WeakSecret
 from factors import password_rules
+from factors.errors import InvalidCredentials, WeakSecret
 from factors.password import Argon2Params, PasswordFactor
 
 CHEAP = Argon2Params(memory_kib=8192, time_cost=1)
