@@ -109,7 +109,7 @@ def test_create_update_unlock_sign_out_link_and_delete(
     body = made.get_json()
     assert made.status_code == 201 and body["username"] == "bob" and body["has_password"] is False
     assert "/t/acme/set-password?token=" in body["set_password_link"]  # no mail configured
-    cy = {"username": "cy", "email": "cy@acme.test", "role": "admin", "password": "long pw 123"}
+    cy = {"username": "cy", "email": "cy@acme.test", "role": "admin", "password": "a long pw 12345"}
     with_pw = client.post(API, headers=h, json=cy)
     assert with_pw.status_code == 201 and with_pw.get_json()["set_password_link"] is None
     problem(client.post(API, headers=h, json={"username": "BOB", "email": "b@acme.test"}), 409,

@@ -154,7 +154,11 @@ def test_creating_a_user_with_a_password_and_bad_input(
     for fields, message in (
         ({"username": "bob", "email": "b@acme.test"}, "already exists"),
         ({"username": "carl", "email": "not-an-email"}, "not an email address"),
-        ({"username": "carl", "email": "c@acme.test", "password": "short"}, "at least 8"),
+        ({"username": "carl", "email": "c@acme.test", "password": "short"}, "at least 15"),
+        (
+            {"username": "carl", "email": "c@acme.test", "password": "1qaz2wsx3edc4rfv"},
+            "too common",
+        ),
         ({"username": "a b", "email": "c@acme.test"}, "without spaces"),
         ({"username": "carl", "email": "c@acme.test", "role": "king"}, "role must be"),
     ):
