@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from idp import clock, directory
 from idp.mfa import credentials
 from idp.store.models import AuditEvent
+from testkit.html import csrf_of
 from testkit.totp import oathtool
 from tests.conftest import PASSWORD, delivery_settings, later, make_app, svc
 from tests.mfa_helpers import MfaBrowser, logout, set_policy, set_user
@@ -338,3 +340,23 @@ def test_a_locked_user_gets_no_link(app: Flask, tenant: str, outboxes: Outboxes)
     Resetter(app.test_client(), outboxes.mail).ask("alice")
     flushed(app, outboxes)
     assert outboxes.mail.to("alice@acme.test") == []
+
+
+def test_the_per_ip_limit_holds_under_parallel_requests(
+    app: Flask, tenant: str, outboxes: Outboxes
+) -> None:
+    """The counters are atomic increments: 30 requests at once from one address, 20 pass."""
+    pages = [Resetter(app.test_client(), outboxes.mail) for _ in range(30)]
+    forms = [rs.client.get("/t/acme/forgot-password", environ_base={"REMOTE_ADDR": "10.7.0.1"})
+             for rs in pages]  # fmt: skip
+
+    def ask(i: int) -> int:
+        html = forms[i].get_data(as_text=True)
+        data = {"csrf_token": csrf_of(html), "username": f"ghost{i}"}
+        resp = pages[i].client.post("/t/acme/forgot-password", data=data,
+                                    environ_base={"REMOTE_ADDR": "10.7.0.1"})  # fmt: skip
+        return int(resp.status_code)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = sorted(pool.map(ask, range(30)))
+    assert codes == [200] * 20 + [429] * 10
