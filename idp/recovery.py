@@ -34,7 +34,7 @@ from flows.errors import FlowNotFound
 from flows.policy import Request, UserFacts, kind_of
 from flows.registry import registry
 from flows.state import FlowState
-from flows.steps import USERNAME_MAX, normalize_username
+from flows.steps import normalize_username
 from idp import links
 from idp.assurance import tenant_policy
 from idp.directory import audit, find_user
@@ -48,6 +48,7 @@ log = logging.getLogger("idp.recovery")
 ACCOUNT_LIMIT = 5  # links per account (or per name typed) an hour
 IP_LIMIT = 20  # requests per IP address an hour
 WINDOW = 3600
+ENTRY_MAX = 254  # a username (150) or an email address (254)
 SESSION_KEY = "reset_flow"  # this browser's reset flow: {"id": ..., "mailbox": bool}
 
 
@@ -120,7 +121,7 @@ def request_link(
     if svc.store.incr(f"reset-requests:ip:{ip}", WINDOW) > IP_LIMIT:
         raise TooManyRequests()
     key = svc.cipher.derive("links")
-    typed = normalize_username(entry)[: USERNAME_MAX + 104]
+    typed = normalize_username(entry)[:ENTRY_MAX]
     user = _lookup(s, tenant, typed) if typed else None
     # Counted by account when one matches, else by the name: the same work either way.
     name_digest = hmac.new(key, typed.encode(), hashlib.sha256).hexdigest()[:16]
