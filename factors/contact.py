@@ -6,6 +6,8 @@ is one factor, and a stored value is always deliverable as written.
 
 from __future__ import annotations
 
+import unicodedata
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -40,6 +42,21 @@ def normalize_email(raw: str) -> str:
         return validate_email(raw.strip(), check_deliverability=False).normalized
     except EmailNotValidError:
         raise InvalidContact("That is not a valid email address.") from None
+
+
+def email_key(address: str) -> str:
+    """The form every spelling of one mailbox shares, to compare and look up addresses: the
+    local part NFC-normalised and casefolded, the domain in lower-case IDNA ASCII
+    (``Carol@Bücher.example`` and ``carol@xn--bcher-kva.example`` are one key). No validation:
+    an address an admin typed compares the same way as one a user verified."""
+    local, at, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    if not at:
+        return domain.casefold()
+    try:
+        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:  # not a domain IDNA can spell: compare it as typed
+        ascii_domain = domain
+    return f"{local.casefold()}@{ascii_domain.lower()}"
 
 
 def mask_email(address: str) -> str:

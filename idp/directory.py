@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from factors.contact import email_key
 from factors.errors import DeliveryFailed, StepwiseError, WeakSecret
 from factors.kinds import ALLOWABLE as SECOND_FACTOR_KINDS
 from factors.password import PasswordFactor
@@ -141,7 +142,7 @@ def find_login(s: Session, tenant: Tenant, entry: str) -> User | None:
             select(User)
             .where(
                 User.tenant_id == tenant.id,
-                User.email_norm == entry.strip().casefold(),
+                User.email_norm == email_key(entry),
                 User.email_verified.is_(True),
             )
             .limit(2)
@@ -204,7 +205,7 @@ def create_user(
         username_norm=normalize_username(username),
         sub=new_subject(),
         email=email,
-        email_norm=email.casefold(),
+        email_norm=email_key(email),
         role=role,
         status="active",
         password_hash=password_hash,
@@ -418,6 +419,7 @@ def sign_out_everywhere(s: Session, tenant: Tenant, user: User, actor: Actor, ab
     user_sessions.end_all(s, user, t)
     revoke_user_grants(s, tenant, user, "signed_out_everywhere", actor)
     browsers = remembered.forget_all(s, user, t)
+    links.forget(s, user, t, links.ACCOUNT_CHANGES)
     audit(s, tenant, "user.signed_out_everywhere", actor=actor.user_id, subject=user.id,
           ip=actor.ip, sessions=ended, browsers=browsers, **actor.details())  # fmt: skip
     return ended

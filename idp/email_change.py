@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factors.contact import InvalidContact, mask_email, normalize_email
+from factors.contact import InvalidContact, email_key, mask_email, normalize_email
 from factors.errors import DeliveryFailed
 from idp import links
 from idp.directory import audit
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("idp.email_change")
 
-PURPOSE = "verify_email"
+PURPOSE = links.VERIFY_EMAIL
 TTL = 24 * 3600  # a day: the link waits for the user to open their new mailbox
 PATH = "account/verify-email"
 
@@ -95,7 +95,7 @@ def ask_change(
     """Email a confirmation link to the new address and a notice to the current one; return
     the new address. Raises :class:`ProfileInvalid` (and then nothing is sent or kept)."""
     address = new_address(raw)
-    if address.casefold() == user.email_norm:
+    if email_key(address) == user.email_norm:
         raise ProfileInvalid("New email address: that is already your address.")
     url = _link_to(s, svc, tenant, user, address, now)
     hours = TTL // 3600
@@ -147,7 +147,7 @@ def _taken(s: Session, tenant: Tenant, user: User, address: str) -> bool:
     other = select(User.id).where(
         User.tenant_id == tenant.id,
         User.id != user.id,
-        User.email_norm == address.casefold(),
+        User.email_norm == email_key(address),
         User.email_verified.is_(True),
     )
     return s.scalar(other.limit(1)) is not None
@@ -169,14 +169,16 @@ def confirm(
               "be used for signing in there. Keep your current address, or ask your "
               "administrator.")  # fmt: skip
         return Outcome.REFUSED
-    old, changed = user.email, address.casefold() != user.email_norm
-    user.email, user.email_norm, user.email_verified = address, address.casefold(), True
+    old, changed = user.email, email_key(address) != user.email_norm
+    user.email, user.email_norm, user.email_verified = address, email_key(address), True
     user.updated_at = now
     if not changed:
         audit(s, tenant, "user.email_verified", actor=user.id, subject=user.id, ip=ip)
         _send(svc, tenant, address, "email address verified",
               f"This address is now verified for the account {user.username}.")  # fmt: skip
         return Outcome.VERIFIED
+    # A reset link mailed to the old address must not outlive the change.
+    links.forget(s, user, now, links.RESET_PASSWORD)
     audit(s, tenant, "user.email_changed", actor=user.id, subject=user.id, ip=ip)
     _send(svc, tenant, address, "email address changed",
           f"This is now the email address of the account {user.username}.")  # fmt: skip

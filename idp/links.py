@@ -22,6 +22,10 @@ SET_PASSWORD = "set_password"  # noqa: S105  # a purpose, not a secret
 INVITATION_TTL = 7 * 24 * 3600  # an invitation waits a week for the user
 RESET_PASSWORD = "reset_password"  # noqa: S105  # a purpose, not a secret
 RESET_TTL = 30 * 60  # a forgotten password's link: half an hour
+VERIFY_EMAIL = "verify_email"  # an email address to verify, or to change to (idp.email_change)
+# Links that change who controls the account: whoever may have planted one (a session the
+# user then ended, an old mailbox) must lose it when the user takes the account back.
+ACCOUNT_CHANGES = (RESET_PASSWORD, VERIFY_EMAIL)
 
 
 class LinkInvalid(StepwiseError):
@@ -35,11 +39,13 @@ def digest(key: bytes, token: str) -> str:
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
-def forget(s: Session, user: User, now: int, purpose: str | None = None) -> None:
-    """``user``'s unused links (of ``purpose``, or all) stop working."""
+def forget(s: Session, user: User, now: int, purpose: str | tuple[str, ...] | None = None) -> None:
+    """``user``'s unused links (of ``purpose`` or purposes, or all) stop working."""
     live = [UserLink.user_id == user.id, UserLink.used_at.is_(None)]
-    if purpose is not None:
+    if isinstance(purpose, str):
         live.append(UserLink.purpose == purpose)
+    elif purpose is not None:
+        live.append(UserLink.purpose.in_(purpose))
     s.execute(update(UserLink).where(*live).values(used_at=now))
 
 

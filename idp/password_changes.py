@@ -22,7 +22,7 @@ def _set(s: Session, svc: Services, user: User, password: str, now: int) -> None
     user.password_hash = svc.passwords.hash(password)
     user.password_changed_at = user.updated_at = now
     remembered.forget_all(s, user, now)
-    links.forget(s, user, now, links.RESET_PASSWORD)
+    links.forget(s, user, now)  # a pending email change too: it may be an intruder's
 
 
 def change(

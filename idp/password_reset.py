@@ -19,6 +19,7 @@ from flask import Response, make_response, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
+from factors.contact import email_key
 from factors.errors import StepwiseError, WeakSecret
 from factors.webauthn_rp import MAX_RESPONSE
 from flows.errors import FlowNotFound, NoUsableFactor
@@ -109,15 +110,17 @@ def redeem() -> ResponseReturnValue:
         key = svc.cipher.derive("links")
         target = links.peek_link(s, key, tenant, token, links.RESET_PASSWORD, now).target
         user = links.redeem(s, key, tenant, token, links.RESET_PASSWORD, now)
-        if user.status != "active":
+        # A link sent to an address the account no longer has is void (the holder of the old
+        # mailbox must not reset the password after an email change).
+        if user.status != "active" or not target or email_key(target) != user.email_norm:
             raise links.LinkInvalid()
-        recovery.start(tenant, user, target is not None and target == user.email, now)
+        recovery.start(tenant, user, email_key(target), now)
     return redirect(url_for(".flow"))
 
 
-def _env(s: Session) -> recovery.RecoveryEnv:
+def _env(s: Session, mailbox: str) -> recovery.RecoveryEnv:
     return recovery.RecoveryEnv(s, current_tenant(), clock.now(), request.remote_addr or "-",
-                                services().passwords)  # fmt: skip
+                                services().passwords, mailbox)  # fmt: skip
 
 
 def _admin_page(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
@@ -128,10 +131,10 @@ def _admin_page(state: FlowState, exc: NoUsableFactor) -> ResponseReturnValue:
 
 
 def _show(
-    s: Session, state: FlowState, message: str | None = None, status: int = 200
+    s: Session, state: FlowState, mailbox: str, message: str | None = None, status: int = 200
 ) -> ResponseReturnValue:
     """The flow's current step, or the new password's form once nothing is missing."""
-    env = _env(s)
+    env = _env(s, mailbox)
     try:
         remaining = recovery.engine(current_tenant(), env).remaining(state)
     except NoUsableFactor as exc:
@@ -168,21 +171,21 @@ def _show(
 
 @bp.get("/reset-password/flow")
 def flow() -> ResponseReturnValue:
-    state, _mailbox = recovery.load(clock.now())
+    state, mailbox = recovery.load(current_tenant(), clock.now())
     with services().db.session() as s:
-        return _show(s, state)
+        return _show(s, state, mailbox)
 
 
 @bp.post("/reset-password/flow")
 def answer() -> ResponseReturnValue:
-    state, _mailbox = recovery.load(clock.now())
+    state, mailbox = recovery.load(current_tenant(), clock.now())
     try:
         answer = form_fields(ANSWER_FIELDS, LIMITS)
     except HttpError as exc:
         with services().db.session() as s:
-            return _show(s, state, exc.message, 400)
+            return _show(s, state, mailbox, exc.message, 400)
     with services().db.session() as s:
-        env = _env(s)
+        env = _env(s, mailbox)
         step = request.form.get("step", "")
         try:
             progress = recovery.engine(current_tenant(), env).submit(state, step, answer, env)
@@ -202,22 +205,22 @@ def answer() -> ResponseReturnValue:
         flow_store.save(state)
         if progress.finished:
             return redirect(url_for(".flow"))
-        return _show(s, state, result.message if result else None)
+        return _show(s, state, mailbox, result.message if result else None)
 
 
 @bp.post("/reset-password/new")
 def new_password() -> ResponseReturnValue:
-    state, mailbox = recovery.load(clock.now())
+    state, mailbox = recovery.load(current_tenant(), clock.now())
     fields = form_fields(("password", "confirmation"), LIMITS)
     svc, tenant = services(), current_tenant()
     with svc.db.session() as s:
-        env = _env(s)
+        env = _env(s, mailbox)
         try:
             remaining = recovery.engine(tenant, env).remaining(state)
         except NoUsableFactor as exc:
             return _admin_page(state, exc)
         if remaining:  # the second factor first: a password posted early is refused
-            return _show(s, state, "Verify it's you first.", 403)
+            return _show(s, state, mailbox, "Verify it's you first.", 403)
         user = s.get(User, state.user_id)
         assert user is not None
         if user.status != "active":
@@ -231,9 +234,9 @@ def new_password() -> ResponseReturnValue:
                                 email=user.email,
                                 has_second_factor=env.facts(user.id).has_second_factor)  # fmt: skip
         except WeakSecret as exc:
-            return _show(s, state, str(exc), 400)
+            return _show(s, state, mailbox, str(exc), 400)
         password_changes.reset(s, svc, s.merge(tenant), user, password, now=clock.now(),
-                               ip=request.remote_addr, mailbox=mailbox)  # fmt: skip
+                               ip=request.remote_addr, mailbox=bool(mailbox))  # fmt: skip
         username = user.username
     recovery.finish(state)
     return render_template("reset/done.html", tenant=tenant, username=username)

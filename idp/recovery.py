@@ -27,6 +27,7 @@ from flask import session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from factors.contact import email_key
 from factors.errors import DeliveryFailed
 from flows import recovery
 from flows.engine import Engine
@@ -96,17 +97,26 @@ def _deliver(q: queue.Queue[tuple[MailSender, Mail]]) -> None:
             log.warning("password reset link not sent")  # no address, no link in the log
 
 
+def _by_address(s: Session, tenant: Tenant, typed: str, verified: bool) -> list[User]:
+    where = [User.tenant_id == tenant.id, User.email_norm == email_key(typed)]
+    if verified:
+        where.append(User.email_verified.is_(True))
+    return list(s.scalars(select(User).where(*where).limit(2)))
+
+
 def _lookup(s: Session, tenant: Tenant, typed: str) -> User | None:
-    """The account a typed username, or email address, names (an address that several
-    accounts share names none)."""
+    """The account a typed username, or email address, names. An address is first the one
+    account that verified it, so a username spelt like someone's address cannot catch their
+    reset (as at sign-in, idp.directory.find_login); then a username; then the one account
+    whose unverified address it is. An address that several accounts share names none."""
+    if "@" in typed:
+        verified = _by_address(s, tenant, typed, True)
+        if verified:
+            return verified[0] if len(verified) == 1 else None
     user = find_user(s, tenant, typed)
     if user is not None or "@" not in typed:
         return user
-    found = s.scalars(
-        select(User)
-        .where(User.tenant_id == tenant.id, User.email_norm == typed.casefold())
-        .limit(2)
-    ).all()
+    found = _by_address(s, tenant, typed, False)
     return found[0] if len(found) == 1 else None
 
 
@@ -150,9 +160,9 @@ def request_link(
 # --- the reset flow, bound to this browser session ---------------------------------------
 
 
-def start(tenant: Tenant, user: User, mailbox: bool, now: int) -> FlowState:
+def start(tenant: Tenant, user: User, mailbox: str, now: int) -> FlowState:
     """A reset flow for ``user`` in this browser session (one at a time); ``mailbox``: the
-    link went to the address the account still has (the reset then verifies it)."""
+    address the link went to (:func:`factors.contact.email_key`), which the reset verifies."""
     state = FlowState(
         id=secrets.token_urlsafe(24),
         tenant=tenant.slug,
@@ -171,9 +181,9 @@ def start(tenant: Tenant, user: User, mailbox: bool, now: int) -> FlowState:
     return state
 
 
-def load(now: int) -> tuple[FlowState, bool]:
-    """This browser's reset flow and whether it verifies the mailbox; :class:`FlowNotFound`
-    when there is none, or it is older than a link lives."""
+def load(tenant: Tenant, now: int) -> tuple[FlowState, str]:
+    """This browser's reset flow in ``tenant`` and the mailbox its link went to;
+    :class:`FlowNotFound` when there is none, or it is older than a link lives."""
     bound = session.get(SESSION_KEY)
     if not isinstance(bound, dict) or not isinstance(bound.get("id"), str):
         raise FlowNotFound()
@@ -181,10 +191,12 @@ def load(now: int) -> tuple[FlowState, bool]:
     if raw is None:
         raise FlowNotFound()
     state = FlowState.from_json(raw)
+    if state.tenant != tenant.slug:  # the session cookie is per tenant path; be sure
+        raise FlowNotFound()
     if now >= state.created_at + links.RESET_TTL:
         finish(state)
         raise FlowNotFound()
-    return state, bool(bound.get("mailbox"))
+    return state, str(bound.get("mailbox") or "")
 
 
 def finish(state: FlowState) -> None:
@@ -194,17 +206,20 @@ def finish(state: FlowState) -> None:
 
 @dataclass
 class RecoveryEnv(WebEnv):
-    """The login's step environment, but for a reset: an email factor at the very address
-    the link went to proves nothing more than the link did, so it is held but not usable
-    here (a user with no other factor goes to their admin)."""
+    """The login's step environment, but for a reset: an email factor at the very mailbox
+    the link went to (``mailbox``, compared as :func:`factors.contact.email_key`, so no
+    other spelling of it slips through) proves nothing more than the link did, so it is held
+    but not usable here (a user with no other factor goes to their admin)."""
+
+    mailbox: str = ""
 
     def facts(self, user_id: int) -> UserFacts:
         facts = super().facts(user_id)
-        email = self._user(user_id).email.casefold()
+        mailbox = self.mailbox or self._user(user_id).email_norm
         same = {
             c
             for c in facts.enrolled
-            if kind_of(c) == "email" and self.contact(user_id, c).casefold() == email
+            if kind_of(c) == "email" and email_key(self.contact(user_id, c)) == mailbox
         }
         if not same:
             return facts

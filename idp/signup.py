@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from factors import codes
-from factors.contact import InvalidContact, normalize_email
+from factors.contact import InvalidContact, email_key, normalize_email
 from factors.errors import DeliveryFailed, InvalidCode, WeakSecret
 from factors.kinds import KINDS
 from flows.context import VerifiedFactor
@@ -125,7 +125,7 @@ def _end(pending: Pending) -> None:
 def _digest(address: str) -> str:
     """A keyed digest of an address, for counter keys: the store's keys name no one."""
     key = services().cipher.derive("signup: addresses")
-    return hmac.new(key, address.casefold().encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, email_key(address).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _count(key: str, limit: int, window: int, message: str) -> None:
@@ -162,12 +162,14 @@ def _username_problem(username: str) -> str | None:
         or not directory.USERNAME_RE.match(username)
     ):
         return f"Choose a username of 1 to {USERNAME_MAX} characters, without spaces or slashes."
+    if "@" in username:  # a chosen name spelt like someone's address could catch their mail
+        return "Choose a username without @: your email address is asked for separately."
     return None
 
 
 def _account_with(s: Session, tenant: Tenant, address: str) -> User | None:
     return s.scalar(
-        select(User).where(User.tenant_id == tenant.id, User.email_norm == address.casefold())
+        select(User).where(User.tenant_id == tenant.id, User.email_norm == email_key(address))
     )
 
 

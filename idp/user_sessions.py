@@ -59,11 +59,15 @@ def live(
 ) -> list[UserSession]:
     """The user's sessions that may still be in use, newest first. With ``idle`` (the idle
     timeout), not those unused for longer than it (and :data:`SEEN_EVERY`, the most "last
-    seen" can lag): their state has expired from the ephemeral store."""
+    seen" can lag): their state has expired from the ephemeral store.
+
+    The absolute lifetime counts from the session's last authentication (a re-authentication
+    or step-up restarts it, idp.sessions), which ``last_seen_at`` is never older than; the
+    first sign-in (``created_at``) would drop a session that re-authenticated and lives on."""
     stmt = select(UserSession).where(
         UserSession.user_id == user.id,
         UserSession.ended_at.is_(None),
-        UserSession.created_at > now - absolute,
+        UserSession.last_seen_at > now - absolute,
     )
     if idle is not None:
         stmt = stmt.where(UserSession.last_seen_at > now - idle - SEEN_EVERY)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from flows.policy import SECOND_FACTORS, MfaApply, MfaMode, MfaScope, Role, UserFacts, policy_level
-from idp import remembered
+from idp import links, remembered
 from idp.directory import (
     Actor,
     DirectoryError,
@@ -127,6 +127,7 @@ def reset_user(s: Session, svc: Services, tenant: Tenant, user: User, actor: Act
     user.mfa_enabled, user.mfa_skipped_at = False, None
     user.mfa_reset_at = user.updated_at = now()
     browsers = remembered.forget_all(s, user, user.mfa_reset_at)
+    links.forget(s, user, user.mfa_reset_at, links.ACCOUNT_CHANGES)
     security_event(s, svc, tenant, user, "mfa.reset", actor=actor.user_id, ip=actor.ip,
                    removed=removed, browsers=browsers, **actor.details())  # fmt: skip
     if reset_applies(tenant):
