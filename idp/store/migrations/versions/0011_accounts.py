@@ -5,6 +5,8 @@ Revises: 0010
 Create Date: 2026-12-01 21:10:00
 """
 
+import unicodedata
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -40,7 +42,7 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("contact_phone_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("password_changed_at", sa.BigInteger(), nullable=True))
-    op.execute("UPDATE users SET email_norm = lower(email)")
+    _fill_email_norm()
     op.create_index("ix_users_email_norm", "users", ["email_norm"])
     with op.batch_alter_table("oauth_grants") as batch_op:
         batch_op.add_column(
@@ -73,6 +75,29 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.Column("revoked_at", sa.BigInteger(), nullable=True),
     )
+
+
+def _email_key(address: str) -> str:
+    """factors.contact.email_key as of this revision (a migration keeps its own copy)."""
+    local, at, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    if not at:
+        return domain.casefold()
+    try:
+        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_domain = domain
+    return f"{local.casefold()}@{ascii_domain.lower()}"
+
+
+def _fill_email_norm() -> None:
+    """Every existing address keyed the way the code compares addresses."""
+    conn = op.get_bind()
+    users = sa.table("users", sa.column("id", sa.Integer()), sa.column("email", sa.String()),
+                     sa.column("email_norm", sa.String()))  # fmt: skip
+    for uid, email in conn.execute(sa.select(users.c.id, users.c.email)).all():
+        conn.execute(
+            users.update().where(users.c.id == uid).values(email_norm=_email_key(email or ""))
+        )
 
 
 def downgrade() -> None:
