@@ -46,7 +46,7 @@ def test_existing_addresses_get_the_codes_key(
             conn.execute(text(INSERT_USER), user)
     command.upgrade(cfg, "head")
     with engine.connect() as conn:
-        rows = dict(conn.execute(text("SELECT email, email_norm FROM users")).all())
+        rows: dict[str, str] = dict(conn.execute(text("SELECT email, email_norm FROM users")).all())
     engine.dispose()
     assert rows == {a: email_key(a) for a in ADDRESSES}
     assert rows["Carol@Bücher.example"] == "carol@xn--bcher-kva.example"
