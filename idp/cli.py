@@ -155,11 +155,19 @@ def tenant_set_mfa(
     }
     with _services().db.session() as s:
         t = directory.require_tenant(s, tenant_slug)
-        policy = mfa_admin.set_policy(
-            s, t, {k: v for k, v in changes.items() if v is not None}, directory.Actor()
-        )
+        policy = mfa_admin.set_policy(s, t, _given(changes), directory.Actor())
+    _echo_settings(policy)
+
+
+def _given(changes: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line (None: not given)."""
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def _echo_settings(settings: dict[str, Any]) -> None:
+    """``key=value`` pairs on one line; lists comma-separated."""
     click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
-                        for k, v in policy.items()))  # fmt: skip
+                        for k, v in settings.items()))  # fmt: skip
 
 
 @tenant.command("set-accounts")
@@ -198,11 +206,8 @@ def tenant_set_accounts(
     }
     with _services().db.session() as s:
         t = directory.require_tenant(s, tenant_slug)
-        settings = account_settings.set_settings(
-            s, t, {k: v for k, v in changes.items() if v is not None}, directory.Actor()
-        )
-    click.echo(" ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
-                        for k, v in settings.items()))  # fmt: skip
+        settings = account_settings.set_settings(s, t, _given(changes), directory.Actor())
+    _echo_settings(settings)
 
 
 @tenant.command("acr")
