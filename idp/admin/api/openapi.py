@@ -48,11 +48,24 @@ def _schema(kind: Any, defs: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# Every address with a NUL is refused before routing (idp.security), so the document says so.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a no-NUL pattern on each string that has no pattern of its own."""
+    if schema.get("type") == "string" and "pattern" not in schema and "format" not in schema:
+        schema = {**schema, "pattern": NO_NUL}
+    if "anyOf" in schema:
+        schema = {**schema, "anyOf": [_no_nul(s) for s in schema["anyOf"]]}
+    return schema
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(ref_template=REF)
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _no_nul(prop)}
         for name, prop in schema.get("properties", {}).items()
     ]
 
@@ -60,7 +73,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 def _operation(op: Operation, defs: dict[str, Any]) -> dict[str, Any]:
     _, names = _path(op.rule)
     params: list[dict[str, Any]] = [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+        {"name": n, "in": "path", "required": True, "schema": _no_nul({"type": "string"})}
+        for n in names
     ]
     if op.query is not None:
         params += _query_parameters(op.query)
