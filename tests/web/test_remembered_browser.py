@@ -47,6 +47,12 @@ LOA2 = "urn:stepwise:loa:2"
 DAY = 86400
 
 
+@pytest.fixture(autouse=True)
+def _frozen(app: Flask) -> None:
+    """Times are compared to the second: the app's clock moves only when a test moves it."""
+    svc(app).clock.freeze()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def secret(app: Flask, mb: MfaBrowser) -> str:
     return required_tenant_with_totp(app, mb)
@@ -113,7 +119,6 @@ def test_next_login_asks_only_the_password_and_the_session_stays_level_one(
     app: Flask, mb: MfaBrowser, secret: str
 ) -> None:
     remembered_alice(app, mb, secret)
-    svc(app).clock.freeze()  # type: ignore[attr-defined]  # the sign-in's second is the one read
     assert mb.password("alice", PASSWORD) is None and mb.finished
     assert account_level(mb.client) == ("1", "pwd")  # never a factor
     later(app, 600)
