@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import unicodedata
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
 from factors.errors import FactorError
 
 
@@ -18,8 +15,14 @@ class InvalidContact(FactorError):
     """Not a usable phone number or email address; the message says why."""
 
 
+# phonenumbers and email-validator are imported where they are used: every ``idp`` command
+# imports this module (for :func:`email_key`), and few of them parse a number or an address.
+
+
 def normalize_phone(raw: str, region: str | None = None) -> str:
     """E.164 form (``+15551234567``) of a possible, valid number; ``region`` for local input."""
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(raw.strip(), region)
     except phonenumbers.NumberParseException:
@@ -38,6 +41,8 @@ def mask_phone(e164: str) -> str:
 
 def normalize_email(raw: str) -> str:
     """The normalised address, or raise :class:`InvalidContact` (syntax only; no DNS)."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(raw.strip(), check_deliverability=False).normalized
     except EmailNotValidError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from factors.password_rules import MIN_LENGTH
@@ -43,6 +42,8 @@ def normalize_domain(typed: str) -> str:
     text = typed.strip().removeprefix("@")
     if not text or len(text) > DOMAIN_MAX:
         raise DirectoryError(f"not an email domain: {typed[:60]!r}")
+    from email_validator import EmailNotValidError, validate_email  # not at every `idp` start
+
     try:
         return validate_email(f"x@{text}", check_deliverability=False).ascii_domain
     except EmailNotValidError:
