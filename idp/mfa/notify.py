@@ -66,7 +66,8 @@ MESSAGES = {
     ),
 }
 FOOTER = (
-    "\n\nIf this was not you, contact your administrator and change your password at once.\n"
+    "\n\nIf this was not you, contact your administrator and change your password at once:\n"
+    "{account}/account/password\nIf you cannot sign in any more: {account}/forgot-password\n"
     "-- {tenant}"
 )
 
@@ -87,7 +88,8 @@ def security_event(
     if event not in MESSAGES or svc.mail is None:
         return
     subject, body = MESSAGES[event]
-    text = body.format(**details) + FOOTER.format(tenant=tenant.name)
+    account = f"{svc.settings.base_url.rstrip('/')}/t/{tenant.slug}"
+    text = body.format(**details) + FOOTER.format(tenant=tenant.name, account=account)
     try:
         svc.mail.send(user.email, f"{tenant.name}: {subject}", text)
     except DeliveryFailed:

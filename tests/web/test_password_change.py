@@ -136,6 +136,9 @@ def test_a_change_ends_every_other_session_token_family_and_tells_the_user(
     mail = outboxes.mail.wait("alice@acme.test")
     assert mail["subject"] == "Acme Inc: Your password was changed"
     assert NEW not in mail["text"]
+    base = f"{svc(app).settings.base_url.rstrip('/')}/t/acme"
+    assert f"{base}/account/password" in mail["text"]  # where to act if it was not them
+    assert f"{base}/forgot-password" in mail["text"]
     assert "user.password_changed" in events(app)
     # Only the new password signs in now.
     later(app, 1)
