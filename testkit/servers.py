@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -259,6 +260,7 @@ def live_idp(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # one process group, to end the workers with it
     )
     try:
         wait_for_port(port, proc)
@@ -270,7 +272,13 @@ def live_idp(
         yield base
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            # Under libfaketime every sleep fails (EINVAL), so granian's shutdown can die
+            # waiting for its workers and leave them running: end the whole process group.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         log.close()
 
 
