@@ -1,4 +1,4 @@
-# Stepwise container image. Settings come from IDP_* variables (see config/example.env).
+# Stepwise container image. Settings come from IDP_* variables (see idp/config/example.env).
 FROM python:3.11-slim
 WORKDIR /app
 COPY . /app

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, appcontext_pushed, g, render_template, request_started
+from flask import Flask, Response, appcontext_pushed, g, render_template, request_started
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -22,7 +22,7 @@ from idp.ephemeral import connect
 from idp.mfa.delivery import mail_sender, sms_sender
 from idp.services import Services
 from idp.sessions import ServerSessionInterface, require_available_session
-from idp.settings import ROOT, Settings, SettingsError, load
+from idp.settings import PACKAGE, Settings, SettingsError, load
 from idp.store.db import Database
 from idp.tenancy import SlugConverter
 from idp.unread_body import CloseAfterUnreadBody
@@ -48,8 +48,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         raise SettingsError(f"IDP_THROTTLE_*: {exc}") from None
     return Services(
         settings=settings,
-        db=Database(settings.effective_database_url),
-        store=connect(settings.redis_url, clock.monotonic),
+        db=Database.for_settings(settings),
+        store=connect(settings, clock.monotonic),
         passwords=PasswordFactor(
             Argon2Params(
                 settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
@@ -102,8 +102,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(
         "idp",
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "idp" / "static"),
+        template_folder=str(PACKAGE / "templates"),
+        static_folder=str(PACKAGE / "static"),
         instance_path=str(settings.instance_dir),
     )
     app.config.update(
@@ -136,6 +136,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     install(manager)
     errors.register(app)
     security.install_headers(app, settings.https)
+    if settings.node_name:
+        node = settings.node_name
+
+        @app.after_request
+        def _name_node(response: Response) -> Response:
+            """Which node answered: lets operators and the cluster test see where a request went."""
+            response.headers["X-Stepwise-Node"] = node
+            return response
 
     from idp import account, audit_pruning, health, login, password_reset, set_password, signup
     from idp.admin import api as admin_api

@@ -47,13 +47,16 @@ def cli() -> None:
 @cli.command()
 def init() -> None:
     """Create or upgrade the database schema. Safe to run again."""
-    from idp.store.migrate import upgrade
+    from idp.store.migrate import init_lock, upgrade
 
     svc = _services()
-    upgrade(svc.db.engine)
-    with svc.db.session() as s:
-        for t in directory.list_tenants(s):
-            keys.ensure_keys(s, svc.cipher, t)
+    # Nodes that start together run this at once: one upgrades, the others wait, then find
+    # nothing to do.
+    with init_lock(svc.db.engine):
+        upgrade(svc.db.engine)
+        with svc.db.session() as s:
+            for t in directory.list_tenants(s):
+                keys.ensure_keys(s, svc.cipher, t)
     click.echo(f"database ready: {svc.db.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -66,18 +69,32 @@ def init() -> None:
     type=click.IntRange(1, 64),
     help="worker processes [default: CPU count; 1 with the in-process store]",
 )
-def serve(host: str, port: int, workers: int | None) -> None:
-    """Serve Stepwise with granian (config/granian.toml)."""
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="do not start the notification worker here (run `idp worker` elsewhere)",
+)
+def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
+    """Serve Stepwise with granian (idp/config/granian.toml), and the notification worker
+    unless --no-worker or IDP_OUTBOX_WORKER=off."""
     from idp.server import run
 
     svc = _services()
-    if not svc.settings.redis_url:
+    if not svc.settings.shared_store:
         if workers not in (None, 1):
             raise CliError(
                 "the in-process store serves one process: set IDP_REDIS_URL for --workers > 1"
             )
         workers = 1
-    run(svc, host, port, workers or (os.cpu_count() or 1))
+    run(svc, host, port, workers or (os.cpu_count() or 1), outbox_worker=not no_worker)
+
+
+@cli.command()
+def worker() -> None:
+    """Deliver queued notifications (security emails and SMS) until stopped (SIGTERM)."""
+    from idp.outbox_worker import run_forever
+
+    run_forever(_services())
 
 
 @cli.group()

@@ -1,4 +1,4 @@
-"""``idp serve``: granian (HTTP/1.1, WSGI) with the settings in config/granian.toml."""
+"""``idp serve``: granian (HTTP/1.1, WSGI) with the settings in idp/config/granian.toml."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from idp.services import Services
-from idp.settings import ROOT
+from idp.settings import PACKAGE
 from idp.store.db import SchemaOutdated
 from idp.store.migrate import alembic_config
 
-CONFIG = ROOT / "config" / "granian.toml"
+CONFIG = PACKAGE / "config" / "granian.toml"
 
 
 def check_schema(svc: Services) -> None:
@@ -25,18 +25,30 @@ def check_schema(svc: Services) -> None:
         raise SchemaOutdated("the database schema is not up to date: run `idp init` first")
 
 
-def run(svc: Services, host: str, port: int, workers: int) -> None:
+def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool = True) -> None:
+    """Serve until stopped; with ``outbox_worker`` (and IDP_OUTBOX_WORKER=on) the notification
+    worker runs beside the HTTP workers as a child process."""
     from granian import Granian
     from granian.constants import Interfaces
 
+    from idp import metrics_setup
+    from idp import outbox_worker as outbox
+
     check_schema(svc)
     options: dict[str, Any] = tomllib.loads(CONFIG.read_text())
-    Granian(
-        "idp.app:create_app",
-        factory=True,
-        interface=Interfaces.WSGI,
-        address=host,
-        port=port,
-        workers=workers,
-        **options,
-    ).serve()
+    # Every worker writes its samples under one directory, which /metrics adds up.
+    metrics_setup.prepare_multiprocess_dir(svc.settings)
+    child = outbox.spawn() if outbox_worker and svc.settings.outbox_worker == "on" else None
+    try:
+        Granian(
+            "idp.app:create_app",
+            factory=True,
+            interface=Interfaces.WSGI,
+            address=host,
+            port=port,
+            workers=workers,
+            **options,
+        ).serve()
+    finally:
+        if child is not None:
+            outbox.stop(child)

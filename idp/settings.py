@@ -1,4 +1,4 @@
-"""Settings: config/defaults.toml, then ``IDP_*`` environment variables, then test overrides."""
+"""Settings: idp/config/defaults.toml, then ``IDP_*`` environment variables, then test overrides."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
+# Everything the app reads at run time lives inside the package, so a wheel works anywhere.
+PACKAGE = Path(__file__).resolve().parent
+DEFAULTS_FILE = PACKAGE / "config" / "defaults.toml"
 
 
 class SettingsError(Exception):
@@ -22,7 +23,7 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting. The defaults are in config/defaults.toml, the one place they are written
+    """Every setting. The defaults are in idp/config/defaults.toml, the one place they are written
     (``load`` refuses a file that lacks one or names an unknown one)."""
 
     env: str
@@ -61,10 +62,33 @@ class Settings:
     smtp_username: str
     smtp_password: str
     saml_clock_skew: int
+    node_name: str
+    redis_sentinels: str
+    redis_master_name: str
+    redis_sentinel_password: str
+    redis_tls_ca: str
+    redis_timeout: int
+    db_pool_size: int
+    db_max_overflow: int
+    db_pool_timeout: int
+    db_pool_recycle: int
+    db_connect_timeout: int
+    db_statement_timeout_ms: int
+    metrics_token: str
+    log_format: str
+    access_log: str
+    outbox_worker: str
+    outbox_poll_interval: int
+    outbox_max_attempts: int
 
     @property
     def dev(self) -> bool:
         return self.env == "development"
+
+    @property
+    def shared_store(self) -> bool:
+        """Redis (one URL, or Sentinel) rather than the in-process store."""
+        return bool(self.redis_url or self.redis_sentinels)
 
     @property
     def https(self) -> bool:
@@ -73,7 +97,8 @@ class Settings:
     @property
     def instance_dir(self) -> Path:
         path = Path(self.instance_path)
-        return path if path.is_absolute() else ROOT / path
+        # Relative to the working directory, as for any installed command.
+        return path.resolve()
 
     @property
     def effective_database_url(self) -> str:
@@ -100,6 +125,7 @@ class Settings:
         if not 30 <= self.reauth_window <= 3600:
             out.append("IDP_REAUTH_WINDOW must be between 30 and 3600 seconds")
         out.extend(self._delivery_problems())
+        out.extend(self._operations_problems())
         if not self.dev:
             if len(self.secret_key) < 32:
                 out.append(
@@ -114,6 +140,26 @@ class Settings:
                 out.append(
                     "IDP_BASE_URL must use https in production (cookies are Secure only then)"
                 )
+        return out
+
+    def _operations_problems(self) -> list[str]:
+        out = []
+        if self.log_format not in ("text", "json"):
+            out.append("IDP_LOG_FORMAT must be text or json")
+        if self.access_log not in ("off", "on"):
+            out.append("IDP_ACCESS_LOG must be off or on")
+        if self.outbox_worker not in ("off", "on"):
+            out.append("IDP_OUTBOX_WORKER must be off or on")
+        if self.outbox_poll_interval < 1 or self.outbox_max_attempts < 1:
+            out.append("IDP_OUTBOX_POLL_INTERVAL and IDP_OUTBOX_MAX_ATTEMPTS must be at least 1")
+        if self.redis_timeout < 1:
+            out.append("IDP_REDIS_TIMEOUT must be at least 1 second")
+        if min(self.db_pool_size, self.db_pool_timeout, self.db_connect_timeout) < 1:
+            out.append("IDP_DB_POOL_SIZE, _POOL_TIMEOUT and _CONNECT_TIMEOUT must be at least 1")
+        if self.db_max_overflow < 0 or self.db_statement_timeout_ms < 0:
+            out.append("IDP_DB_MAX_OVERFLOW and IDP_DB_STATEMENT_TIMEOUT_MS cannot be negative")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            out.append("IDP_METRICS_TOKEN must be at least 16 characters when set")
         return out
 
     def _delivery_problems(self) -> list[str]:

@@ -8,7 +8,10 @@ Both backends keep one contract, tested by tests/web/test_ephemeral_contract.py:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from idp.settings import Settings
 
 
 class EphemeralUnavailable(Exception):
@@ -25,13 +28,13 @@ class EphemeralStore(Protocol):
     def ping(self) -> None: ...
 
 
-def connect(redis_url: str, monotonic: Callable[[], float]) -> EphemeralStore:
-    """The Redis store for a ``redis://`` URL, else the in-process one (whose TTLs run on
-    ``monotonic``, the app's clock)."""
-    if redis_url:
+def connect(settings: Settings, monotonic: Callable[[], float]) -> EphemeralStore:
+    """Redis when the settings name it (a URL, or Sentinel), else the in-process store (whose
+    TTLs run on ``monotonic``, the app's clock)."""
+    if settings.shared_store:
         from idp.ephemeral.redis_store import RedisStore
 
-        return RedisStore(redis_url)
+        return RedisStore.for_settings(settings)
     from idp.ephemeral.memory import MemoryStore
 
     return MemoryStore(monotonic)

@@ -9,6 +9,7 @@ import redis
 from redis.exceptions import RedisError
 
 from idp.ephemeral import EphemeralUnavailable
+from idp.settings import Settings
 
 T = TypeVar("T")
 
@@ -28,6 +29,11 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self._r = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._incr = self._r.register_script(_INCR)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RedisStore:
+        """The store for IDP_REDIS_URL (TODO issue 16: Sentinel, rediss CA, timeout)."""
+        return cls(settings.redis_url)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

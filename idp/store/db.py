@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.settings import Settings
+
 
 class SchemaOutdated(Exception):
     """The database is behind the code's migrations: ``idp init`` brings it up to date."""
@@ -40,6 +42,11 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        """The database of IDP_DATABASE_URL (TODO issue 16: pool and timeout settings)."""
+        return cls(settings.effective_database_url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

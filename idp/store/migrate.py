@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -21,3 +23,9 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine) -> None:
     """Create or upgrade the schema; idempotent."""
     command.upgrade(alembic_config(engine), "head")
+
+
+@contextmanager
+def init_lock(engine: Engine) -> Iterator[None]:
+    """Held by one ``idp init`` at a time (TODO issue 16: PostgreSQL advisory lock)."""
+    yield

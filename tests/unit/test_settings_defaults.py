@@ -1,4 +1,4 @@
-"""Every default is written once, in ``config/defaults.toml`` (issue 13); ``Settings`` only
+"""Every default is written once, in ``idp/config/defaults.toml`` (issue 13); ``Settings`` only
 declares the names and types, and ``load`` refuses a file that lacks a default or names an
 unknown setting."""
 

@@ -13,6 +13,7 @@ from idp.clock import SettableClock
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable, connect
 from idp.ephemeral.memory import MemoryStore
 from idp.ephemeral.redis_store import RedisStore
+from idp.settings import load
 
 Later = Callable[[float], None]
 
@@ -60,8 +61,9 @@ def key() -> str:
 
 
 def test_connect_chooses_backend_by_url(redis_url: str) -> None:
-    assert isinstance(connect("", SettableClock().monotonic), MemoryStore)
-    assert isinstance(connect(redis_url, SettableClock().monotonic), RedisStore)
+    assert isinstance(connect(load({"redis_url": ""}), SettableClock().monotonic), MemoryStore)
+    clock = SettableClock().monotonic
+    assert isinstance(connect(load({"redis_url": redis_url}), clock), RedisStore)
 
 
 def test_get_set_delete(store: EphemeralStore, key: str) -> None:
