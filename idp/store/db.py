@@ -1,9 +1,16 @@
-"""Engine and sessions. SQLite runs in WAL mode with foreign keys on; PostgreSQL via psycopg 3."""
+"""Engine and sessions. SQLite runs in WAL mode with foreign keys on; PostgreSQL via psycopg 3.
+
+On PostgreSQL every worker process keeps a pool of connections (docs/operations/postgres.md
+has the sizing arithmetic). Each connection is checked with a ping before use
+(``pool_pre_ping``), so one left dead by a database restart is replaced without an error, and
+a failed ping also retires every older connection of the pool at once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +34,70 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+@dataclass(frozen=True)
+class PoolSettings:
+    """How a worker process talks to PostgreSQL (IDP_DB_*; ignored on SQLite).
+
+    ``statement_timeout_ms`` is sent as a startup option, so the server cancels a statement
+    that runs longer; 0 leaves the server's own setting.
+    """
+
+    size: int = 5
+    max_overflow: int = 5
+    timeout: int = 5
+    recycle: int = 1800
+    connect_timeout: int = 3
+    statement_timeout_ms: int = 5000
+    application_name: str = "stepwise"
+
+    @classmethod
+    def of(cls, settings: Settings) -> PoolSettings:
+        node = settings.node_name
+        return cls(
+            size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            timeout=settings.db_pool_timeout,
+            recycle=settings.db_pool_recycle,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            # Shown in pg_stat_activity: which node holds which connections.
+            application_name=f"stepwise {node}"[:63] if node else "stepwise",
+        )
+
+    def engine_options(self) -> dict[str, Any]:
+        connect_args: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            "application_name": self.application_name,
+            # A server that vanished without closing the socket (a failed-over host, a cut
+            # network) is noticed within about 25 s instead of the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        if self.statement_timeout_ms:
+            connect_args["options"] = f"-c statement_timeout={self.statement_timeout_ms}"
+        return {
+            "pool_pre_ping": True,
+            "pool_size": self.size,
+            "max_overflow": self.max_overflow,
+            "pool_timeout": self.timeout,
+            "pool_recycle": self.recycle,
+            "connect_args": connect_args,
+        }
+
+
 class Database:
     """One engine per app; ``session()`` yields a unit of work that commits on success."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: PoolSettings | None = None) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        kwargs: dict[str, Any] = {}
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=10, connect_args={"connect_timeout": 3})
+            kwargs.update((pool or PoolSettings()).engine_options())
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -45,8 +105,8 @@ class Database:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Database:
-        """The database of IDP_DATABASE_URL (TODO issue 16: pool and timeout settings)."""
-        return cls(settings.effective_database_url)
+        """The database of IDP_DATABASE_URL, with the pool and timeouts of IDP_DB_*."""
+        return cls(settings.effective_database_url, PoolSettings.of(settings))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
