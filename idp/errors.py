@@ -19,11 +19,12 @@ from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from factors.errors import StepwiseError
+from idp import metrics
 from idp.ephemeral import EphemeralUnavailable
 
 __all__ = ["HttpError", "NotFound", "StepwiseError", "Unavailable", "install", "problem"]
@@ -112,6 +113,14 @@ def problem(exc: StepwiseError) -> Response:
     return resp
 
 
+def database_down(exc: Exception) -> bool:
+    """The database could not answer: unreachable, restarting, a connection lost mid-request,
+    no free connection in the pool, or a statement cancelled by the statement timeout."""
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def as_stepwise(exc: Exception) -> StepwiseError:
     """Any exception that reaches a handler, as a member of the tree."""
     if isinstance(exc, StepwiseError):
@@ -123,7 +132,12 @@ def as_stepwise(exc: Exception) -> StepwiseError:
         err = HttpError(HTTP_MESSAGES.get(code, "The request could not be handled."), code)
         err.title = exc.name
         return err
-    if isinstance(exc, EphemeralUnavailable | OperationalError | PoolTimeout):
+    if database_down(exc):
+        # The class name only: a driver's message can carry the statement and its values.
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        metrics.DB_ERRORS.inc()
+        return StorageDown()
+    if isinstance(exc, EphemeralUnavailable):
         log.error("backend unavailable: %s", exc.__class__.__name__)
         return StorageDown()
     log.exception("unhandled error on %s %s", request.method, request.path)
