@@ -17,10 +17,13 @@ class FlowNotFound(FlowError):
 
 
 class Throttled(FlowError):
-    """Too many attempts; the caller must wait ``retry_after`` seconds."""
+    """Too many attempts; the caller must wait ``retry_after`` seconds. ``scope`` names the
+    limit that refused: ``account`` (its back-off gate, or another attempt on it in progress)
+    or ``ip`` (the per-IP limit), for the web layer's metrics."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, scope: str = "account") -> None:
         self.retry_after = max(1, retry_after)
+        self.scope = scope
         super().__init__(f"Too many attempts. Try again in {self.retry_after} seconds.")
 
 

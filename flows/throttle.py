@@ -107,7 +107,7 @@ class Throttle:
                 raise Throttled(wait)
             if s.incr(ip_key, r.ip_window) > r.ip_limit:
                 s.incr(ip_key, r.ip_window, -1)
-                raise Throttled(r.ip_window)
+                raise Throttled(r.ip_window, scope="ip")
         except (Throttled, AccountLocked):
             s.delete(account_key + ":busy")
             raise

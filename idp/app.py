@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from factors.password import Argon2Params, PasswordFactor
 from flows.throttle import ThrottleRules
 from idp import clock as clocks
-from idp import errors, security
+from idp import errors, logs, request_telemetry, security
 from idp.clock import Clock
 from idp.crypto import DataCipher
 from idp.ephemeral import connect
@@ -94,9 +94,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     clock = test_config.pop("clock", None)
     settings = load(test_config)
     svc = build_services(settings, clock)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings)  # text or JSON lines with the request id; the access log
     # authlib logs issued tokens and codes at DEBUG: never let them reach a log.
     logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger().level))
 
@@ -124,6 +122,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    request_telemetry.install(app)  # request id, latency histogram, access log
     # Outermost: it sees the answer last, after the app has read all the body it will read.
     app.wsgi_app = CloseAfterUnreadBody(app.wsgi_app)  # type: ignore[method-assign]
 
@@ -145,7 +144,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             response.headers["X-Stepwise-Node"] = node
             return response
 
-    from idp import account, audit_pruning, health, login, password_reset, set_password, signup
+    from idp import (
+        account,
+        audit_pruning,
+        health,
+        login,
+        metrics_endpoint,
+        password_reset,
+        set_password,
+        signup,
+    )
     from idp.admin import api as admin_api
     from idp.admin import routes as admin_views
     from idp.oidc import browser as oidc_browser
@@ -153,6 +161,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from idp.saml import web as saml_web
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_endpoint.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(oidc_browser.bp)
@@ -167,6 +176,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Relying parties post here from their own origin, without this site's CSRF token.
     csrf.exempt(oidc_endpoints.bp)
     csrf.exempt(admin_api.bp)  # bearer tokens only, never cookies
+    csrf.exempt(metrics_endpoint.bp)  # a scraper's bearer token, never cookies
     csrf.exempt(saml_web.sso)  # SPs post AuthnRequests and LogoutRequests from their origin
     csrf.exempt(saml_web.slo)
     csrf.exempt(oidc_browser.authorize)

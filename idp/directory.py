@@ -6,6 +6,7 @@ the user; it writes an audit event in the same transaction as the change.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from flows.steps import USERNAME_MAX, normalize_username
 from idp import clock, links, remembered, user_sessions
 from idp import passwords as passwords_rules
 from idp.store.models import AuditEvent, Credential, Grant, Tenant, User, UserSession
+
+audit_log = logging.getLogger("idp.audit")
+AUDIT_LINE = (
+    "audit %(event)s tenant=%(tenant)s actor=%(actor)s subject=%(subject)s result=%(result)s"
+)
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -66,14 +72,19 @@ def audit(
     result: str | None = None,
     **details: Any,
 ) -> None:
-    """Append an audit event in the caller's transaction.
+    """Append an audit event in the caller's transaction, and write it to the log stream.
 
     An admin API client named by ``by_client`` (:meth:`Actor.details`) is kept as the
     event's ``actor_client``; ``result`` defaults to "failure" for events named
     ``...failed`` or ``...rejected`` (``login.failed``, ``mfa.code_failed``), else "success".
+    The log line names the event, tenant, ids and result only: ``details`` stay in the
+    database (they hold reasons and names, which a log shipper need not copy).
     """
     if result is None:
         result = "failure" if event.endswith(("failed", "rejected")) else "success"
+    fields = {"event": event, "tenant": tenant.slug if tenant else None, "actor": actor,
+              "subject": subject, "result": result}  # fmt: skip
+    audit_log.info(AUDIT_LINE, fields, extra=fields)
     client = details.get("by_client")
     s.add(
         AuditEvent(

@@ -28,6 +28,7 @@ from idp.services import services
 from idp.sessions import ServerSession
 from idp.store.models import User
 from idp.tenancy import current_tenant
+from idp.throttle_counted import CountedThrottle
 
 __all__ = ["bp"]
 
@@ -67,8 +68,8 @@ def _check_current(s: Session, user: User, typed: str) -> str | None:
     subject = subject_of(user)
     ip = request.remote_addr or "-"
     try:
-        attempt = svc.throttle("password").begin(subject.throttle_key(tenant.slug), ip,
-                                                 clock.now())  # fmt: skip
+        throttle = CountedThrottle(svc.throttle("password"), tenant.slug)
+        attempt = throttle.begin(subject.throttle_key(tenant.slug), ip, clock.now())
     except (Throttled, AccountLocked) as exc:
         return exc.message
     try:

@@ -21,7 +21,7 @@ from idp import clock, user_sessions
 from idp.assurance import session_alive, session_context, tenant_policy, user_facts
 from idp.audit_web import audit_event
 from idp.errors import HttpError, StepwiseError, install, page
-from idp.login import flow_store, pages, remember
+from idp.login import flow_store, outcomes, pages, remember
 from idp.login.users import SignedInUser
 from idp.login.web_env import WebEnv, engine_for
 from idp.pending import SESSION_KEY as PENDING
@@ -83,6 +83,7 @@ def answer() -> ResponseReturnValue:
             progress = engine.submit(state, step, answer, env)
         except (UnmetAuthenticationRequirements, NoUsableFactor) as exc:
             return _stopped(state, exc)
+        outcomes.answered(tenant.slug, step, progress.result, bool(env.refusals))
         if progress.result is not None and (progress.result.rejected or progress.failed):
             _audit_failure(s, state, step, progress.result.message or "")
         if progress.failed:
@@ -104,11 +105,15 @@ def _sign_in(s: Session, state: FlowState) -> ResponseReturnValue:
     user = s.get(User, state.user_id)
     assert user is not None
     needs = policy_level(tenant_policy(tenant), user_facts(user))
+    prior = session_context()
+    before = prior.level() if prior is not None and prior.user_id == user.id else 0
     level = _complete(s, state, user, needs)
     browser = remember.after_login(s, tenant, state, user, level, needs, clock.now())
     factors = [f.kind for f in state.verified]
     extra = {"remembered_browser": True} if browser.used else {}
     audit_event(s, tenant, "login.succeeded", subject=user.id, factors=factors, **extra)
+    # An application's flow for a signed-in user that raised the level: a step-up met.
+    outcomes.signed_in(tenant.slug, factors, bool(state.continue_to) and level > before)
     flow_store.finish(state)
     done = redirect(state.return_to)
     if browser.token is not None:

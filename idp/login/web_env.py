@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +29,7 @@ from idp.mfa import credentials
 from idp.mfa.notify import security_event
 from idp.services import services
 from idp.store.models import Credential, Tenant, User
+from idp.throttle_counted import CountedThrottle
 
 
 def relying_party(tenant: Tenant) -> RelyingParty:
@@ -53,6 +54,7 @@ class WebEnv:
     now: int
     client_ip: str
     passwords: PasswordFactor
+    refusals: list[str] = field(default_factory=list, kw_only=True)  # throttle refusals (metrics)
 
     def find_subject(self, tenant: str, user_id: int | None, username: str) -> Subject | None:
         user = (
@@ -65,7 +67,7 @@ class WebEnv:
         return subject_of(user)
 
     def throttle(self, scope: str) -> Throttle:
-        return services().throttle(scope)
+        return CountedThrottle(services().throttle(scope), self.tenant.slug, self.refusals.append)
 
     def lock_account(self, user_id: int) -> None:
         user = self.s.get(User, user_id)

@@ -24,7 +24,7 @@ from flows.policy import Request
 from idp import assurance, errors, pending
 from idp.crosssite import bounce
 from idp.errors import HttpError
-from idp.login import flow_store
+from idp.login import flow_store, outcomes
 from idp.oidc import acr, id_token
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
@@ -203,6 +203,8 @@ def _proceed(
             req_id=areq.id,
         )
         return allow_form_target(make_response(page), areq.redirect_uri)
+    if Reason.LEVEL_MISSING in found.reasons:
+        outcomes.step_up_requested(ctx.tenant.slug)
     state = flow_store.start(
         ctx.tenant,
         _flow_request(ctx, client, areq),

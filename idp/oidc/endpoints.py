@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from factors.errors import StepwiseError
 from idp import errors
+from idp.metrics import TOKENS
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse
@@ -112,7 +113,10 @@ def token() -> ResponseReturnValue:
     """RFC 6749 section 3.2: authorization_code, refresh_token, client_credentials."""
     req = _http_request()
     with services().db.session() as s:
-        return _json(run_token_endpoint(context(s), req))
+        answer = run_token_endpoint(context(s), req)
+    if answer.status == 200:  # committed; its grant_type is one of provider.GRANT_TYPES
+        TOKENS.labels(current_tenant().slug, req.params["grant_type"][0]).inc()
+    return _json(answer)
 
 
 TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]

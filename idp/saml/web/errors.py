@@ -20,6 +20,7 @@ from factors.errors import StepwiseError
 from idp import clock
 from idp import errors as app_errors
 from idp import pending as waiting
+from idp.metrics import SAML_RESPONSES
 from idp.saml import logout, response
 from idp.saml.errors import status_of
 from idp.saml.web.bindings import post_form, send_logout
@@ -61,6 +62,8 @@ class ToAcs:
             )
         if self.parked:
             waiting.drop("saml", self.parked)
+        label = f"{status.top}/{status.second}" if status.second else status.top
+        SAML_RESPONSES.labels(tenant.slug, label).inc()
         return post_form(self.acs, body, self.relay_state, self.sp_name)
 
 

@@ -19,7 +19,8 @@ from flows.policy import Request
 from idp import assurance, clock
 from idp import pending as waiting
 from idp.errors import HttpError
-from idp.login import flow_store
+from idp.login import flow_store, outcomes
+from idp.metrics import SAML_RESPONSES
 from idp.saml import response
 from idp.saml.authn import AuthnRequest, decode, parse_authn_request
 from idp.saml.errors import SamlError
@@ -150,6 +151,8 @@ def proceed(
         assert reason is not None
         if reason is Reason.UNMET or req.is_passive:
             raise SamlError(code=reason)
+        if Reason.LEVEL_MISSING in found.reasons:
+            outcomes.step_up_requested(tenant.slug)
         state = flow_store.start(tenant, wanted, url_for(".resume", req=req.key), continue_to=acs)
         return redirect(url_for("login.login", flow=state.id))
     ctx = found.context
@@ -178,6 +181,7 @@ def proceed(
     )
     waiting.drop("saml", req.key)
     _remember(sp, grant)
+    SAML_RESPONSES.labels(tenant.slug, "Success").inc()
     return post_form(acs, body, req.relay_state, sp.name)
 
 
