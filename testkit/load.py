@@ -17,13 +17,16 @@ written here once, because the rules of issue 16 are checked on it:
   ``temporarily_unavailable`` (JSON, or as a redirect to the client), or the proxy's own 503
   (no node to send the request to).
 - ``DROPPED``: the proxy's 502 or 504: the node or worker that held the request died (or did
-  not answer), so the client cannot know whether it took effect. Allowed only while a node or
-  worker is being killed.
+  not answer), so the client cannot know whether it took effect. On a kept-alive connection
+  haproxy says the same by closing the connection without an answer (a request that was not
+  the connection's first: the client may retry, as HTTP allows for a connection closed under
+  it), so that counts as DROPPED too. Allowed only while a node or worker is being killed.
 - ``REJECTED``: a protocol-correct refusal that a healthy system would not have given, such
   as ``invalid_grant`` for a refresh token we hold as valid or an expired login form: the state
   the request needed was lost.
 - ``IMPROPER``: what must never happen: a 500 or another unexpected answer, a connection
-  reset or refused by the proxy, or no answer within the bound (a hang).
+  reset or refused by the proxy, or no answer within the bound (a hang, though the proxy
+  itself gives up on a node after ``testkit.cluster.SERVER_TIMEOUT``).
 
 A request is *lost* when it is DROPPED, REJECTED or IMPROPER: the client got no answer it
 could rely on. REFUSED requests are not lost: the client was told at once to try again, and
@@ -50,6 +53,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -177,13 +181,21 @@ def idp_batch(env: dict[str, str], commands: list[tuple[list[str], str]]) -> lis
 
 
 def prepare(
-    env: dict[str, str], base: str, tenant: str, users: int = 2, totp_users: int = 4
+    env: dict[str, str],
+    base: str,
+    tenant: str,
+    users: int = 2,
+    totp_users: int = 4,
+    create_tenant: bool = True,
 ) -> Target:
-    """Users, TOTP users (required to use MFA, enrolled through ``base`` as a browser would)
-    and a confidential client in ``tenant``, which must exist; returns the load's target."""
+    """A tenant (unless it exists), password users, TOTP users (required to use MFA and
+    enrolled through ``base`` as a browser would) and a confidential client, through the real
+    ``idp`` command on the running servers' database; returns the load's target."""
     names = [f"load{i}" for i in range(users)]
     totp_names = [f"totp{i}" for i in range(totp_users)]
     commands: list[tuple[list[str], str]] = []
+    if create_tenant:
+        commands.append((["tenant", "create", tenant], ""))
     for name in names + totp_names:
         commands.append(
             (["user", "create", tenant, name, "--email", f"{name}@{tenant}.test",
@@ -196,7 +208,8 @@ def prepare(
     )  # fmt: skip
     client = json.loads(idp_batch(env, commands)[-1])
     target = Target(base, tenant, client["client_id"], client["client_secret"], names, [])
-    target.totp_users = [enrol_totp(target, name) for name in totp_names]
+    with ThreadPoolExecutor(max(1, len(totp_names))) as pool:  # one account each: no clash
+        target.totp_users = list(pool.map(lambda name: enrol_totp(target, name), totp_names))
     return target
 
 
@@ -233,7 +246,7 @@ def enrol_totp(target: Target, username: str) -> TotpAccount:
             method, data = "GET", None
             continue
         assert resp.status_code == 200, (resp.status_code, resp.text[:300])
-        action, fields = _form(resp.text, url)
+        action, fields = form_of(resp.text, url)
         step = fields.get("step", "")
         if step in ("identify", "password"):
             fields.update(username=username, password=target.password)
@@ -250,7 +263,8 @@ def enrol_totp(target: Target, username: str) -> TotpAccount:
     raise AssertionError(f"enrolling {username} took too many steps")
 
 
-def _form(html: str, url: str) -> tuple[str, dict[str, str]]:
+def form_of(html: str, url: str) -> tuple[str, dict[str, str]]:
+    """Where the page's login form posts, and its hidden fields."""
     form = FORM.search(html)
     assert form, html[:300]
     return urljoin(url, unescape(form.group(1))), {k: unescape(v) for k, v in HIDDEN.findall(html)}
@@ -441,11 +455,14 @@ class Load:
                 method, url, allow_redirects=False, timeout=(self.bound, self.bound), **kwargs
             )
         except requests.RequestException as exc:
-            label = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
-            if "reset" in str(exc).lower():
+            outcome, label = Outcome.IMPROPER, "connection error"
+            if isinstance(exc, requests.Timeout):
+                label = "timeout"
+            elif "RemoteDisconnected" in str(exc):  # the proxy's silent 502 (module docstring)
+                outcome, label = Outcome.DROPPED, "proxy closed without an answer"
+            elif "reset" in str(exc).lower():
                 label = "connection reset"
-            record = Record(began, kind, step, None, time.monotonic() - began,
-                            Outcome.IMPROPER, label)  # fmt: skip
+            record = Record(began, kind, step, None, time.monotonic() - began, outcome, label)
             self._add(record)
             return record, None
         latency = time.monotonic() - began
@@ -568,7 +585,7 @@ class Load:
                     return self._redeem(url, verifier, kind, username, mfa, totp_accepted)
                 method, data = "GET", None
                 continue
-            action, fields = _form(resp.text, url)
+            action, fields = form_of(resp.text, url)
             if data and fields.get("step") == step:  # the same step again: the answer refused
                 self._refused_answer(kind, step, alert_of(resp.text) or "")
                 return None
