@@ -17,7 +17,8 @@ Proxy behaviour, for the tests built on it:
   two login steps.
 - A connection refused (a dead node) is retried on the other node at once (``option
   redispatch 1``, ``retries 2``) and marks the node down (``observe layer4``); health checks
-  (``GET /healthz`` every 500 ms, 2 to go up) bring it back. Only connection failures are
+  (``GET /healthz`` every 500 ms; 3 failed checks to go down, 2 passed to go up; a
+  check may take 3 s, so a merely busy node stays in) bring it back. Only connection failures are
   retried: a request already sent to a node that dies is never replayed on another, so a
   one-time code cannot be spent twice by the proxy; it gets a 502 instead.
 - ``timeout server`` is ``SERVER_TIMEOUT`` seconds: a hung node yields a 504, never a hang.
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,8 +230,9 @@ def cluster(
     ``redis_url`` a Redis database of its own, emptied here first (leftover throttles or
     sessions of an earlier cluster would leak into this one). With ``redis_sentinels``
     (``host:port,...``) the nodes follow the Sentinel master instead; ``extra_env`` adds or
-    overrides IDP_* settings. ``prepare(env)`` runs after ``idp init`` and before the nodes
-    start: the place for ``idp tenant create``, users and clients through the real CLI.
+    overrides IDP_* settings. ``prepare(env)`` runs after ``idp init``, while the nodes start
+    (nothing there reads a tenant before its first request), and ends before the cluster is
+    handed over: the place for ``idp tenant create``, users and clients through the real CLI.
     """
     if (redis_url is None) == (redis_sentinels is None):
         raise ValueError("give redis_url or redis_sentinels (one of them)")
@@ -256,8 +259,6 @@ def cluster(
     result = servers.idp(env, "init")
     if result.returncode != 0:
         raise RuntimeError(f"idp init failed: {result.stderr.strip()}")
-    if prepare is not None:
-        prepare(env)
 
     members = []
     for i in range(nodes):
@@ -269,9 +270,13 @@ def cluster(
     config.write_text(haproxy_config(proxy_port, members, stats))
 
     with ExitStack() as stack:
-        for node in members:
-            stack.callback(node.stop)
-        _start_all(members)
+        stack.callback(_stop_all, members)
+        with ThreadPoolExecutor(len(members)) as pool:  # side by side: seconds each
+            starting = [pool.submit(node.start) for node in members]
+            if prepare is not None:
+                prepare(env)
+            for started in starting:
+                started.result()
         proxy = _start_proxy(config, tmp / "haproxy.log")
         stack.callback(servers.stop, proxy)
         servers.wait_for_port(proxy_port, proxy)
@@ -287,7 +292,7 @@ def cluster(
 def haproxy_config(port: int, members: list[Node], stats: Path) -> str:
     """haproxy's configuration: see the module docstring for what each part is for."""
     check = (
-        "check inter 500ms fastinter 200ms downinter 500ms fall 2 rise 2 "
+        "check inter 500ms fastinter 200ms downinter 500ms fall 3 rise 2 "
         "observe layer4 error-limit 1 on-error mark-down"
     )
     nodes = "\n".join(f"    server {n.name} 127.0.0.1:{n.port} {check}" for n in members)
@@ -307,8 +312,9 @@ defaults
     timeout client 30s
     timeout server {SERVER_TIMEOUT}s
     timeout http-request 10s
+    timeout http-keep-alive 30s
     timeout queue 5s
-    timeout check 2s
+    timeout check 3s
     retries 2
     option redispatch 1
     option forwardfor
@@ -332,12 +338,10 @@ backend statics
 """
 
 
-def _start_all(members: list[Node]) -> None:
-    """Start the nodes side by side (each takes a few seconds to import and fork)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _stop_all(members: list[Node]) -> None:
+    """Stop the nodes side by side."""
     with ThreadPoolExecutor(len(members)) as pool:
-        for done in [pool.submit(node.start) for node in members]:
+        for done in [pool.submit(node.stop) for node in members]:
             done.result()
 
 
