@@ -23,6 +23,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,17 +68,10 @@ def _run(
     return result
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_context(tmp_path_factory.mktemp("context") / "src")
-
-
-@pytest.fixture(scope="module")
-def wheel(source: Path) -> Path:
+def _build_wheel(source: Path, out: Path) -> Path:
     """The wheel, built without build isolation (with this venv's setuptools: no download)."""
-    out = source.parent / "dist"
     build = ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", out, source]
-    _run([*PIP, *build], env=_clean(dict(os.environ)))
+    _run([*PIP, *build], _clean(dict(os.environ)))
     (built,) = out.glob("stepwise-*.whl")
     return built
 
@@ -126,33 +120,23 @@ def _link_distributions(dists: list[importlib.metadata.Distribution], into: Path
                 link.symlink_to(Path(str(dist.locate_file(top))))
 
 
-@pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _fresh_venv(wheel: Path, home: Path) -> Path:
     """A fresh venv with the wheel, and the installed runtime dependencies visible."""
-    home = tmp_path_factory.mktemp("venv")
-    venv = home / "venv"
-    env = _clean(dict(os.environ))
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], env=env)
+    venv, env = home / "venv", _clean(dict(os.environ))
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], env)
     python = venv / "bin" / "python"
     # The wheel goes in before the dependencies are visible: pip then sees no other stepwise.
     _run([*PIP, "--python", python, "install", "--no-deps", "--no-index", "-q", wheel], env)
     deps = home / "deps"
     _link_distributions(_installed_closure(_requirements(wheel)), deps)
     purelib = _run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env
     ).stdout.strip()
     (Path(purelib) / "stepwise-test-dependencies.pth").write_text(f"{deps}\n")
     return venv
 
 
-@pytest.fixture
-def elsewhere(tmp_path: Path) -> Path:
-    """A working directory that has nothing to do with the checkout."""
-    assert ROOT not in tmp_path.parents
-    return tmp_path
-
-
-def test_the_wheel_has_every_file_of_the_packages(wheel: Path, source: Path) -> None:
+def _check_contents(wheel: Path, source: Path) -> None:
     with zipfile.ZipFile(wheel) as whl:
         names = set(whl.namelist())
     for pattern in PACKAGE_DATA:
@@ -165,13 +149,13 @@ def test_the_wheel_has_every_file_of_the_packages(wheel: Path, source: Path) -> 
         for path in package.rglob("*")
         if path.is_file() and path.name not in NOT_PACKAGED
     }
-    assert on_disk, "no package files found"
     missing = sorted(on_disk - names)
     assert not missing, f"the wheel lacks {len(missing)} files, e.g. {missing[:10]}"
     assert not [n for n in names if any(Path(n).match(p) for p in LEFT_OUT)]
 
 
-def test_the_venv_imports_the_installed_package(venv: Path, elsewhere: Path) -> None:
+def _check_imports(venv: Path, elsewhere: Path) -> None:
+    """The venv's Python imports Stepwise from the venv, and nothing from the checkout."""
     probe = (
         "import importlib.util, json, sys, demo, factors, flows, idp, stepwise_rs\n"
         "print(json.dumps({'files': [m.__file__ for m in (demo, factors, flows, idp, stepwise_rs)],"
@@ -185,8 +169,8 @@ def test_the_venv_imports_the_installed_package(venv: Path, elsewhere: Path) -> 
     assert not seen["testkit"], "the checkout's modules are importable from the fresh venv"
 
 
-@pytest.fixture
-def served(venv: Path, elsewhere: Path) -> Iterator[str]:
+@contextmanager
+def _serving(venv: Path, elsewhere: Path) -> Iterator[str]:
     """``idp init``, ``idp tenant create`` and ``idp serve`` from the venv, in ``elsewhere``,
     with the default, relative instance path; yields the base URL."""
     env = _clean(idp_env(Path("unused")))
@@ -222,15 +206,31 @@ def served(venv: Path, elsewhere: Path) -> Iterator[str]:
                 proc.wait()
 
 
-def test_init_and_serve_from_any_directory(served: str) -> None:
+def _check_pages(base: str) -> None:
+    """Health, a login page (templates) and the stylesheet it links (static files)."""
     with requests.Session() as http:
-        assert http.get(served + "/healthz", timeout=10).status_code == 200
-        assert http.get(served + "/readyz", timeout=10).status_code == 200
-        page = http.get(served + "/t/acme/login", timeout=10)  # a flow, then its first step
+        assert http.get(base + "/healthz", timeout=10).status_code == 200
+        assert http.get(base + "/readyz", timeout=10).status_code == 200
+        page = http.get(base + "/t/acme/login", timeout=10)  # a flow, then its first step
         assert page.status_code == 200
         assert "<h1>Sign in</h1>" in page.text and 'name="username"' in page.text
         stylesheet = re.search(r'<link rel="stylesheet" href="([^"]+)"', page.text)
         assert stylesheet, "the page links no stylesheet"
-        css = http.get(served + stylesheet[1], timeout=10)
+        css = http.get(base + stylesheet[1], timeout=10)
         assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
         assert css.content == (ROOT / "idp" / "static" / "style.css").read_bytes()
+
+
+def test_the_wheel_installs_and_runs_outside_the_checkout(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """One test, not one per check: the suite's workers would each build the wheel again."""
+    source = copy_context(tmp_path / "src")
+    wheel = _build_wheel(source, tmp_path / "dist")
+    _check_contents(wheel, source)
+    venv = _fresh_venv(wheel, tmp_path)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # nothing to do with the checkout
+    assert ROOT not in elsewhere.parents
+    _check_imports(venv, elsewhere)
+    with _serving(venv, elsewhere) as base:
+        _check_pages(base)
