@@ -106,14 +106,15 @@ def _sign_in(s: Session, state: FlowState) -> ResponseReturnValue:
     assert user is not None
     needs = policy_level(tenant_policy(tenant), user_facts(user))
     prior = session_context()
-    before = prior.level() if prior is not None and prior.user_id == user.id else 0
+    before = prior.level() if prior is not None and prior.user_id == user.id else None
     level = _complete(s, state, user, needs)
     browser = remember.after_login(s, tenant, state, user, level, needs, clock.now())
     factors = [f.kind for f in state.verified]
     extra = {"remembered_browser": True} if browser.used else {}
     audit_event(s, tenant, "login.succeeded", subject=user.id, factors=factors, **extra)
-    # An application's flow for a signed-in user that raised the level: a step-up met.
-    outcomes.signed_in(tenant.slug, factors, bool(state.continue_to) and level > before)
+    # An application's flow that raised a signed-in user's level: a step-up met.
+    stepped_up = bool(state.continue_to) and before is not None and level > before
+    outcomes.signed_in(tenant.slug, factors, stepped_up)
     flow_store.finish(state)
     done = redirect(state.return_to)
     if browser.token is not None:
