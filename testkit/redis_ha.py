@@ -156,6 +156,11 @@ class SentinelGroup:
     sentinels: str  # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3", as IDP_REDIS_SENTINELS takes it
     nodes: list[RedisNode]
     sentinel_procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+    tls_ca: Path | None = None  # set: sentinels and nodes speak TLS only (sentinel_group(tls=))
+
+    def tls_options(self) -> dict[str, Any]:
+        """redis-py options for a client of the sentinels (or nodes) of this group."""
+        return {} if self.tls_ca is None else {"ssl": True, "ssl_ca_certs": str(self.tls_ca)}
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
@@ -167,8 +172,9 @@ class SentinelGroup:
 
     def _ask(self) -> tuple[str, int]:
         # redis.sentinel has no type annotations.
+        options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, **self.tls_options()}
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            self.sentinel_addresses, socket_timeout=0.5, socket_connect_timeout=0.5
+            self.sentinel_addresses, sentinel_kwargs=options
         )
         try:
             address: tuple[str, int] = sentinel.discover_master(  # type: ignore[no-untyped-call]
@@ -250,7 +256,7 @@ class SentinelGroup:
         while pending:
             host, port = pending[0]
             try:
-                with redis.Redis(host, port, socket_timeout=0.5, decode_responses=True) as s:
+                with redis.Redis(host, port, socket_timeout=0.5, **self.tls_options()) as s:
                     info = s.sentinel_master(self.master_name)
                     if (
                         int(info["num-slaves"]) >= want_replicas
@@ -265,13 +271,16 @@ class SentinelGroup:
             time.sleep(0.1)
 
 
-def _start_sentinel(directory: Path, port: int, master_name: str, master_port: int) -> Any:
+def _start_sentinel(
+    directory: Path, port: int, master_name: str, master_port: int, tls: list[str]
+) -> Any:
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "sentinel.conf"  # Sentinel rewrites its file: it must be writable
+    listen = ["port 0", f"tls-port {port}", *tls] if tls else [f"port {port}"]
     conf.write_text(
         "\n".join(
             [
-                f"port {port}",
+                *listen,
                 "bind 127.0.0.1",
                 f"dir {directory}",
                 "logfile sentinel.log",
@@ -291,12 +300,23 @@ def _start_sentinel(directory: Path, port: int, master_name: str, master_port: i
 
 
 @contextmanager
-def sentinel_group(tmp: Path, master_name: str = "stepwise") -> Iterator[SentinelGroup]:
+def sentinel_group(
+    tmp: Path, master_name: str = "stepwise", tls: bool = False
+) -> Iterator[SentinelGroup]:
     """One master and one replica (AOF on both) and three sentinels with a quorum of 2. A node
-    is called down after 1 s without an answer, so a failover takes a few seconds."""
-    master = RedisNode(free_port(), tmp / "node-a")
-    replica = RedisNode(free_port(), tmp / "node-b", extra=[f"replicaof 127.0.0.1 {master.port}"])
-    group = SentinelGroup(master_name, "", [master, replica])
+    is called down after 1 s without an answer, so a failover takes a few seconds.
+
+    ``tls``: every process listens with TLS only (a certificate for localhost and 127.0.0.1
+    from a fresh CA, in ``group.tls_ca``), and replication and Sentinel's own links use TLS.
+    """
+    ca, lines = _tls_material(tmp / "tls") if tls else (None, [])
+    if lines:
+        lines = [*lines, "tls-replication yes"]
+    master = RedisNode(free_port(), tmp / "node-a", extra=lines, tls_ca=ca)
+    replica = RedisNode(
+        free_port(), tmp / "node-b", extra=[*lines, f"replicaof 127.0.0.1 {master.port}"], tls_ca=ca
+    )
+    group = SentinelGroup(master_name, "", [master, replica], tls_ca=ca)
     with ExitStack() as stack:
         for node in group.nodes:
             stack.callback(node.stop)
@@ -305,7 +325,7 @@ def sentinel_group(tmp: Path, master_name: str = "stepwise") -> Iterator[Sentine
         ports = [free_port() for _ in range(3)]
         group.sentinels = ",".join(f"127.0.0.1:{p}" for p in ports)
         for i, port in enumerate(ports):
-            proc = _start_sentinel(tmp / f"sentinel-{i}", port, master_name, master.port)
+            proc = _start_sentinel(tmp / f"sentinel-{i}", port, master_name, master.port, lines)
             group.sentinel_procs.append(proc)
             stack.callback(_end, proc)
         group.wait_ready()
@@ -405,24 +425,25 @@ def _write_server_cert(directory: Path, ca_cert: Any, ca_key: Any) -> tuple[Path
     return cert_file, key_file
 
 
+def _tls_material(certs: Path) -> tuple[Path, list[str]]:
+    """A fresh CA and a server certificate it signed; returns the CA file and the config lines
+    that make a redis-server (or sentinel) use them. Clients need no certificate."""
+    ca_file, ca_cert, ca_key = write_ca(certs)
+    cert_file, key_file = _write_server_cert(certs, ca_cert, ca_key)
+    return ca_file, [
+        f"tls-cert-file {cert_file}",
+        f"tls-key-file {key_file}",
+        f"tls-ca-cert-file {ca_file}",
+        "tls-auth-clients no",
+    ]
+
+
 @contextmanager
 def tls_redis(tmp: Path) -> Iterator[tuple[str, Path]]:
     """A redis-server that speaks TLS only, with a certificate for ``localhost`` from a fresh CA;
     yields ``("rediss://localhost:<port>/0", ca_file)``. Clients need no certificate."""
-    certs = tmp / "tls"
-    ca_file, ca_cert, ca_key = write_ca(certs)
-    cert_file, key_file = _write_server_cert(certs, ca_cert, ca_key)
-    node = RedisNode(
-        free_port(),
-        tmp / "redis-tls",
-        extra=[
-            f"tls-cert-file {cert_file}",
-            f"tls-key-file {key_file}",
-            f"tls-ca-cert-file {ca_file}",
-            "tls-auth-clients no",
-        ],
-        tls_ca=ca_file,
-    )
+    ca_file, lines = _tls_material(tmp / "tls")
+    node = RedisNode(free_port(), tmp / "redis-tls", extra=lines, tls_ca=ca_file)
     try:
         node.start()
         yield node.url, ca_file

@@ -140,14 +140,20 @@ def signed_in(app: Flask) -> Browser:
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
-    with sentinel_group(tmp_path_factory.mktemp("sentinel")) as g:
+    """Sentinels and nodes over TLS: the failover test covers Sentinel and rediss:// at once."""
+    with sentinel_group(tmp_path_factory.mktemp("sentinel"), tls=True) as g:
         yield g
 
 
 def test_stepwise_follows_a_sentinel_failover(group: SentinelGroup, tmp_path: Path) -> None:
-    # The URL gives the database number (and would give the password and TLS); the sentinels
-    # name the host.
-    app = app_with_alice(tmp_path, redis_sentinels=group.sentinels, redis_url="redis://ignored:1/2")
+    # The URL gives TLS (to the sentinels and the nodes) and the database number, and would
+    # give the password; the sentinels name the host.
+    app = app_with_alice(
+        tmp_path,
+        redis_sentinels=group.sentinels,
+        redis_url="rediss://ignored:1/2",
+        redis_tls_ca=str(group.tls_ca),
+    )
     b = signed_in(app)
     group.wait_replicated()
     old = group.kill_master()
@@ -161,7 +167,9 @@ def test_stepwise_follows_a_sentinel_failover(group: SentinelGroup, tmp_path: Pa
 
 
 def _keys(node: RedisNode, db: int) -> int:
-    with redis.Redis(port=node.port, db=db, socket_timeout=2) as raw:
+    with redis.Redis.from_url(
+        node.url.replace("/0", f"/{db}"), ssl_ca_certs=str(node.tls_ca)
+    ) as raw:
         return sum(1 for _ in raw.scan_iter(RedisStore.PREFIX + "*"))
 
 
