@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.settings import Settings
@@ -87,6 +87,19 @@ class PoolSettings:
         }
 
 
+# SQLSTATE read_only_sql_transaction: after a failover the connection still reaches the old
+# primary, now a standby (or the address already names a standby). A ping passes on a standby,
+# so without this the pool would keep those connections until they are recycled.
+READ_ONLY = "25006"
+
+
+def _standby_is_a_disconnect(context: ExceptionContext) -> None:
+    """Treat a write refused by a standby as a lost connection: the pool drops it and every
+    older one, and the next checkout connects afresh (to the new primary)."""
+    if getattr(context.original_exception, "sqlstate", None) == READ_ONLY:
+        context.is_disconnect = True
+
+
 class Database:
     """One engine per app; ``session()`` yields a unit of work that commits on success."""
 
@@ -101,6 +114,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine, "handle_error", _standby_is_a_disconnect)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

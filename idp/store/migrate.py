@@ -41,9 +41,11 @@ def alembic_config(engine: Engine) -> Config:
 
 def _migration_timeouts(conn: Connection) -> None:
     """Each migration transaction on PostgreSQL: no statement timeout (the requests' one would
-    cancel an index build or a backfill), but a bounded wait for table locks."""
-    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
-    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
+    cancel an index build or a backfill), but a bounded wait for table locks. Set for the
+    session, not the transaction, so that it also holds in an autocommit block (CREATE INDEX
+    CONCURRENTLY); :func:`upgrade` closes these connections afterwards."""
+    conn.exec_driver_sql("SET statement_timeout = 0")
+    conn.exec_driver_sql(f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
 
 
 def upgrade(engine: Engine) -> None:
@@ -56,6 +58,7 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(alembic_config(engine), "head")
     finally:
         event.remove(engine, "begin", _migration_timeouts)
+        engine.dispose()  # no pooled connection keeps the migrations' timeouts
 
 
 @contextmanager

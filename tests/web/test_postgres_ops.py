@@ -16,10 +16,12 @@ import requests
 from prometheus_client import REGISTRY
 from requests import Request
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from idp import directory
 from idp.app import build_services
+from idp.errors import database_down
 from idp.oidc import keys
 from idp.oidc.keys import ALGORITHMS
 from idp.settings import load
@@ -69,6 +71,31 @@ def test_pool_settings_reach_the_server_and_a_slow_statement_is_cancelled(
     with db.session() as s:  # the connection that was cancelled is fine for the next request
         assert s.scalar(text("SELECT 1")) == 1
     db.engine.dispose()
+
+
+def test_a_write_refused_by_a_standby_moves_the_pool_on(postgres_url: str) -> None:
+    """After a failover a pooled connection may reach the old primary, now a standby: its
+    pings pass but writes are refused. The refusal is an outage (503, not 500), and the pool
+    drops those connections, so the next request connects afresh."""
+    url = fresh_database(postgres_url)
+    db = Database(url)
+    name = make_url(url).database
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n int)"))
+    admin = Database(postgres_url)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    db.engine.dispose()  # the pool now connects "to a standby"
+    with pytest.raises(DBAPIError) as refused:
+        with db.session() as s:
+            s.execute(text("INSERT INTO t VALUES (1)"))
+    assert refused.value.connection_invalidated and database_down(refused.value)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
+    with db.session() as s:  # "the new primary": a new connection, writes go through
+        s.execute(text("INSERT INTO t VALUES (2)"))
+    db.engine.dispose()
+    admin.engine.dispose()
 
 
 def test_nodes_starting_together_initialise_the_database_once(
