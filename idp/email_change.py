@@ -8,6 +8,8 @@
 - Under sign-in by email (``Tenant.login_by_email``) an address another user of the tenant
   has verified is refused when the link is used, and only the new mailbox hears why, so
   neither the form nor the link's page tells whose address is whose.
+- Links are sent in the request (the user waits for them, and a failure is told); the
+  notices are queued in its transaction, for the outbox's worker (idp.outbox).
 
 Addresses are checked by email-validator (syntax only, no DNS). No address or token goes to
 the audit log. NIST SP 800-63B-4 section 4.6 (changing a recorded address needs the account's
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from factors.contact import InvalidContact, email_key, mask_email, normalize_email
 from factors.errors import DeliveryFailed
-from idp import links
+from idp import links, outbox
 from idp.directory import audit
 from idp.profiles import ProfileInvalid
 from idp.store.models import Tenant, User
@@ -84,6 +86,13 @@ def _send(svc: Services, tenant: Tenant, to: str, subject: str, text: str) -> bo
     return True
 
 
+def _notify(s: Session, svc: Services, tenant: Tenant, user: User, event: str, to: str,
+            subject: str, text: str) -> None:  # fmt: skip
+    """Queue a notice (it holds no link) in this transaction, for the outbox's worker."""
+    text = f"{text}\n\n-- {tenant.name}"
+    outbox.mail(s, svc, tenant, event, to, f"{tenant.name}: {subject}", text, user=user)
+
+
 def _link_to(s: Session, svc: Services, tenant: Tenant, user: User, target: str, now: int) -> str:
     token = links.issue(s, _key(svc), tenant, user, PURPOSE, TTL, now, target=target)
     return f"{svc.settings.base_url.rstrip('/')}/t/{tenant.slug}/{PATH}?token={token}"
@@ -111,8 +120,9 @@ def ask_change(
         f"{mask_email(address)}. It changes only when the new address is confirmed.\n\n"
         "If this was not you, sign in, change your password and contact your administrator."
     )
-    _send(svc, tenant, user.email, "a change of your email address was asked", notice)
     audit(s, tenant, "user.email_change_requested", actor=user.id, subject=user.id, ip=ip)
+    _notify(s, svc, tenant, user, "user.email_change_requested", user.email,
+            "a change of your email address was asked", notice)  # fmt: skip
     return address
 
 
@@ -164,25 +174,26 @@ def confirm(
     if tenant.login_by_email and _taken(s, tenant, user, address):
         audit(s, tenant, "user.email_change_refused", actor=user.id, subject=user.id, ip=ip,
               reason="address_in_use")  # fmt: skip
-        _send(svc, tenant, address, "email address not changed",
-              f"This address could not be linked to the account {user.username}: it cannot "
-              "be used for signing in there. Keep your current address, or ask your "
-              "administrator.")  # fmt: skip
+        _notify(s, svc, tenant, user, "user.email_change_refused", address,
+                "email address not changed",
+                f"This address could not be linked to the account {user.username}: it cannot "
+                "be used for signing in there. Keep your current address, or ask your "
+                "administrator.")  # fmt: skip
         return Outcome.REFUSED
     old, changed = user.email, email_key(address) != user.email_norm
     user.email, user.email_norm, user.email_verified = address, email_key(address), True
     user.updated_at = now
     if not changed:
         audit(s, tenant, "user.email_verified", actor=user.id, subject=user.id, ip=ip)
-        _send(svc, tenant, address, "email address verified",
-              f"This address is now verified for the account {user.username}.")  # fmt: skip
+        _notify(s, svc, tenant, user, "user.email_verified", address, "email address verified",
+                f"This address is now verified for the account {user.username}.")  # fmt: skip
         return Outcome.VERIFIED
     # A reset link mailed to the old address must not outlive the change.
     links.forget(s, user, now, links.RESET_PASSWORD)
     audit(s, tenant, "user.email_changed", actor=user.id, subject=user.id, ip=ip)
-    _send(svc, tenant, address, "email address changed",
-          f"This is now the email address of the account {user.username}.")  # fmt: skip
-    _send(svc, tenant, old, "your email address was changed",
-          f"The email address of your account {user.username} is now {mask_email(address)}."
-          "\n\nIf this was not you, contact your administrator at once.")  # fmt: skip
+    _notify(s, svc, tenant, user, "user.email_changed", address, "email address changed",
+            f"This is now the email address of the account {user.username}.")  # fmt: skip
+    _notify(s, svc, tenant, user, "user.email_changed", old, "your email address was changed",
+            f"The email address of your account {user.username} is now {mask_email(address)}."
+            "\n\nIf this was not you, contact your administrator at once.")  # fmt: skip
     return Outcome.CHANGED

@@ -60,9 +60,13 @@ def later(app: Flask, seconds: float) -> None:
 
 @pytest.fixture
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Flask:
-    """The app; tests marked ``delivery`` get one that sends mail and SMS to ``outboxes``."""
+    """The app; tests marked ``delivery`` get one that sends mail and SMS to ``outboxes``,
+    whose reads first deliver the app's outbox with the real worker (tests.outbox)."""
     if request.node.get_closest_marker("delivery"):
-        return make_app(tmp_path, **delivery_settings(request.getfixturevalue("outboxes")))
+        boxes: Outboxes = request.getfixturevalue("outboxes")
+        app = make_app(tmp_path, **delivery_settings(boxes))
+        boxes.attach(svc(app))
+        return app
     return make_app(tmp_path)
 
 

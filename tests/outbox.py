@@ -1,5 +1,10 @@
 """Real local servers that receive what Stepwise sends: an SMTP server (aiosmtpd) and an HTTP
-server standing in for an SMS gateway's webhook. Tests read messages back from them."""
+server standing in for an SMS gateway's webhook. Tests read messages back from them.
+
+Notifications go through the outbox (idp.outbox). For an app in the test's process, an inbox
+is given a ``drain``: the real worker's single pass (idp.outbox_worker.Worker.run_once), run
+before every read, so what was queued is delivered through SMTP first, and "nothing came"
+means nothing was queued. A live server's own worker delivers instead (``wait`` polls)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -17,6 +22,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from idp.outbox_worker import Worker
+from idp.services import Services
 from testkit.servers import free_port
 
 CODE = re.compile(r"\b(\d{6})\b")
@@ -24,11 +31,17 @@ CODE = re.compile(r"\b(\d{6})\b")
 
 @dataclass
 class Inbox:
-    """Messages received, newest last; ``wait`` polls because delivery happens in a thread."""
+    """Messages received, newest last; ``wait`` polls because delivery happens in a thread
+    or another process."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False  # the SMS gateway answers 503 while set
     lock: threading.Lock = field(default_factory=threading.Lock)
+    drain: Callable[[], object] | None = None  # delivers the app's outbox (see the module)
+
+    def _drain(self) -> None:
+        if self.drain is not None:
+            self.drain()
 
     def add(self, item: dict[str, Any]) -> None:
         with self.lock:
@@ -38,6 +51,7 @@ class Inbox:
         """The first message to ``to`` beyond the first ``after`` ones to that address."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._drain()
             with self.lock:
                 mine = [m for m in self.items if m["to"] == to]
             if len(mine) > after:
@@ -46,6 +60,7 @@ class Inbox:
         raise AssertionError(f"no message #{after + 1} for {to} within {timeout}s")
 
     def to(self, address: str) -> list[dict[str, Any]]:
+        self._drain()
         with self.lock:
             return [m for m in self.items if m["to"] == address]
 
@@ -61,6 +76,11 @@ class Outboxes:
     sms: Inbox
     smtp_port: int
     sms_url: str
+
+    def attach(self, svc: Services) -> None:
+        """Read through ``svc``'s outbox: each read first runs the real worker's pass."""
+        worker = Worker(svc, poll_interval=1)
+        self.mail.drain = self.sms.drain = worker.run_once
 
 
 class _SmtpHandler:

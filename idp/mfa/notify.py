@@ -1,22 +1,21 @@
 """Security events: each is audited and, where the user should know, confirmed by email.
 
-Mail goes to the account's primary address. A notification that cannot be sent is logged
-(without recipient or text) and does not undo the change it reports.
+Mail goes to the account's primary address, through the outbox (idp.outbox): it is queued in
+the transaction of the change it reports and delivered by the worker, with retries, so the
+request never waits for a mail server and a failed delivery never undoes the change. The
+texts name what happened and where to act; they never hold a code, a link or a secret.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from factors.errors import DeliveryFailed
+from idp import outbox
 from idp.directory import audit
 from idp.services import Services
 from idp.store.models import Tenant, User
-
-log = logging.getLogger("idp.notify")
 
 MESSAGES = {
     "mfa.enabled": ("Two-step sign-in is on", "Two-step sign-in is now set up for your account."),
@@ -83,14 +82,12 @@ def security_event(
     ip: str | None = None,
     **details: Any,
 ) -> None:
-    """Audit ``event`` for ``user`` and email them when it is one they must hear about."""
+    """Audit ``event`` for ``user`` and, when it is one they must hear about, queue an email
+    to them in the same transaction."""
     audit(s, tenant, event, actor=actor, subject=user.id, ip=ip, **details)
-    if event not in MESSAGES or svc.mail is None:
+    if event not in MESSAGES:
         return
     subject, body = MESSAGES[event]
     account = f"{svc.settings.base_url.rstrip('/')}/t/{tenant.slug}"
     text = body.format(**details) + FOOTER.format(tenant=tenant.name, account=account)
-    try:
-        svc.mail.send(user.email, f"{tenant.name}: {subject}", text)
-    except DeliveryFailed:
-        log.warning("security notification %s not sent", event)
+    outbox.mail(s, svc, tenant, event, user.email, f"{tenant.name}: {subject}", text, user=user)

@@ -21,6 +21,7 @@ from idp.store.models import AuditEvent, RememberedBrowser
 from testkit.html import csrf_of
 from tests.conftest import PASSWORD, Browser, delivery_settings, make_app, svc
 from tests.mfa_helpers import MfaBrowser
+from tests.outbox import Outboxes
 from tests.web.test_login import session_id
 
 DEVICES = "/t/acme/account/devices"
@@ -43,8 +44,10 @@ def app_for(request: pytest.FixtureRequest, tmp_path: Path) -> Flask:
     """The app of one test: the in-process store, or Redis when parametrized ``"redis"``
     (an emptied database of its own); tests marked ``delivery`` send mail to ``outboxes``."""
     extra: dict[str, Any] = {}
+    boxes: Outboxes | None = None
     if request.node.get_closest_marker("delivery"):
-        extra.update(delivery_settings(request.getfixturevalue("outboxes")))
+        boxes = request.getfixturevalue("outboxes")
+        extra.update(delivery_settings(boxes))
     store = getattr(request, "param", "memory")
     if store == "redis":
         url = request.getfixturevalue("redis_url").replace("/0", f"/{REDIS_DB}")
@@ -52,6 +55,8 @@ def app_for(request: pytest.FixtureRequest, tmp_path: Path) -> Flask:
         extra["redis_url"] = url
     app = make_app(tmp_path, **extra)
     assert isinstance(svc(app).store, RedisStore) == (store == "redis")
+    if boxes is not None:
+        boxes.attach(svc(app))  # reads deliver the outbox first (tests.outbox)
     return app
 
 

@@ -35,7 +35,9 @@ LOA3 = "urn:stepwise:loa:3"
 
 @pytest.fixture
 def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    app = make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    outboxes.attach(svc(app))
+    return app
 
 
 def next_totp_step(app: Flask) -> None:

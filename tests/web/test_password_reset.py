@@ -274,7 +274,9 @@ def test_the_flow_belongs_to_the_browser_that_opened_the_link(
 
 @pytest.fixture
 def webauthn_app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    app = make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    outboxes.attach(svc(app))
+    return app
 
 
 def test_a_security_key_holder_must_use_the_key(webauthn_app: Flask, outboxes: Outboxes) -> None:
@@ -314,6 +316,7 @@ def test_a_user_whose_factors_cannot_be_verified_is_sent_to_the_admin(
     settings = delivery_settings(outboxes)
     settings.pop("sms_sender")  # this deployment sends no SMS
     app = make_app(tmp_path, **settings)
+    outboxes.attach(svc(app))
     with svc(app).db.session() as s:
         t = directory.create_tenant(s, "acme", "Acme Inc")
         for name in ("sam", "erin"):

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.delivery
 
 @pytest.fixture
 def app(tmp_path: Path, outboxes: Outboxes) -> Flask:
-    return make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    app = make_app(tmp_path, base_url=ORIGIN, **delivery_settings(outboxes))
+    outboxes.attach(svc(app))
+    return app
 
 
 def audited(app: Flask, event: str) -> list[dict[str, object]]:
