@@ -80,6 +80,8 @@ class Outcome(enum.Enum):
 
 
 LOST = (Outcome.DROPPED, Outcome.REJECTED, Outcome.IMPROPER)
+# An answer's outcome and label outright, or None to let classify() decide (not wanted).
+Judge = Callable[[requests.Response], "tuple[Outcome, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ class Record:
     """One request: when it started (``time.monotonic``), which flow and step, the answer."""
 
     at: float
-    kind: str  # client_credentials, refresh, login, totp_login, signed_in
-    step: str  # token, authorize, page, identify, verify_totp, probe, code
+    kind: str  # client_credentials, refresh, login, totp_login
+    step: str  # token, authorize, page, identify, verify_totp, probe; loop (not a request)
     status: int | None  # None: no answer
     latency: float
     outcome: Outcome
@@ -274,9 +276,10 @@ def form_of(html: str, url: str) -> tuple[str, dict[str, str]]:
 
 
 def from_stepwise(resp: requests.Response) -> bool:
-    """Whether a node answered (rather than the proxy on its own)."""
+    """Whether a node answered (rather than the proxy on its own, which never redirects)."""
     return (
-        "X-Stepwise-Node" in resp.headers
+        resp.is_redirect
+        or "X-Stepwise-Node" in resp.headers
         or resp.headers.get("Content-Type", "").startswith("application/json")
         or "/static/style.css" in resp.text
     )
@@ -327,6 +330,15 @@ def classify(resp: requests.Response, ok: Callable[[requests.Response], bool]) -
     if 400 <= status < 500:
         return Outcome.REJECTED, f"{status} {error or _title(resp.text) or 'page'}"
     return Outcome.IMPROPER, f"{status} {error or _title(resp.text)}".strip()
+
+
+def _asked_again(step: str, alert: str) -> tuple[Outcome, str]:
+    """A login page that asked the same step again, with ``alert``. "Too many attempts" is a
+    proper answer (wait, then try again): the load never runs two sign-ins of one account at
+    once, so it comes from an attempt that a fault cut short (the account's attempt marker
+    lives on for a few seconds). Anything else refused a right answer: state was lost."""
+    outcome = Outcome.REFUSED if alert.startswith("Too many attempts") else Outcome.REJECTED
+    return outcome, f"{step} asked again: {re.sub(r'[0-9]+', 'N', alert)}"
 
 
 def amr_of(id_token: str) -> list[str]:
@@ -445,10 +457,11 @@ class Load:
         step: str,
         method: str,
         url: str,
-        ok: Callable[[requests.Response], bool],
+        ok: Callable[[requests.Response], bool] | Judge,
         **kwargs: Any,
     ) -> tuple[Record, requests.Response | None]:
-        """One request, recorded; its record and the answer (None: no answer)."""
+        """One request, recorded; its record and the answer (None: no answer). ``ok`` says
+        whether the answer is the one wanted, or (a :data:`Judge`) what it is outright."""
         began = time.monotonic()
         try:
             resp = session.request(
@@ -466,7 +479,11 @@ class Load:
             self._add(record)
             return record, None
         latency = time.monotonic() - began
-        outcome, detail = classify(resp, ok)
+        verdict = ok(resp)
+        if isinstance(verdict, tuple):
+            outcome, detail = verdict
+        else:
+            outcome, detail = classify(resp, lambda _r: bool(verdict))
         if latency > self.bound:
             outcome, detail = Outcome.IMPROPER, f"answered past the bound ({detail})"
         node = resp.headers.get("X-Stepwise-Node", "")
@@ -567,13 +584,10 @@ class Load:
         method, data = "GET", None
         totp_accepted, probed = False, False
         trail: list[str] = []
-
-        def page_or_redirect(r: requests.Response) -> bool:
-            return r.is_redirect or (r.status_code == 200 and FORM.search(r.text) is not None)
-
         for _ in range(12):
             step = data["step"] if data else ("authorize" if "/authorize" in url else "page")
-            record, resp = self.send(browser, kind, step, method, url, page_or_redirect, data=data)
+            judge = self._login_judge(step if data else None, totp_code is not None)
+            record, resp = self.send(browser, kind, step, method, url, judge, data=data)
             trail.append(f"{step} {record.detail}")
             if record.outcome is not Outcome.OK or resp is None:
                 return None
@@ -586,36 +600,43 @@ class Load:
                 method, data = "GET", None
                 continue
             action, fields = form_of(resp.text, url)
-            if data and fields.get("step") == step:  # the same step again: the answer refused
-                self._refused_answer(kind, step, alert_of(resp.text) or "")
-                return None
-            if fields.get("step") in ("identify", "password"):
-                fields.update(username=username, password=self.target.password)
-            elif fields.get("step") == "verify_totp" and totp_code is not None:
+            if fields["step"] == "verify_totp" and totp_code is not None:
                 if not probed:
                     probed = True
                     self._probe(browser, username)
                 fields.update(code=totp_code, action="verify")
             else:
-                unexpected = fields.get("step", "?")
-                self._add(Record(time.monotonic(), kind, unexpected, 200, 0.0, Outcome.REJECTED,
-                                 f"unexpected step {unexpected}"))  # fmt: skip
-                return None
+                fields.update(username=username, password=self.target.password)
             method, url, data = "POST", action, fields
         # Round in circles (a login page that sends back to /authorize, which sends to a new
-        # login page...): the state the flow needed was lost.
+        # login page...): the state the flow needed was lost. Not a request: no latency.
         self._add(Record(time.monotonic(), kind, "loop", None, 0.0, Outcome.REJECTED,
                          "went round in circles: " + " > ".join(trail)))  # fmt: skip
         return None
 
-    def _refused_answer(self, kind: str, step: str, alert: str) -> None:
-        """A login page that asked the same step again, with ``alert``. "Too many attempts" is
-        a proper answer (wait, then try again): no two sign-ins of one account run at once
-        here, so it comes from an attempt the fault cut short (the account's attempt marker
-        lives on for a few seconds). Anything else refused a right answer: state was lost."""
-        outcome = Outcome.REFUSED if alert.startswith("Too many attempts") else Outcome.REJECTED
-        self._add(Record(time.monotonic(), kind, step, 200, 0.0, outcome,
-                         f"{step} asked again: {re.sub(r'[0-9]+', 'N', alert)}"))  # fmt: skip
+    def _login_judge(self, posted: str | None, mfa: bool) -> Judge:
+        """How a login step's answer is judged. Wanted: a redirect (onward, or to the client
+        with a code) or a page with a login step the user can answer. ``posted``: the step
+        just answered, if any; the same step asked again means the answer was refused."""
+
+        def judge(r: requests.Response) -> tuple[Outcome, str] | None:
+            if r.is_redirect:
+                location = urljoin(r.url, r.headers.get("Location", ""))
+                query = parse_qs(urlsplit(location).query)
+                if location.startswith(self.target.redirect_uri) and "code" not in query:
+                    return None  # an error for the client: classify() says which
+                return Outcome.OK, str(r.status_code)
+            if r.status_code != 200 or FORM.search(r.text) is None:
+                return None
+            step = dict(HIDDEN.findall(r.text)).get("step", "")
+            if posted and step == posted:
+                return _asked_again(step, alert_of(r.text) or "")
+            answerable = ["identify", "password"] + (["verify_totp"] if mfa else [])
+            if step not in answerable:
+                return Outcome.REJECTED, f"unexpected step {step}"
+            return Outcome.OK, "200"
+
+        return judge
 
     def _probe(self, browser: requests.Session, username: str) -> None:
         """Between the password and the TOTP step, ask for a code with ``prompt=none``: the
@@ -637,12 +658,6 @@ class Load:
     ) -> dict[str, Any] | None:
         """The code at the client's redirect URI, exchanged for tokens; the factors checked."""
         query = parse_qs(urlsplit(landed).query)
-        if "code" not in query:
-            error = query.get("error", ["?"])[0]
-            outcome = Outcome.REFUSED if error == "temporarily_unavailable" else Outcome.REJECTED
-            self._add(Record(time.monotonic(), kind, "code", 302, 0.0, outcome,
-                             f"redirect error={error}"))  # fmt: skip
-            return None
         if mfa and not accepted:
             self._violation(f"{username}: a code without an accepted TOTP code")
         with requests.Session() as client:
