@@ -91,6 +91,15 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         """The stream is always the current ``sys.stderr``."""
 
 
+class Enqueue(QueueHandler):
+    """Puts records on the access log's queue as they are: the listener's thread formats them.
+    (QueueHandler formats and copies each record first, so that it survives pickling to
+    another process; this queue stays in the process, and the request keeps the saving.)"""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def formatter(settings: Settings) -> logging.Formatter:
     """The formatter of ``IDP_LOG_FORMAT``; JSON lines also carry ``node`` when it is set."""
     if settings.log_format == "json":
@@ -141,7 +150,7 @@ def _configure_access_log(settings: Settings) -> None:
         return  # and idp.request_telemetry writes no line
     access.setLevel(logging.INFO)
     lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    enqueue = QueueHandler(lines)
+    enqueue = Enqueue(lines)
     enqueue.addFilter(RequestFields())
     access.addHandler(enqueue)
     writer = StderrHandler()
