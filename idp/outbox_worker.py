@@ -42,7 +42,7 @@ from sqlalchemy.orm import aliased
 
 from factors.errors import DeliveryFailed
 from idp import clock as clocks
-from idp import metrics
+from idp import logs, metrics
 from idp.directory import audit
 from idp.outbox import MAIL, recipient
 from idp.services import Services
@@ -277,9 +277,7 @@ class Worker:
 def run_forever(svc: Services) -> None:
     """Deliver due notifications until SIGTERM or SIGINT (then after the current delivery);
     a worker started by ``idp serve`` also ends when that process is gone."""
-    logging.basicConfig(
-        level=svc.settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(svc.settings)  # text or JSON lines, as the app's
     stopper = Stopper()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

@@ -6,6 +6,13 @@ flow bound to one browser session, and the engine that runs its second-factor st
   a mail thread, so its delivery time does not show either. Requests are counted per
   account (or per name typed, when none matches) and per IP address in the ephemeral store
   (atomic increments).
+- The link does not go through the notifications outbox (idp.outbox), by decision (issue 16):
+  the user is waiting for it, as for a one-time code, and the worker polls and retries for
+  up to an hour, well past the link's 30 minutes. Nor may a live link rest in a table: only
+  its HMAC is stored (idp.links), and the outbox keeps its texts in clear. The mail thread
+  already keeps delivery out of the request, which is what hides whether the name matched;
+  what it gives up is a retry: a link lost to a mail server that was down, or to a process
+  that died, has to be asked for again.
 - The link (idp.links, purpose ``reset_password``) lasts 30 minutes and works once; using it
   starts a flow kept in the ephemeral store and found only through this browser's session.
 - The flow's plan is flows.recovery's: a second factor at the highest level held, with the
