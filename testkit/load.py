@@ -275,14 +275,10 @@ def form_of(html: str, url: str) -> tuple[str, dict[str, str]]:
 # --- reading answers -------------------------------------------------------------------------
 
 
-def from_stepwise(resp: requests.Response) -> bool:
-    """Whether a node answered (rather than the proxy on its own, which never redirects)."""
-    return (
-        resp.is_redirect
-        or "X-Stepwise-Node" in resp.headers
-        or resp.headers.get("Content-Type", "").startswith("application/json")
-        or "/static/style.css" in resp.text
-    )
+def from_proxy(resp: requests.Response) -> bool:
+    """Whether the proxy answered on its own (haproxy's error pages: no node's header, and
+    its own short HTML), rather than a node (even one whose answer lost its headers)."""
+    return "X-Stepwise-Node" not in resp.headers and resp.text.startswith("<html><body><h1>")
 
 
 def _json_error(resp: requests.Response) -> str:
@@ -306,7 +302,7 @@ def classify(resp: requests.Response, ok: Callable[[requests.Response], bool]) -
     status = resp.status_code
     if ok(resp):
         return Outcome.OK, str(status)
-    if not from_stepwise(resp):
+    if from_proxy(resp):
         if status == 503:
             return Outcome.REFUSED, "proxy 503"
         if status in (502, 504):
@@ -329,7 +325,8 @@ def classify(resp: requests.Response, ok: Callable[[requests.Response], bool]) -
         return Outcome.REJECTED, f"{status} to {urlsplit(location).path}"
     if 400 <= status < 500:
         return Outcome.REJECTED, f"{status} {error or _title(resp.text) or 'page'}"
-    return Outcome.IMPROPER, f"{status} {error or _title(resp.text)}".strip()
+    title = _title(resp.text).removeprefix(str(status)).strip()  # Werkzeug's own pages
+    return Outcome.IMPROPER, f"{status} {error or title}".strip()
 
 
 def _asked_again(step: str, alert: str) -> tuple[Outcome, str]:

@@ -51,11 +51,16 @@ PAGE_503 = '<html><link rel="stylesheet" href="/static/style.css"><h1>Service un
             "temporarily_unavailable",
         ),
         (
-            answer(503, "<h1>503 Service Unavailable</h1>No server is available"),
+            answer(503, "<html><body><h1>503 Service Unavailable</h1>\nNo server is available"),
             Outcome.REFUSED,
             "proxy 503",
         ),
-        (answer(502, "<h1>502 Bad Gateway</h1>"), Outcome.DROPPED, "proxy 502"),
+        (answer(502, "<html><body><h1>502 Bad Gateway</h1>\n"), Outcome.DROPPED, "proxy 502"),
+        (
+            answer(500, "<!doctype html><title>500 Internal Server Error</title>"),
+            Outcome.IMPROPER,
+            "500 Internal Server Error",
+        ),
         (
             answer(302, Location=f"{REDIRECT_URI}?error=temporarily_unavailable"),
             Outcome.REFUSED,
