@@ -180,6 +180,12 @@ class Worker:
             .values(claimed_until=lease)
             .returning(OutboxMessage.id)
         )
+        # A read first, so that an idle poll takes no write lock (SQLite has one, for the
+        # whole file). In a transaction of its own: on SQLite a read transaction that turns
+        # into a write after another connection wrote fails at once (SQLITE_BUSY_SNAPSHOT).
+        with self.svc.db.session() as s:
+            if s.scalar(due.limit(1)) is None:
+                return []
         with self.svc.db.session() as s:
             ids = sorted(s.scalars(claim, execution_options={"synchronize_session": False}))
         return [Claim(i, lease) for i in ids]

@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from idp import directory, outbox, password_changes
 from idp.app import build_services
@@ -76,21 +77,21 @@ def test_a_rolled_back_change_queues_nothing_a_committed_one_is_mailed_once_its_
     services = svc(app)
     before = user_row(app, "alice").password_hash
 
-    def change_password() -> None:  # as the account page does, in the caller's transaction
+    def change_password(s: Session) -> None:  # as the account page does, in its transaction
         t = directory.require_tenant(s, "acme")
         alice = directory.require_user(s, t, "alice")
         password_changes.change(s, services, t, alice, NEW, keep_sid="-",
                                 now=int(services.clock.time()), ip=None)  # fmt: skip
 
     with app.app_context(), pytest.raises(Boom), services.db.session() as s:
-        change_password()
+        change_password(s)
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 1  # queued here
         raise Boom()
     assert rows(services) == [] and user_row(app, "alice").password_hash == before
     assert outboxes.mail.to(ALICE) == []  # the worker ran (tests.outbox): nothing to send
 
     with app.app_context(), services.db.session() as s:
-        change_password()
+        change_password(s)
     # A worker claims the row and dies before sending: the row waits for its lease to pass.
     crashed, other = Worker(services), Worker(services)
     assert len(crashed.claim()) == 1
@@ -231,7 +232,8 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
     with smtp_server() as (port, inbox):
         env = idp_env(tmp / "instance", IDP_MAIL_SENDER="smtp", IDP_SMTP_HOST="127.0.0.1",
                       IDP_SMTP_PORT=str(port), IDP_SMTP_SECURITY="none",
-                      IDP_MAIL_FROM="id@acme.test", IDP_OUTBOX_POLL_INTERVAL="1")  # fmt: skip
+                      IDP_MAIL_FROM="id@acme.test", IDP_OUTBOX_POLL_INTERVAL="1",
+                      IDP_OUTBOX_WORKER="on")  # fmt: skip
         seed(env, "acme", "alice", PASSWORD)
         yield env, inbox
 
