@@ -1,4 +1,4 @@
-"""Log lines and the access log (README "Production", docs/operations/observability.md).
+"""Log lines and the access log (docs/operations/observability.md).
 
 - ``IDP_LOG_FORMAT=text`` (the development default) or ``json``: one object per line
   (python-json-logger), each naming the request it belongs to: ``request_id``, ``tenant``,
@@ -23,8 +23,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from logging.handlers import QueueHandler, QueueListener
 from typing import TextIO
-
-from pythonjsonlogger.json import JsonFormatter
 
 from idp.settings import Settings
 
@@ -103,6 +101,8 @@ class Enqueue(QueueHandler):
 def formatter(settings: Settings) -> logging.Formatter:
     """The formatter of ``IDP_LOG_FORMAT``; JSON lines also carry ``node`` when it is set."""
     if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only when asked for (CLI start-up)
+
         return JsonFormatter(
             "%(levelname)s %(name)s %(message)s",
             rename_fields={"levelname": "level", "name": "logger"},
