@@ -21,6 +21,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, values
@@ -69,7 +70,9 @@ def _write_samples_to_files() -> None:
         # Children made so far hold in-memory values: drop them (labelled metrics make new
         # ones on next use) or make the value again (metrics without labels hold one).
         if metric._labelnames:
-            metric.clear()
+            with warnings.catch_warnings():  # "not implemented in multiprocess mode": it
+                warnings.simplefilter("ignore", UserWarning)  # forgets files, not children
+                metric.clear()
         else:
             metric._metric_init()  # type: ignore[no-untyped-call]
 

@@ -126,6 +126,8 @@ def live_node(tmp: Path, redis_url: str) -> Iterator[Node]:
         (samples_dir,) = tmp.glob("stepwise-metrics-*")
         yield Node(base, samples_dir, web, strict)
     assert not samples_dir.exists()  # removed when idp serve ended
+    (log,) = (tmp / "instance").glob("serve-*.log")
+    assert "Traceback" not in log.read_text() and "UserWarning" not in log.read_text()
 
 
 def healthz_by_worker(samples_dir: Path) -> dict[str, float]:
