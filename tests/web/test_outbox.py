@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from string import Formatter
 
 import pytest
 from flask import Flask
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from idp import directory, outbox, password_changes
 from idp.app import build_services
 from idp.clock import SettableClock
-from idp.mfa.notify import security_event
+from idp.mfa.notify import FOOTER, MESSAGES, security_event
 from idp.outbox_worker import BATCH, LEASE, Worker
 from idp.services import Services
 from idp.settings import load
@@ -64,6 +65,18 @@ def rows(services: Services) -> list[OutboxMessage]:
         found = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
         s.expunge_all()
         return found
+
+
+def test_the_queued_texts_have_no_room_for_a_code_or_a_link() -> None:
+    """The outbox keeps its texts in clear: each security notice is a fixed sentence whose
+    only blanks are labels and counts (a new blank must be added here, knowingly)."""
+    blanks = {
+        event: {name for text in texts for _, name, _, _ in Formatter().parse(text) if name}
+        for event, texts in MESSAGES.items()
+    }
+    allowed = {"label", "old", "count", "remaining", "warning"}
+    assert {e: b - allowed for e, b in blanks.items() if b - allowed} == {}
+    assert {name for _, name, _, _ in Formatter().parse(FOOTER) if name} == {"account", "tenant"}
 
 
 class Boom(Exception):
