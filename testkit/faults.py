@@ -57,17 +57,15 @@ class FaultRun:
 # --- waiting on the load ---------------------------------------------------------------------
 
 
-def felt(load: Load, since: float, count: int = FELT) -> Callable[[list[Record]], bool]:
+def felt(since: float, count: int = FELT) -> Callable[[list[Record]], bool]:
     """A predicate: ``count`` requests started after ``since`` did not succeed."""
-    return lambda rows: (
-        sum(1 for r in rows if r.at >= since and r.outcome is not Outcome.OK) >= (count)
-    )
+    return lambda rows: sum(r.at >= since and r.outcome is not Outcome.OK for r in rows) >= count
 
 
 def hold(load: Load, since: float, at_least: float = 0.0) -> None:
     """Keep a fault on until the load has felt it and ``at_least`` seconds have passed (a
     benchmark's outage of a set length), but no longer than that or LONGEST_FAULT."""
-    feel = felt(load, since)
+    feel = felt(since)
     load.wait_for(lambda rows: feel(rows) and time.monotonic() >= since + at_least,
                   max(LONGEST_FAULT, at_least))  # fmt: skip
 
@@ -97,15 +95,17 @@ def signed_in(target: Target, browser: requests.Session) -> bool:
 
 
 def witness_check(target: Target, browser: requests.Session, timeout: float = SETTLE) -> bool:
-    """:func:`signed_in`, asked again while the answer is not yet a clear yes or no."""
+    """:func:`signed_in`, asked again while the answer is not yet a clear yes or no; the
+    browser is closed after."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return signed_in(target, browser)
-        except (AssertionError, requests.RequestException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    with browser:
+        while True:
+            try:
+                return signed_in(target, browser)
+            except (AssertionError, requests.RequestException):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 # --- scenarios -------------------------------------------------------------------------------
