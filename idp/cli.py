@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -86,6 +87,11 @@ def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
                 "the in-process store serves one process: set IDP_REDIS_URL for --workers > 1"
             )
         workers = 1
+    from idp import logs
+
+    # The parent's own lines (start-up, schema warnings) in the operator's format too; the
+    # access log belongs to the workers.
+    logs.configure(dataclasses.replace(svc.settings, access_log="off"))
     run(svc, host, port, workers or (os.cpu_count() or 1), outbox_worker=not no_worker)
 
 
