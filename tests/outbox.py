@@ -79,7 +79,7 @@ class Outboxes:
 
     def attach(self, svc: Services) -> None:
         """Read through ``svc``'s outbox: each read first runs the real worker's pass."""
-        worker = Worker(svc, poll_interval=1)
+        worker = Worker(svc)
         self.mail.drain = self.sms.drain = worker.run_once
 
 
