@@ -28,7 +28,7 @@ from idp import directory, outbox, password_changes
 from idp.app import build_services
 from idp.clock import SettableClock
 from idp.mfa.notify import FOOTER, MESSAGES, security_event
-from idp.outbox_worker import BATCH, LEASE, Worker
+from idp.outbox_worker import BATCH, LEASE, SENT_RETENTION, Worker
 from idp.services import Services
 from idp.settings import load
 from idp.store.models import AuditEvent, OutboxMessage
@@ -84,7 +84,7 @@ class Boom(Exception):
 
 
 @pytest.mark.delivery
-def test_a_rolled_back_change_queues_nothing_a_committed_one_is_mailed_once_its_lease_passes(
+def test_a_rolled_back_change_queues_nothing_a_committed_one_is_mailed_after_a_lease_then_pruned(
     app: Flask, tenant: str, outboxes: Outboxes
 ) -> None:
     services = svc(app)
@@ -118,6 +118,15 @@ def test_a_rolled_back_change_queues_nothing_a_committed_one_is_mailed_once_its_
     assert (row.status, row.attempts, row.claimed_until) == ("sent", 1, None)
     assert row.sent_at is not None and row.sent_at >= row.created_at + later_by
     assert outboxes.mail.to(ALICE) == [mail]  # sent once: nothing is left to send
+
+    # A sent row is kept for a week, then pruned by a worker's pass (once an hour).
+    pruner = Worker(services)
+    services.clock.advance(SENT_RETENTION - 3600)
+    pruner.run_once()
+    assert len(rows(services)) == 1
+    services.clock.advance(3601)
+    pruner.run_once()
+    assert rows(services) == []
 
 
 @pytest.mark.delivery
