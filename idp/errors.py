@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
 from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
+from flask_login import AnonymousUserMixin
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from factors.errors import StepwiseError
 from idp import metrics
@@ -89,6 +90,10 @@ def page(exc: StepwiseError) -> tuple[Response | str, int]:
         return Response(f"{exc.title}: {exc.message}\n", exc.status, mimetype="text/plain"), (
             exc.status
         )
+    if isinstance(exc, StorageDown) and "_login_user" not in g:
+        # The base template asks flask-login for the user, whom it would read from the
+        # database that may be down: the outage page is shown to nobody in particular.
+        g._login_user = AnonymousUserMixin()
     return render_template("errors/error.html", title=exc.title, message=exc.message), exc.status
 
 
@@ -123,6 +128,8 @@ def database_down(exc: Exception) -> bool:
 
 def as_stepwise(exc: Exception) -> StepwiseError:
     """Any exception that reaches a handler, as a member of the tree."""
+    if isinstance(exc, InternalServerError) and isinstance(exc.original_exception, Exception):
+        exc = exc.original_exception  # raised while finishing a response (saving the session)
     if isinstance(exc, StepwiseError):
         return exc
     if isinstance(exc, CSRFError):

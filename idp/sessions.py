@@ -102,6 +102,13 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
+        try:
+            self._save(app, session, response)
+        except EphemeralUnavailable:
+            session.unavailable = True  # the error response does not try again
+            raise
+
+    def _save(self, app: Flask, session: ServerSession, response: Response) -> None:
         if session.unavailable:
             return
         path = self.get_cookie_path(app)

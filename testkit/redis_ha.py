@@ -24,8 +24,6 @@ from redis.sentinel import Sentinel
 
 from testkit.servers import _need, free_port
 
-POLL = 0.05
-
 
 @dataclass
 class RedisNode:
@@ -106,7 +104,7 @@ class RedisNode:
                 if time.monotonic() > deadline:
                     self.stop(signal.SIGKILL)
                     raise RuntimeError(f"redis on port {self.port} did not answer in {timeout}s")
-                time.sleep(POLL)
+                time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: a clean shutdown (the AOF is flushed and fsynced). SIGKILL: a crash."""
@@ -134,7 +132,7 @@ class RedisNode:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError("the AOF rewrite did not finish in 20s")
-                time.sleep(POLL)
+                time.sleep(0.05)
 
 
 @contextmanager
@@ -243,7 +241,7 @@ class SentinelGroup:
             while c.info("replication").get("master_link_status") != "up":
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"port {node.port} did not sync with {master.port}")
-                time.sleep(POLL)
+                time.sleep(0.05)
         self.wait_replicated(timeout)
 
     def wait_ready(self, timeout: float = 20) -> None:
