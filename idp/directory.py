@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from factors.contact import email_key
@@ -61,6 +61,20 @@ def now() -> int:
     return clock.now()
 
 
+PENDING_AUDIT_LINES = "stepwise_audit_lines"
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed_audit(s: Session) -> None:
+    for fields in s.info.pop(PENDING_AUDIT_LINES, ()):
+        audit_log.info(AUDIT_LINE, fields, extra=fields)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back_audit(s: Session) -> None:
+    s.info.pop(PENDING_AUDIT_LINES, None)
+
+
 def audit(
     s: Session,
     tenant: Tenant | None,
@@ -72,7 +86,8 @@ def audit(
     result: str | None = None,
     **details: Any,
 ) -> None:
-    """Append an audit event in the caller's transaction, and write it to the log stream.
+    """Append an audit event in the caller's transaction, and write it to the log stream
+    when that transaction commits (a rolled-back change leaves no line).
 
     An admin API client named by ``by_client`` (:meth:`Actor.details`) is kept as the
     event's ``actor_client``; ``result`` defaults to "failure" for events named
@@ -84,7 +99,7 @@ def audit(
         result = "failure" if event.endswith(("failed", "rejected")) else "success"
     fields = {"event": event, "tenant": tenant.slug if tenant else None, "actor": actor,
               "subject": subject, "result": result}  # fmt: skip
-    audit_log.info(AUDIT_LINE, fields, extra=fields)
+    s.info.setdefault(PENDING_AUDIT_LINES, []).append(fields)  # logged once committed
     client = details.get("by_client")
     s.add(
         AuditEvent(

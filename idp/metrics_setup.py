@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -27,9 +28,11 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, values
 
 from idp import metrics
-from idp.settings import Settings
+from idp.settings import Settings, SettingsError
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The names prometheus_client gives its per-process files (values.MultiProcessValue).
+SAMPLE_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 
 def prepare_multiprocess_dir(settings: Settings) -> Path:
@@ -42,9 +45,14 @@ def prepare_multiprocess_dir(settings: Settings) -> Path:
     given = os.environ.get(ENV, "")
     if given:
         path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for old in path.glob("*.db"):
-            old.unlink()
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Others able to write there could plant or swap sample files: refuse, as for a
+        # symlink, which could point the clean-up below somewhere else.
+        if path.is_symlink() or path.stat().st_mode & 0o022:
+            raise SettingsError(f"{ENV} must be a directory only its owner can write: {path}")
+        for old in path.iterdir():
+            if SAMPLE_FILE.fullmatch(old.name):  # prometheus_client's files, nothing else
+                old.unlink()
     else:
         path = Path(tempfile.mkdtemp(prefix="stepwise-metrics-"))
         atexit.register(_remove, path, os.getpid())

@@ -102,6 +102,10 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
+        if response.status_code >= 500:
+            # The request failed (storage down, a bug): what its view put in the session, a
+            # sign-in whose records were rolled back included, is not kept. Fail closed.
+            return
         try:
             self._save(app, session, response)
         except EphemeralUnavailable:

@@ -10,7 +10,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -86,6 +86,12 @@ class RedisStore:
             if not tls:
                 raise SettingsError("IDP_REDIS_TLS_CA is set but IDP_REDIS_URL is not rediss://")
             _check_ca(settings.redis_tls_ca)
+        if tls and {"ssl_cert_reqs", "ssl_check_hostname"} & set(parse_qs(url.query)):
+            # redis-py lets URL parameters win over the options below.
+            raise SettingsError(
+                "IDP_REDIS_URL: TLS certificate and host name checks cannot be turned off "
+                "(remove ssl_cert_reqs and ssl_check_hostname)"
+            )
         if tls:
             # Verified against the CA (the system's when IDP_REDIS_TLS_CA is empty), host name
             # included: what ssl.create_default_context does.

@@ -15,6 +15,7 @@ from flask import Flask, g, session
 from sqlalchemy import text
 
 from idp import directory
+from idp.ephemeral import EphemeralUnavailable
 from idp.services import services
 from testkit.pg_control import PgServer, restartable_postgres
 from testkit.redis_ha import RedisNode, persistent_redis
@@ -95,3 +96,19 @@ def test_database_lost_mid_request_for_a_signed_in_user_is_a_503(
     assert OUTAGE_PAGE in resp.get_data(as_text=True)
     assert client.get("/t/acme/account").status_code == 200  # back, and still signed in
     svc(app).db.engine.dispose()
+
+
+def test_a_failed_request_keeps_nothing_its_view_put_in_the_session(tmp_path: Path) -> None:
+    """A view that changed the session (e.g. a sign-in) and then failed on storage answers
+    503 without saving the change: no sign-in that the database never recorded."""
+    app = make_app(tmp_path, PROPAGATE_EXCEPTIONS=False)
+
+    @app.get("/probe/fail-after-session-change")
+    def probe() -> str:
+        session["auth"] = {"user_id": 1}
+        raise EphemeralUnavailable("down after the change")
+
+    client = app.test_client()
+    resp = client.get("/probe/fail-after-session-change")
+    assert resp.status_code == 503
+    assert "Set-Cookie" not in resp.headers
