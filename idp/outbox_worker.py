@@ -31,6 +31,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
@@ -60,6 +61,7 @@ PRUNE_EVERY = 3600  # seconds between two prunings by one worker
 PARENT_CHECK = 5.0  # seconds: the longest a worker outlives the ``idp serve`` that started it
 PARENT_ENV = "STEPWISE_OUTBOX_PARENT"  # set by spawn(): the pid of that ``idp serve``
 STOP_TIMEOUT = 15.0  # seconds stop() gives the child to finish its delivery
+RESPAWN_DELAY = 1.0  # seconds before a child that died is started again
 _jitter = secrets.SystemRandom()
 
 
@@ -335,3 +337,46 @@ def stop(child: subprocess.Popen[bytes]) -> None:
         log.warning("outbox worker did not stop within %ss; killing it", STOP_TIMEOUT)
         child.kill()
     child.wait()
+
+
+class Supervisor:
+    """Keeps one ``idp worker`` child running beside ``idp serve``: a child that dies (killed,
+    out of memory) is started again after :data:`RESPAWN_DELAY` seconds, so security
+    notifications never stop in silence while the node keeps serving.
+
+    A daemon thread blocks in ``Popen.wait()`` (a plain waitpid, which libfaketime leaves
+    alone) and waits out the delay in ``select`` on a pipe that :meth:`close` writes to.
+    """
+
+    def __init__(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = False
+        self.child = spawn()
+        self.respawned = 0
+        self._thread = threading.Thread(target=self._watch, name="outbox-supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            child = self.child
+            if child is None:
+                return
+            status = child.wait()
+            if self._stopping:
+                return
+            log.warning("outbox worker exited with status %s; starting another", status)
+            ready, _, _ = select.select([self._wake_r], [], [], RESPAWN_DELAY)
+            if ready or self._stopping:
+                return
+            self.child = spawn()
+            self.respawned += 1
+
+    def close(self) -> None:
+        """Stop supervising, then stop the child."""
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+        if self.child is not None:
+            stop(self.child)
+        self._thread.join(STOP_TIMEOUT)
+        os.close(self._wake_r)
+        os.close(self._wake_w)

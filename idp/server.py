@@ -52,7 +52,7 @@ def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool =
     options: dict[str, Any] = tomllib.loads(CONFIG.read_text())
     # Every worker writes its samples under one directory, which /metrics adds up.
     metrics_setup.prepare_multiprocess_dir(svc.settings)
-    child = outbox.spawn() if outbox_worker and svc.settings.outbox_worker == "on" else None
+    worker = outbox.Supervisor() if outbox_worker and svc.settings.outbox_worker == "on" else None
     try:
         Granian(
             "idp.app:create_app",
@@ -64,5 +64,5 @@ def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool =
             **options,
         ).serve()
     finally:
-        if child is not None:
-            outbox.stop(child)
+        if worker is not None:
+            worker.close()

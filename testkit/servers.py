@@ -173,6 +173,8 @@ def idp_env(instance: Path, **extra: str) -> dict[str, str]:
         IDP_ARGON2_MEMORY_KIB="8192",
         IDP_ARGON2_TIME_COST="1",
         IDP_LOG_LEVEL="WARNING",
+        # A worker child costs each live server ~1.5 s of CPU; tests of notifications ask for it.
+        IDP_OUTBOX_WORKER="off",
     )
     env.update(extra)
     return env

@@ -330,7 +330,7 @@ def test_idp_worker_delivers_and_stops_on_sigterm(instance: tuple[dict[str, str]
     assert proc.returncode == 0, err.decode()
 
 
-def test_idp_serve_runs_the_worker_as_its_child_also_under_libfaketime(
+def test_idp_serve_runs_the_worker_as_its_child_and_replaces_it_also_under_libfaketime(
     instance: tuple[dict[str, str], Inbox], tmp_path: Path
 ) -> None:
     env, inbox = instance
@@ -342,6 +342,14 @@ def test_idp_serve_runs_the_worker_as_its_child_also_under_libfaketime(
         queue_notice(env, "from the child")
         assert arrived(inbox, "from the child")
         assert Path(f"/proc/{worker}").exists()  # alive: it waits without sleeping
+        # A child that dies is replaced: notifications never stop in silence.
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while workers_of(serve) in ([], [worker]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (worker,) = workers_of(serve)
+        queue_notice(env, "from the next child")
+        assert arrived(inbox, "from the next child")
     deadline = time.monotonic() + 10
     while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # reaped by its parent's stop()
