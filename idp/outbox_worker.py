@@ -285,10 +285,10 @@ class Worker:
 def run_forever(svc: Services) -> None:
     """Deliver due notifications until SIGTERM or SIGINT (then after the current delivery);
     a worker started by ``idp serve`` also ends when that process is gone."""
-    from idp.server import check_schema  # alembic's modules: only for this command
+    from idp.store.migrate import check_schema  # alembic's modules: only for this command
 
     logs.configure(svc.settings)  # text or JSON lines, as the app's
-    check_schema(svc)  # as ``idp serve`` does: SchemaOutdated before ``idp init``
+    check_schema(svc.db.engine)  # as ``idp serve`` does: SchemaOutdated before ``idp init``
     stopper = Stopper()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

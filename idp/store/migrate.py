@@ -15,9 +15,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from idp.store.db import SchemaOutdated
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -116,3 +121,23 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to serve a database that ``idp init`` has not brought up to date. A database
+    ahead of this release (a revision it does not know) is served: during a rolling upgrade or
+    after a rollback, the newer release's expand migrations keep this one working
+    (docs/operations/migrations.md)."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    head = scripts.get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return
+    try:
+        known = current is not None and scripts.get_revision(current) is not None
+    except CommandError:  # a revision this release does not know: a newer one
+        known = False
+    if current is None or known:
+        raise SchemaOutdated("the database schema is not up to date: run `idp init` first")
+    log.warning("the database schema (%s) is newer than this release's (%s)", current, head)
