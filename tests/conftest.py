@@ -127,10 +127,13 @@ def mb(client: FlaskClient, tenant: str) -> Any:
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for the real ``idp`` command: schema ready, tenant ``acme`` with its keys."""
+    """Environment for the real ``idp`` command: schema ready, tenant ``acme`` with its keys
+    (made by the command's code in this process: tests.cli_support)."""
+    from tests.cli_support import idp
+
     env = servers.idp_env(tmp_path / "instance")
     for args in (["init"], ["tenant", "create", "acme"]):
-        result = servers.idp(env, *args)
+        result = idp(env, *args)
         assert result.returncode == 0, result.stderr
     return env
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from idp import directory
 from idp.store.models import AuditEvent, Tenant
 from testkit.html import alert_of, csrf_of
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser
 from tests.web.test_mfa_policy import admin_token

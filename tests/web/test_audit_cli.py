@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from idp import audit_log, directory
 from idp.store.models import AuditEvent
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import services_for
 
 DAY = 86400

@@ -1,4 +1,8 @@
-"""The real ``idp`` console script: stable commands, and one-line errors with exit status 2."""
+"""The ``idp`` command: stable commands, and one-line errors with exit status 2.
+
+Most tests run the command's code in this process (tests.cli_support: a Python start-up per
+command would cost a second each); those marked "console script" run the real one in a process
+of its own, for what only a process shows: its exit status, and one line with no traceback."""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from testkit.servers import idp, idp_env
+from testkit import servers
+from testkit.servers import idp_env
+from tests.cli_support import idp
 
 
 @pytest.fixture
@@ -17,7 +23,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_init_is_idempotent(env: dict[str, str]) -> None:
-    again = idp(env, "init")
+    again = servers.idp(env, "init")  # console script
     assert again.returncode == 0 and "database ready" in again.stdout
 
 
@@ -104,7 +110,7 @@ def test_duplicate_tenant_leaves_the_first_intact(env: dict[str, str]) -> None:
 
 def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
     env = idp_env(tmp_path / "instance", IDP_ENV="production")
-    result = idp(env, "init")
+    result = servers.idp(env, "init")  # console script
     assert result.returncode == 2
     assert "IDP_SECRET_KEY" in result.stderr and "https" in result.stderr
     assert "IDP_DATA_KEY" in result.stderr
@@ -113,13 +119,13 @@ def test_unsafe_production_settings_are_refused(tmp_path: Path) -> None:
         bad_number.returncode == 2
         and "IDP_SESSION_IDLE_TIMEOUT must be a whole number" in bad_number.stderr
     )
-    too_lax = idp(idp_env(tmp_path / "i3", IDP_THROTTLE_LOCK_AFTER="101"), "init")
+    too_lax = servers.idp(idp_env(tmp_path / "i3", IDP_THROTTLE_LOCK_AFTER="101"), "init")
     assert too_lax.returncode == 2 and "Traceback" not in too_lax.stderr
     assert too_lax.stderr.startswith("idp: IDP_THROTTLE_*: lock_after must be between 1 and 100")
 
 
 def test_serve_refuses_an_uninitialised_database(tmp_path: Path) -> None:
-    result = idp(idp_env(tmp_path / "fresh"), "serve", "--port", "1")
+    result = servers.idp(idp_env(tmp_path / "fresh"), "serve", "--port", "1")  # console script
     assert result.returncode == 2 and "run `idp init` first" in result.stderr
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from idp.directory import DirectoryError
 from idp.oidc.clients import check_redirect_uri, new_client_id, secret_matches
 from idp.store.models import Client
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import services_for
 
 

@@ -16,7 +16,7 @@ from idp import directory
 from idp.oidc import acr, acr_table, keys
 from idp.store.models import AuditEvent
 from testkit.html import HIDDEN, alert_of, csrf_of
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser, logout
 from tests.web.oidc_helpers import register

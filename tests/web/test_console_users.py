@@ -13,7 +13,7 @@ from idp import directory
 from idp.directory import Actor
 from idp.store.models import AuditEvent, BackupCode, Credential, Grant, User, UserSession
 from testkit.html import csrf_of
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser, logout
 

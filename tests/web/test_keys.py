@@ -14,7 +14,7 @@ from sqlalchemy import select
 from idp.app import create_app
 from idp.oidc import keys
 from idp.store.models import SigningKey, Tenant
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import services_for
 
 

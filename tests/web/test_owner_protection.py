@@ -23,7 +23,8 @@ from idp.app import create_app
 from idp.directory import Actor, DirectoryError
 from idp.store.models import AuditEvent, Credential, Grant, User
 from testkit.html import csrf_of
-from testkit.servers import add_user, create_database, idp
+from testkit.servers import add_user, create_database
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, make_app, svc
 from tests.mfa_helpers import MfaBrowser
 from tests.web.oidc_helpers import Rp, code_flow, exchange, register, token

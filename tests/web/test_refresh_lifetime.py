@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.store.models import Client, Grant, RefreshToken
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import svc
 from tests.web.oidc_helpers import Rp, code_flow, exchange, register, token
 from tests.web.test_clients import stored

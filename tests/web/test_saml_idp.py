@@ -11,7 +11,7 @@ from signxml.verifier import XMLVerifier
 
 from idp import directory
 from idp.saml import keys
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import svc
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"

@@ -16,7 +16,7 @@ from idp import directory
 from idp.directory import Actor
 from idp.store.models import AuditEvent, Credential
 from testkit.html import csrf_of
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, later, make_app, svc
 from tests.mfa_helpers import MfaBrowser, set_policy
 from tests.outbox import Outboxes

@@ -14,7 +14,7 @@ from idp import directory
 from idp.directory import DirectoryError
 from idp.saml import sps
 from testkit.html import csrf_of
-from testkit.servers import idp
+from tests.cli_support import idp
 from tests.conftest import PASSWORD, svc
 from tests.mfa_helpers import MfaBrowser
 from tests.web.test_saml_idp import SP_METADATA
