@@ -16,8 +16,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.test_oidc_browser import rp_server  # noqa: F401 (a fixture)
 from tests.e2e.test_webauthn_browser import authenticator, password_login

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.axe import violations
 from tests.interop.conftest import CALLBACK, LOGGED_OUT, Live

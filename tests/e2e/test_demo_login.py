@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from testkit.servers import idp, idp_env, live_idp
+from testkit.servers import idp_env, live_idp
+from tests.cli_support import idp
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,9 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from testkit.servers import ROOT, free_port, idp, idp_env, live_idp, wait_for_port
+from testkit.servers import ROOT, free_port, idp_env, live_idp, wait_for_port
 from testkit.totp import oathtool
+from tests.cli_support import idp
 
 pytestmark = pytest.mark.e2e
 

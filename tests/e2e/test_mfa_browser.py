@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from testkit.servers import free_port, idp, idp_env, live_idp, seed
+from testkit.servers import free_port, idp_env, live_idp
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.web.oidc_helpers import pkce
 

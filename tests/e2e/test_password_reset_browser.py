@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from testkit.servers import ServerClock, idp_env, live_idp, seed
+from testkit.servers import ServerClock, idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import seed
 from tests.conftest import PASSWORD
 from tests.e2e.axe import violations
 from tests.outbox import Inbox, smtp_server

@@ -15,8 +15,9 @@ import requests
 from playwright.sync_api import Page, expect
 
 from idp import directory
-from testkit.servers import ServerClock, idp, idp_env, live_idp, seed
+from testkit.servers import ServerClock, idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD, services_for
 from tests.e2e.remembered_rp import callback_server, id_token_claims
 from tests.web.oidc_helpers import pkce

@@ -14,7 +14,8 @@ from playwright.sync_api import Page, Route, expect
 
 from idp.saml import logout
 from idp.saml.metadata import REDIRECT
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.test_saml_browser import ACS, METADATA, SP
 from tests.web.test_saml_attacks import authn_request, redirect_value

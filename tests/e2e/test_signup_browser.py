@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.axe import violations
 from tests.outbox import smtp_server

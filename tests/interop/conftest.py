@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from testkit import servers
+from tests import cli_support
 from tests.conftest import PASSWORD
 
 CALLBACK = "http://127.0.0.1:9/cb"  # never contacted: the test reads the redirect itself
@@ -28,11 +29,11 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = servers.idp_env(tmp_path_factory.mktemp("interop") / "instance")
-    servers.seed(env, "acme", "alice", PASSWORD)
-    servers.add_user(env, "acme", "bob", PASSWORD)
-    assert servers.idp(env, "user", "require-mfa", "acme", "bob").returncode == 0
+    cli_support.seed(env, "acme", "alice", PASSWORD)
+    cli_support.add_user(env, "acme", "bob", PASSWORD)
+    assert cli_support.idp(env, "user", "require-mfa", "acme", "bob").returncode == 0
     with servers.live_idp(env) as base:
-        out = servers.idp(
+        out = cli_support.idp(
             {**env, "IDP_BASE_URL": base}, "client", "create", "acme", "--name", "Interop RP",
             "--redirect-uri", CALLBACK, "--post-logout-uri", LOGGED_OUT, "--json",
         )  # fmt: skip

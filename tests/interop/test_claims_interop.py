@@ -17,6 +17,7 @@ import requests
 
 from testkit import servers
 from testkit.signin import sign_in
+from tests import cli_support
 from tests.conftest import PASSWORD
 from tests.interop.conftest import CALLBACK, LOGGED_OUT, NODE_DIR
 from tests.interop.profile_support import ALICE, ALICE_CLAIMS, PHONE, set_profile
@@ -37,10 +38,10 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = servers.idp_env(tmp_path_factory.mktemp("claims") / "instance")
-    servers.seed(env, "acme", "alice", PASSWORD)
+    cli_support.seed(env, "acme", "alice", PASSWORD)
     updated_at = set_profile(env, "alice", phone=PHONE, **ALICE)
     with servers.live_idp(env) as base:
-        out = servers.idp(
+        out = cli_support.idp(
             {**env, "IDP_BASE_URL": base}, "client", "create", "acme", "--name", "Claims RP",
             "--redirect-uri", CALLBACK, "--post-logout-uri", LOGGED_OUT, "--json",
         )  # fmt: skip

@@ -14,6 +14,7 @@ import requests
 from lxml import etree
 
 from testkit import servers
+from tests import cli_support
 from tests.conftest import PASSWORD
 from tests.interop.profile_support import ALICE, set_profile
 from tests.interop.saml_helpers import saml_login
@@ -44,8 +45,8 @@ NAMES = {
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
     tmp = tmp_path_factory.mktemp("saml-attributes")
     env = servers.idp_env(tmp / "instance")
-    servers.seed(env, "acme", "alice", PASSWORD)
-    servers.add_user(env, "acme", "bob", PASSWORD)  # no names: those attributes stay out
+    cli_support.seed(env, "acme", "alice", PASSWORD)
+    cli_support.add_user(env, "acme", "bob", PASSWORD)  # no names: those attributes stay out
     set_profile(env, "alice", **ALICE)
     with servers.live_idp(env) as base:
         env = {**env, "IDP_BASE_URL": base}
@@ -64,7 +65,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
 
 
 def add(env: dict[str, str], metadata: Path, *options: str) -> None:
-    added = servers.idp(env, "sp", "add", "acme", "--metadata", str(metadata), *options)
+    added = cli_support.idp(env, "sp", "add", "acme", "--metadata", str(metadata), *options)
     assert added.returncode == 0, added.stderr
 
 
@@ -133,7 +134,7 @@ def test_python3_saml_gets_only_the_chosen_attributes_and_no_empty_ones(idp: Idp
 
 
 def test_the_cli_names_the_attributes_it_accepts(idp: Idp, tmp_path: Path) -> None:
-    result = servers.idp(idp.env, "sp", "add", "acme", "--metadata",
+    result = cli_support.idp(idp.env, "sp", "add", "acme", "--metadata",
                          str(idp.tmp / "pysaml2.xml"), "--attributes", "salary")  # fmt: skip
     assert result.returncode == 2
     assert "displayName, givenName, sn, mail, memberOf" in result.stderr

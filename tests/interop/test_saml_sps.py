@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from testkit import servers
+from tests import cli_support
 from tests.conftest import PASSWORD
 from tests.interop.conftest import NODE_DIR
 from tests.interop.saml_helpers import confirm_sign_out, saml_login
@@ -164,7 +165,7 @@ def pysaml2_config(
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
     tmp = tmp_path_factory.mktemp("saml")
     env = servers.idp_env(tmp / "instance")
-    servers.seed(env, "acme", "alice", PASSWORD)
+    cli_support.seed(env, "acme", "alice", PASSWORD)
     with servers.live_idp(env) as base:
         env = {**env, "IDP_BASE_URL": base}
         meta = requests.get(f"{base}/t/acme/saml/metadata", timeout=10)
@@ -174,30 +175,32 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Idp]:
 
         sp_meta = tmp / "pysaml2.xml"
         sp_meta.write_bytes(create_metadata_string(None, config=pysaml2_config(found)))
-        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(sp_meta))
+        added = cli_support.idp(env, "sp", "add", "acme", "--metadata", str(sp_meta))
         assert added.returncode == 0, added.stderr
         signed_meta = tmp / "signed.xml"
         signed_meta.write_bytes(
             create_metadata_string(None, config=pysaml2_config(found, SIGNED_SP))
         )
-        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(signed_meta))
+        added = cli_support.idp(env, "sp", "add", "acme", "--metadata", str(signed_meta))
         assert added.returncode == 0, added.stderr
         ol_meta = tmp / "onelogin.xml"
         ol_meta.write_text(onelogin_metadata(found))
-        added = servers.idp(env, "sp", "add", "acme", "--metadata", str(ol_meta), "--sign-response")
+        added = cli_support.idp(
+            env, "sp", "add", "acme", "--metadata", str(ol_meta), "--sign-response"
+        )
         assert added.returncode == 0, added.stderr
         enc_meta = tmp / "encrypted.xml"
         enc_meta.write_text(onelogin_metadata(found, encrypted=True))
-        added = servers.idp(
+        added = cli_support.idp(
             env, "sp", "add", "acme", "--metadata", str(enc_meta), "--encrypt", "--sign-response"
         )
         assert added.returncode == 0, added.stderr
         for name in ("bob", "carol", "dana"):
-            servers.add_user(env, "acme", name, PASSWORD)
+            cli_support.add_user(env, "acme", name, PASSWORD)
         node = NodeSp(found)
         node_meta = tmp / "node.xml"
         node_meta.write_text(node.ask(cmd="metadata")["xml"])
-        added = servers.idp(
+        added = cli_support.idp(
             env, "sp", "add", "acme", "--metadata", str(node_meta), "--sign-response"
         )
         assert added.returncode == 0, added.stderr

@@ -22,6 +22,7 @@ import requests
 from stepwise_rs import Requirement, TokenChecker, protect
 from testkit import servers
 from testkit.signin import TotpUser, sign_in
+from tests import cli_support
 from tests.conftest import PASSWORD
 from tests.interop.conftest import CALLBACK, NODE_DIR
 
@@ -64,17 +65,17 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     env = servers.idp_env(tmp_path_factory.mktemp("stepup") / "instance")
-    servers.seed(env, "acme", "alice", PASSWORD)
+    cli_support.seed(env, "acme", "alice", PASSWORD)
     for name in USERS[1:]:
-        servers.add_user(env, "acme", name, PASSWORD)
+        cli_support.add_user(env, "acme", name, PASSWORD)
     # No WebAuthn in this tenant: level 3 cannot be reached (for the unmet cases).
-    assert servers.idp(env, "tenant", "set-mfa", "acme", "--factors", "totp").returncode == 0
+    assert cli_support.idp(env, "tenant", "set-mfa", "acme", "--factors", "totp").returncode == 0
     clock = servers.ServerClock(Path(env["IDP_INSTANCE_PATH"]).parent)
     with servers.live_idp(env, clock=clock) as base:
         issuer = f"{base}/t/acme"
         rps = []
         for extra in ([], ["--min-level", "2"]):
-            out = servers.idp(
+            out = cli_support.idp(
                 {**env, "IDP_BASE_URL": base},
                 "client",
                 "create",

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from testkit.html import SECRET, csrf_of
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.mfa_helpers import BACKUP
 

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from testkit.html import alert_of, csrf_of
-from testkit.servers import ServerClock, idp, idp_env, live_idp, seed
+from testkit.servers import ServerClock, idp_env, live_idp
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 
 GENERIC = "Incorrect username or password."

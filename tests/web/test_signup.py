@@ -23,7 +23,8 @@ from idp import directory
 from idp.signup import ADDRESS_LIMIT, IP_LIMIT
 from idp.store.models import AuditEvent, User
 from testkit.html import csrf_of
-from testkit.servers import idp, idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
+from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD, later, svc
 from tests.mfa_helpers import MfaBrowser, set_policy, set_user
 from tests.outbox import CODE, Inbox, Outboxes, smtp_server

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from testkit.servers import idp_env, live_idp, seed
+from testkit.servers import idp_env, live_idp
+from tests.cli_support import seed
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 BYTES = {"Content-Type": "application/octet-stream"}  # read by nothing, not even the form check
