@@ -18,7 +18,72 @@ const RESOURCE = 'urn:bench:api';
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'bench-rs256', use: 'sig', alg: 'RS256' };
 
+// The quick-start memory adapter is an LRU of 1,000 entries: under load it evicts live grants
+// (refresh fails with invalid_grant after a few seconds) and rescans each grant's members on
+// every save. This is the plain unbounded in-memory store a benchmark needs, like Stepwise's
+// in-process store: entries expire on read, a grant's tokens are indexed for revocation.
+const store = new Map();
+const grants = new Map();
+const secondary = new Map();
+
+class MemoryAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
+    store.set(key, { payload, expiresAt });
+    if (payload.grantId) {
+      if (!grants.has(payload.grantId)) grants.set(payload.grantId, new Set());
+      grants.get(payload.grantId).add(key);
+    }
+    if (payload.uid) secondary.set(`uid:${payload.uid}`, id);
+    if (payload.userCode) secondary.set(`userCode:${payload.userCode}`, id);
+  }
+
+  async find(id) {
+    const found = store.get(this.key(id));
+    if (!found) return undefined;
+    if (found.expiresAt <= Date.now()) {
+      store.delete(this.key(id));
+      return undefined;
+    }
+    return found.payload;
+  }
+
+  async findByUid(uid) {
+    const id = secondary.get(`uid:${uid}`);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async findByUserCode(userCode) {
+    const id = secondary.get(`userCode:${userCode}`);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async consume(id) {
+    const found = store.get(this.key(id));
+    if (found) found.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    store.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grants.get(grantId) ?? []) store.delete(key);
+    grants.delete(grantId);
+  }
+}
+
 const configuration = {
+  adapter: MemoryAdapter,
   clients: [
     {
       client_id: 'bench',
