@@ -292,6 +292,8 @@ def report(
         print(f"| {case} | {ra:,.0f} | {rb:,.0f} | {ra / rb:.2f} | "
               f"{lat(a)} | {lat(b)} | {spread(a)} | {spread(b)} | "
               f"{sum(x.bad for x in a)} / {sum(x.bad for x in b)} |")  # fmt: skip
+    if any(x.bad for runs in results.values() for x in runs):
+        print("\nWARNING: some requests failed (non-2xx column): those rates are not comparable")
 
 
 def lat(runs: list[Run]) -> str:
