@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from testkit.servers import free_port, idp, seed, wait_for_port
 from testkit.signin import sign_in
 
-PASSWORD = "benchmark password 1"
+PASSWORD = "quiet river lantern 7"  # not the tenant name: the rules refuse context words
 CALLBACK = "http://127.0.0.1:9/cb"
 
 Call = Callable[[http.client.HTTPConnection], None]
