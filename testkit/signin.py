@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from html import unescape
 from urllib.parse import urljoin
@@ -44,6 +45,27 @@ def sign_in(
 ) -> str:
     """Act as the user's browser: follow the IdP's redirects and answer its HTML login forms
     (DESIGN.md "Login pages") until it redirects to ``stop_at``; return that URL."""
+    steps = signing_in(browser, url, stop_at, username, password, totp, seen)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return str(done.value)
+
+
+def signing_in(
+    browser: requests.Session,
+    url: str,
+    stop_at: str,
+    username: str,
+    password: str,
+    totp: TotpUser | None = None,
+    seen: list[str] | None = None,
+) -> Generator[str, None, str]:
+    """:func:`sign_in` one step at a time: yields the name of each login step after its page
+    came and before it is answered (a test can act there, e.g. kill a node); returns the URL
+    redirected to at ``stop_at``."""
+    seen = [] if seen is None else seen
     method, data = "GET", None
     for _ in range(20):
         resp = browser.request(method, url, data=data, allow_redirects=False, timeout=10)
@@ -55,6 +77,7 @@ def sign_in(
             continue
         assert resp.status_code == 200, (resp.status_code, resp.text[:500])
         method, url, data = "POST", *answer_form(resp.text, url, username, password, totp, seen)
+        yield seen[-1]
     raise AssertionError("too many steps")
 
 

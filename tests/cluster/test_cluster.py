@@ -20,12 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
-from testkit.signin import TotpUser, sign_in
+from testkit.signin import TotpUser, sign_in, signing_in
+from testkit.webauthn_browser import virtual_authenticator
 from tests.cluster import saml_sp
 from tests.cluster.conftest import CALLBACK, Deployment
-from tests.cluster.trail import Trail, signing_in
+from tests.cluster.trail import Trail
 from tests.conftest import PASSWORD
 from tests.interop.saml_helpers import saml_login
 
@@ -151,25 +152,6 @@ def test_saml_login_then_step_up_asked_by_the_sp_crosses_nodes(deployment: Deplo
     trail.assert_crosses_nodes(NODES)
 
 
-def authenticator(page: Page) -> None:
-    """A CDP virtual authenticator (ctap2, internal, resident keys, user verification)."""
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
-
-
 def webauthn_in_chromium(base: str, trail: Trail) -> list[str]:
     """Enrol a security key after the password, sign out, sign in with password and key;
     returns the browser's console errors."""
@@ -182,7 +164,7 @@ def webauthn_in_chromium(base: str, trail: Trail) -> list[str]:
             page.set_default_timeout(SLOW)
             errors: list[str] = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            authenticator(page)
+            virtual_authenticator(page)
             trail.watch(page)
 
             def password_login() -> None:

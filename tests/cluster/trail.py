@@ -1,18 +1,15 @@
 """Where each request of a flow went: every response through the proxy is recorded with the
 node that answered it (``X-Stepwise-Node``), from a ``requests`` session or a Playwright
-page; and a sign-in that can be paused between steps (to kill a node there)."""
+page. (A sign-in paused between steps, to kill a node there: testkit.signin.signing_in.)"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from playwright.sync_api import Page, Response
-
-from testkit.signin import TotpUser, answer_form
 
 
 @dataclass(frozen=True)
@@ -72,29 +69,3 @@ class Trail:
         assert set(self.nodes) == names, self.report()
         repeats = [i for i in range(1, len(self.hops)) if self.nodes[i] == self.nodes[i - 1]]
         assert not repeats, self.report()
-
-
-def signing_in(
-    browser: requests.Session,
-    url: str,
-    stop_at: str,
-    username: str,
-    password: str,
-    totp: TotpUser | None = None,
-) -> Generator[str, None, str]:
-    """testkit.signin.sign_in one step at a time: yields the name of each login step after
-    its page came and before it is answered; returns the URL redirected to at ``stop_at``."""
-    method, data = "GET", None
-    seen: list[str] = []
-    for _ in range(20):
-        resp = browser.request(method, url, data=data, allow_redirects=False, timeout=10)
-        if resp.is_redirect:
-            url = urljoin(url, resp.headers["Location"])
-            if url.startswith(stop_at):
-                return url
-            method, data = "GET", None
-            continue
-        assert resp.status_code == 200, (resp.status_code, resp.text[:500])
-        method, url, data = "POST", *answer_form(resp.text, url, username, password, totp, seen)
-        yield seen[-1]
-    raise AssertionError("too many steps")
