@@ -18,10 +18,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from testkit.servers import idp_env, live_idp
 from testkit.totp import oathtool
+from testkit.webauthn_browser import virtual_authenticator
 from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 from tests.e2e.test_oidc_browser import rp_server  # noqa: F401 (a fixture)
-from tests.e2e.test_webauthn_browser import authenticator, password_login
+from tests.e2e.test_webauthn_browser import password_login
 from tests.web.oidc_helpers import pkce
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +89,7 @@ def test_the_password_alone_binds_no_key(chromium: Browser, live: dict[str, Any]
 
     # The attacker: her password, a browser and an authenticator of their own.
     attacker = chromium.new_context().new_page()
-    theirs = authenticator(attacker)
+    theirs = virtual_authenticator(attacker)
     authorize(attacker, live, LOA3)
     sign_in_with_password(attacker)
     # Before the fix: "A security key or passkey is needed", and any key registered.
@@ -114,7 +115,7 @@ def test_the_password_alone_binds_no_key(chromium: Browser, live: dict[str, Any]
     # Alice herself, in a new browser with her authenticator app: the password, her TOTP,
     # then her own passkey, at level 3.
     alice = chromium.new_context().new_page()
-    mine = authenticator(alice)
+    mine = virtual_authenticator(alice)
     verifier = authorize(alice, live, LOA3)
     sign_in_with_password(alice)
     expect(alice.get_by_role("heading", name=TOTP_PAGE)).to_be_visible()

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from testkit.servers import idp_env, live_idp
+from testkit.webauthn_browser import virtual_authenticator
 from tests.cli_support import idp, seed
 from tests.conftest import PASSWORD
 
@@ -23,25 +24,6 @@ def base(tmp_path: Path) -> Iterator[str]:
     assert idp(env, "tenant", "set-mfa", "acme", "--mode", "required").returncode == 0
     with live_idp(env, host="localhost") as url:
         yield url
-
-
-def authenticator(page: Page) -> dict[str, object]:
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    found = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
-    return {"cdp": cdp, "id": found["authenticatorId"]}
 
 
 def password_login(page: Page, base: str) -> None:
@@ -60,7 +42,7 @@ def sign_out(page: Page) -> None:
 def test_security_key_passkey_and_passwordless_login(page: Page, base: str) -> None:
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    auth = authenticator(page)
+    auth = virtual_authenticator(page)
 
     # A security key, registered in the login flow's enrolment step after the password.
     password_login(page, base)
@@ -87,7 +69,7 @@ def test_security_key_passkey_and_passwordless_login(page: Page, base: str) -> N
     expect(page.locator("#webauthn-status")).to_contain_text("InvalidStateError")
     cdp = auth["cdp"]
     cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": auth["id"]})  # type: ignore[attr-defined]
-    auth = authenticator(page)  # another device: a phone or laptop holding the passkey
+    auth = virtual_authenticator(page)  # another device: a phone or laptop holding the passkey
     page.get_by_role("button", name="Register").click()
     expect(page.locator("#factors")).to_contain_text("Passkey")
     sign_out(page)
