@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -273,20 +273,36 @@ def live_idp(
             time.sleep(0.05)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            # Under libfaketime every sleep fails (EINVAL), so granian's shutdown can die
-            # waiting for its workers and leave them running: end the whole process group.
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_server(proc)
         log.close()
 
 
-def add_user(env: dict[str, str], tenant: str, username: str, password: str) -> None:
-    """``idp user create`` with a password, through the real CLI."""
-    result = idp(
+def end_server(proc: subprocess.Popen[Any], grace: float = 20) -> None:
+    """Stop an ``idp serve`` started in a session of its own: SIGTERM, then SIGKILL to its
+    whole process group after at most ``grace`` seconds. Under libfaketime every sleep fails
+    (EINVAL), so granian's shutdown can die waiting for its workers and leave them running."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # nothing of the group is left
+    proc.wait()
+
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def add_user(
+    env: dict[str, str], tenant: str, username: str, password: str, run: Runner = idp
+) -> None:
+    """``idp user create`` with a password, through the real CLI (``run``: the console
+    script by default, or an in-process runner of the same command)."""
+    result = run(
         env,
         "user",
         "create",
@@ -301,10 +317,10 @@ def add_user(env: dict[str, str], tenant: str, username: str, password: str) -> 
         raise RuntimeError(f"idp user create {username} failed: {result.stderr.strip()}")
 
 
-def seed(env: dict[str, str], tenant: str, username: str, password: str) -> None:
+def seed(env: dict[str, str], tenant: str, username: str, password: str, run: Runner = idp) -> None:
     """``idp init``, a tenant and one member with a password, through the real CLI."""
     for args in (["init"], ["tenant", "create", tenant]):
-        result = idp(env, *args)
+        result = run(env, *args)
         if result.returncode != 0:
             raise RuntimeError(f"idp {' '.join(args)} failed: {result.stderr.strip()}")
-    add_user(env, tenant, username, password)
+    add_user(env, tenant, username, password, run)

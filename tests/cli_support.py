@@ -15,6 +15,7 @@ import click
 from click.testing import CliRunner
 
 from idp.cli import main
+from testkit import servers
 
 
 class _Idp(click.Command):
@@ -46,16 +47,9 @@ def idp(
 
 def add_user(env: dict[str, str], tenant: str, username: str, password: str) -> None:
     """``testkit.servers.add_user`` (``idp user create`` with a password), in this process."""
-    result = idp(env, "user", "create", tenant, username, "--email", f"{username}@{tenant}.test",
-                 "--password-stdin", stdin=password + "\n")  # fmt: skip
-    if result.returncode != 0:
-        raise RuntimeError(f"idp user create {username} failed: {result.stderr.strip()}")
+    servers.add_user(env, tenant, username, password, run=idp)
 
 
 def seed(env: dict[str, str], tenant: str, username: str, password: str) -> None:
     """``testkit.servers.seed`` (``idp init``, a tenant and one member), in this process."""
-    for args in (["init"], ["tenant", "create", tenant]):
-        result = idp(env, *args)
-        if result.returncode != 0:
-            raise RuntimeError(f"idp {' '.join(args)} failed: {result.stderr.strip()}")
-    add_user(env, tenant, username, password)
+    servers.seed(env, tenant, username, password, run=idp)
