@@ -128,18 +128,8 @@ class Node:
         """Stop gracefully (SIGTERM); SIGKILL the group if it has not ended within 20 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        # Under libfaketime, or after a worker was killed, granian's shutdown can leave
-        # workers behind: end whatever is left of the group.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+        # After a worker was killed too, granian's shutdown can leave workers behind.
+        servers.end_server(self.proc)
 
     def _wait_group_gone(self, timeout: float = 10) -> None:
         """Wait until no process of the group is left (the port is free for a restart)."""

@@ -18,7 +18,6 @@ import importlib.metadata
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import zipfile
@@ -31,7 +30,7 @@ import requests
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from testkit.servers import ROOT, free_port, idp_env, wait_for_port
+from testkit.servers import ROOT, end_server, free_port, idp_env, wait_for_port
 from tests.packaging.build_context import LEFT_OUT, allowed, copy_context
 
 TIMEOUT = 120
@@ -198,12 +197,7 @@ def _serving(venv: Path, elsewhere: Path) -> Iterator[str]:
                 pytest.fail(f"idp serve did not start:\n{log_path.read_text()[-3000:]}")
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            end_server(proc)
 
 
 def _check_pages(base: str) -> None:
