@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from factors.password import Argon2Params, PasswordFactor
 from flows.throttle import ThrottleRules
 from idp import clock as clocks
-from idp import errors, logs, request_telemetry, security
+from idp import config_cache, errors, logs, request_telemetry, security
 from idp.clock import Clock
 from idp.crypto import DataCipher
 from idp.ephemeral import connect
@@ -46,10 +46,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         )
     except ValueError as exc:  # e.g. IDP_THROTTLE_LOCK_AFTER above NIST's 100
         raise SettingsError(f"IDP_THROTTLE_*: {exc}") from None
+    db = Database.for_settings(settings)
+    store = connect(settings, clock.monotonic)
+    version = config_cache.version_for(store, settings.shared_store, settings.instance_dir)
+    config_cache.watch(db.listen, version)
     return Services(
         settings=settings,
-        db=Database.for_settings(settings),
-        store=connect(settings, clock.monotonic),
+        db=db,
+        store=store,
+        config=config_cache.ConfigCache(version, clock.monotonic),
         passwords=PasswordFactor(
             Argon2Params(
                 settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism

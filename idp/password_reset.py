@@ -31,7 +31,7 @@ from idp.login import flow_store, pages
 from idp.security import form_fields
 from idp.services import services
 from idp.store.models import User
-from idp.tenancy import current_tenant, tenant_blueprint
+from idp.tenancy import current_tenant, tenant_blueprint, tenant_in
 
 bp = tenant_blueprint("reset", __name__)
 INVALID = "This link is not valid any more. Ask for a new one."
@@ -91,7 +91,7 @@ def link() -> ResponseReturnValue:
     token = request.args.get("token", "")[: TOKEN_MAX + 1]
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = links.peek(s, svc.cipher.derive("links"), tenant, token, links.RESET_PASSWORD,
                           clock.now())  # fmt: skip
         if user.status != "active":
@@ -106,7 +106,7 @@ def redeem() -> ResponseReturnValue:
     token = form_fields(("token",))["token"][: TOKEN_MAX + 1]
     svc, now = services(), clock.now()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         key = svc.cipher.derive("links")
         target = links.peek_link(s, key, tenant, token, links.RESET_PASSWORD, now).target
         user = links.redeem(s, key, tenant, token, links.RESET_PASSWORD, now)

@@ -17,6 +17,7 @@ from factors.kinds import ALLOWABLE, KINDS
 from factors.password import PasswordFactor
 from flows.throttle import Throttle, ThrottleRules
 from idp.clock import Clock
+from idp.config_cache import ConfigCache
 from idp.crypto import DataCipher
 from idp.ephemeral import EphemeralStore
 from idp.settings import Settings
@@ -45,6 +46,7 @@ class Services:
     passwords: PasswordFactor
     throttle_rules: ThrottleRules
     cipher: DataCipher
+    config: ConfigCache
     sms: SmsSender | None = None
     mail: MailSender | None = None
     clock: Clock = field(default_factory=Clock)

@@ -21,7 +21,7 @@ from idp.links import LinkInvalid
 from idp.passwords import min_length
 from idp.security import form_fields
 from idp.services import services
-from idp.tenancy import current_tenant, tenant_blueprint
+from idp.tenancy import tenant_blueprint, tenant_in
 
 bp = tenant_blueprint("set_password", __name__)
 INVALID = "This link is not valid any more. Ask your administrator for a new one."
@@ -52,7 +52,7 @@ def form() -> ResponseReturnValue:
     token = request.args.get("token", "")[: TOKEN_MAX + 1]
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = directory.link_user(s, svc, tenant, token)
         return render_template("login/set_password.html", token=token, username=user.username,
                                min_length=min_length(tenant, False))  # fmt: skip
@@ -64,7 +64,7 @@ def submit() -> ResponseReturnValue:
     token, password = fields["token"], fields["password"]
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = directory.link_user(s, svc, tenant, token)
         message = None
         if password != fields["confirmation"]:

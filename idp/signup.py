@@ -48,7 +48,7 @@ from idp.login import flow_store
 from idp.security import form_fields
 from idp.services import services
 from idp.store.models import Tenant, User
-from idp.tenancy import current_tenant, tenant_blueprint
+from idp.tenancy import current_tenant, tenant_blueprint, tenant_in
 
 bp = tenant_blueprint("signup", __name__)
 
@@ -383,7 +383,7 @@ def create() -> ResponseReturnValue:
 def _create(pending: Pending, password: str) -> ResponseReturnValue:
     svc, now = services(), clock.now()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         if _account_with(s, tenant, pending.email) is not None:
             _end(pending)  # the address is verified: its owner may know
             return render_template("signup/exists.html", email=pending.email), 409

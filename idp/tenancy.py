@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, g
+from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter
 
+from idp.config_cache import detached, values_of
 from idp.directory import get_tenant
 from idp.errors import NotFound
 from idp.services import services
@@ -24,11 +26,7 @@ def tenant_blueprint(name: str, import_name: str, suffix: str = "") -> Blueprint
     @bp.url_value_preprocessor
     def _load(_endpoint: str | None, values: dict[str, Any] | None) -> None:
         slug = (values or {}).pop("tenant", "")
-        with services().db.session() as s:
-            tenant = get_tenant(s, slug)
-        if tenant is None:
-            raise NotFound("There is no such tenant.")
-        g.tenant = tenant
+        g.tenant = load_tenant(slug)
 
     @bp.url_defaults
     def _defaults(_endpoint: str, values: dict[str, Any]) -> None:
@@ -36,6 +34,28 @@ def tenant_blueprint(name: str, import_name: str, suffix: str = "") -> Blueprint
             values["tenant"] = g.tenant.slug
 
     return bp
+
+
+def load_tenant(slug: str) -> Tenant:
+    """The tenant called ``slug`` (this request's own copy), or NotFound. The configuration
+    cache is checked against the shared version here, once per request (idp.config_cache)."""
+    svc = services()
+    svc.config.begin()
+
+    def load() -> dict[str, Any] | None:
+        with svc.db.session() as s:
+            row = get_tenant(s, slug)
+            return values_of(row) if row is not None else None
+
+    values = svc.config.get(("tenant", slug), load)
+    if values is None:
+        raise NotFound("There is no such tenant.")
+    return detached(Tenant, values)
+
+
+def tenant_in(s: Session) -> Tenant:
+    """The current tenant's row in session ``s``, read afresh (to change it)."""
+    return s.get_one(Tenant, current_tenant().id)
 
 
 def current_tenant() -> Tenant:

@@ -27,7 +27,7 @@ from idp.links import LinkInvalid
 from idp.login.guard import reauthenticate, reauthenticated
 from idp.services import services
 from idp.store.models import User
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 
 __all__ = ["bp"]
 
@@ -176,7 +176,7 @@ def verify_email() -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
         try:
-            masked = email_change.peek(s, svc, s.merge(current_tenant()), token, clock.now())
+            masked = email_change.peek(s, svc, tenant_in(s), token, clock.now())
         except LinkInvalid:
             return _link_page(400, invalid=INVALID_LINK)
     return _link_page(token=token, address=masked)
@@ -188,7 +188,7 @@ def confirm_email() -> ResponseReturnValue:
     svc = services()
     try:
         with svc.db.session() as s:
-            email_change.confirm(s, svc, s.merge(current_tenant()), token, clock.now(),
+            email_change.confirm(s, svc, tenant_in(s), token, clock.now(),
                                  request.remote_addr)  # fmt: skip
     except LinkInvalid:
         return _link_page(400, invalid=INVALID_LINK)

@@ -13,7 +13,7 @@ from idp.admin.console import actor, back_to, bp, done
 from idp.directory import DirectoryError
 from idp.security import form_fields
 from idp.services import services
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import ascii_int
 
 FIELDS = ("signup_domains", "password_min_alone", "remember_days")
@@ -61,7 +61,7 @@ def accounts() -> ResponseReturnValue:
                                      account_settings.REMEMBER_DAYS_MAX),
         }  # fmt: skip
         with services().db.session() as s:
-            account_settings.set_settings(s, s.merge(current_tenant()), changes, actor())
+            account_settings.set_settings(s, tenant_in(s), changes, actor())
     except DirectoryError as exc:  # shown with what was typed, so nothing typed is lost
         return _page({**typed, **flags}, exc.message, 400)
     return done("The account settings were saved.", url_for(".accounts_page"))

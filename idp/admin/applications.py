@@ -23,7 +23,7 @@ from idp.saml import sps as saml_sps
 from idp.saml.metadata import NAMEID_FORMATS
 from idp.services import services
 from idp.store.models import Client, ServiceProvider, Tenant
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import SQL_INT_MAX, ascii_int
 
 NAMEID_LABELS = {
@@ -211,7 +211,7 @@ def _client_create() -> ResponseReturnValue:
     form = _client_form()
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         reg = oidc_clients.create_client(
             s,
             tenant,
@@ -250,7 +250,7 @@ def client_page(client_id: str) -> ResponseReturnValue:
 def client_update(client_id: str) -> ResponseReturnValue:
     try:
         with services().db.session() as s:
-            tenant = s.merge(current_tenant())
+            tenant = tenant_in(s)
             client = _client(s, tenant, client_id)
             reg = oidc_clients.update_client(s, tenant, client, _client_form(), actor())
     except DirectoryError as exc:  # rolled back; the form again, as sent, with the reason
@@ -288,7 +288,7 @@ def client_rotate_page(client_id: str) -> ResponseReturnValue:
 @bp.post("/clients/<client_id>/secret")
 def client_rotate(client_id: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         client = _client(s, tenant, client_id)
         back_to(_client_url(client))
         reg = oidc_clients.rotate_secret(s, tenant, client, actor())
@@ -319,7 +319,7 @@ def client_delete_page(client_id: str) -> ResponseReturnValue:
 @bp.post("/clients/<client_id>/delete")
 def client_delete(client_id: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         client = _client(s, tenant, client_id)
         back_to(_client_url(client))
         name = client.name
@@ -419,7 +419,7 @@ def _sp_add() -> ResponseReturnValue:
     form, metadata = _sp_form(), _metadata()
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         saml_keys.ensure_key(s, svc.cipher, tenant, actor())
         sp = saml_sps.add_sp(
             s,
@@ -459,7 +459,7 @@ def _sp_details(sp: ServiceProvider, values: dict[str, Any], message: str | None
 def sp_update(sp_id: int) -> ResponseReturnValue:
     try:
         with services().db.session() as s:
-            tenant = s.merge(current_tenant())
+            tenant = tenant_in(s)
             sp = _sp(s, tenant, sp_id)
             saml_sps.update_sp(s, tenant, sp, _sp_form(), actor())
     except DirectoryError as exc:  # rolled back; the form again, as sent, with the reason
@@ -479,7 +479,7 @@ def sp_refresh_page(sp_id: int) -> ResponseReturnValue:
 def sp_refresh(sp_id: int) -> ResponseReturnValue:
     back_to(url_for(".sp_refresh_page", sp_id=sp_id))
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         sp = _sp(s, tenant, sp_id)
         saml_sps.refresh_sp(s, tenant, sp, _metadata(), actor())
         message = f"Service provider {sp.name} refreshed from its new metadata."
@@ -511,7 +511,7 @@ def sp_delete_page(sp_id: int) -> ResponseReturnValue:
 @bp.post(f"/sps/{SP_ID}/delete")
 def sp_delete(sp_id: int) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         sp = _sp(s, tenant, sp_id)
         back_to(_sp_url(sp))
         entity_id = sp.entity_id

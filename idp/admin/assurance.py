@@ -19,7 +19,7 @@ from idp.oidc import acr, acr_table
 from idp.saml import contexts
 from idp.services import services
 from idp.store.models import Client
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import ascii_int
 
 LEVEL_NAMES = {
@@ -67,7 +67,7 @@ def assurance_add() -> ResponseReturnValue:
     if level is None:
         raise DirectoryError("the level must be 1, 2 or 3")
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         acr_table.change_table(s, tenant, actor(), add={value: level})
     return done(f"{value} now means level {level}.", url_for(".assurance"))
 
@@ -116,6 +116,6 @@ def assurance_remove() -> ResponseReturnValue:
     back_to(url_for(".assurance"))
     value = request.form.get("value", "")
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         acr_table.change_table(s, tenant, actor(), remove=[value[: acr.VALUE_MAX + 1]])
     return done(f"{value} was removed.", url_for(".assurance"))

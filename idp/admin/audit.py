@@ -17,7 +17,7 @@ from idp.admin.console import actor, back_to, bp, done
 from idp.directory import DirectoryError
 from idp.services import Services, services
 from idp.store.models import Tenant
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import ascii_int, row_id
 
 PAGE_SIZE = 50
@@ -112,5 +112,5 @@ def audit_retention() -> ResponseReturnValue:
             f"to {audit_log.RETENTION_MAX}."
         )
     with services().db.session() as s:
-        audit_log.set_retention(s, s.merge(current_tenant()), days, actor())
+        audit_log.set_retention(s, tenant_in(s), days, actor())
     return done(f"Audit events are now kept {days} days.", url_for(".audit_log"))

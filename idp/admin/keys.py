@@ -22,7 +22,7 @@ from idp.saml import keys as saml_keys
 from idp.saml.web.blueprint import entity_id
 from idp.services import services
 from idp.store.models import SamlKey, SigningKey
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import ascii_int
 
 DEFAULT_GRACE_HOURS = oidc_keys.DEFAULT_GRACE // 3600
@@ -84,7 +84,7 @@ def saml_row(k: SamlKey) -> SamlRow:
 def keys() -> ResponseReturnValue:
     at = clock.now()
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         oidc = [oidc_row(k, at) for k in oidc_keys.recent(s, tenant)]
         saml = [saml_row(k) for k in saml_keys.recent(s, tenant)]
         upcoming = saml_keys.upcoming(s, tenant) is not None
@@ -119,7 +119,7 @@ def keys_oidc_rotate_page() -> ResponseReturnValue:
     back_to(url_for(".keys"))
     alg, grace = _rotation()
     with services().db.session() as s:
-        old = oidc_keys.active_key(s, s.merge(current_tenant()), alg)
+        old = oidc_keys.active_key(s, tenant_in(s), alg)
         old_kid = old.kid if old else None
     until = when(clock.now() + grace)
     consequences = [f"A new {alg} key is made; it signs every {alg} token from now."]
@@ -152,7 +152,7 @@ def keys_oidc_rotate() -> ResponseReturnValue:
     alg, grace = _rotation()
     svc = services()
     with svc.db.session() as s:
-        new = oidc_keys.rotate(s, svc.cipher, s.merge(current_tenant()), alg, grace, actor())
+        new = oidc_keys.rotate(s, svc.cipher, tenant_in(s), alg, grace, actor())
         kid = new.kid
     return done(f"The new {alg} key {kid} signs from now.", url_for(".keys"))
 
@@ -182,7 +182,7 @@ def keys_saml_publish() -> ResponseReturnValue:
     back_to(url_for(".keys"))
     svc = services()
     with svc.db.session() as s:
-        saml_keys.publish_next(s, svc.cipher, s.merge(current_tenant()), actor())
+        saml_keys.publish_next(s, svc.cipher, tenant_in(s), actor())
     return done(
         "The next SAML certificate is published in metadata. Activate it once service "
         "providers have fetched it.",
@@ -213,7 +213,7 @@ def keys_saml_activate() -> ResponseReturnValue:
     back_to(url_for(".keys"))
     svc = services()
     with svc.db.session() as s:
-        saml_keys.activate_next(s, svc.cipher, s.merge(current_tenant()), actor())
+        saml_keys.activate_next(s, svc.cipher, tenant_in(s), actor())
     return done(
         "The next SAML certificate signs from now; the old one is retired.", url_for(".keys")
     )

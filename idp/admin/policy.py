@@ -10,7 +10,7 @@ from idp.admin.console import actor, back_to, bp, done
 from idp.directory import DirectoryError
 from idp.mfa import admin as mfa_admin
 from idp.services import services
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 from idp.untrusted import ascii_int
 
 
@@ -36,7 +36,7 @@ def policy() -> ResponseReturnValue:
         **{flag: form.get(flag) == "on" for flag in mfa_admin.FLAGS},
     }
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         days = ascii_int(form.get("reoffer_days", "").strip(), 3)
         if days is None:
             raise DirectoryError("reoffer_days must be a whole number from 0 to 365")

@@ -23,7 +23,7 @@ from idp.mfa import admin as mfa_admin
 from idp.mfa import credentials
 from idp.services import services
 from idp.store.models import Tenant, User
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 
 PAGE = 50
 MFA_LABELS = {"on": "On", "enrolled": "Enrolled, not on", "none": "None"}
@@ -116,7 +116,7 @@ def _page_url(user: User) -> str:
 def user_page(username: str) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         me = int(actor().user_id or 0)
         return render_template(
@@ -150,7 +150,7 @@ def new_user() -> ResponseReturnValue:
     svc = services()
     password = form.get("password", "")
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         try:
             user = directory.create_user(
                 s, svc.passwords, tenant, form.get("username", "")[:200],
@@ -183,7 +183,7 @@ def _link_sent(user: User, link: directory.SetPasswordLink, created: bool) -> Re
 def user_link(username: str) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)
@@ -214,7 +214,7 @@ def _live(s: Session, user: User) -> int:
 @bp.route("/users/<username>/disable", methods=["GET", "POST"])
 def user_disable(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
@@ -234,7 +234,7 @@ def user_disable(username: str) -> ResponseReturnValue:
 @bp.route("/users/<username>/enable", methods=["GET", "POST"])
 def user_enable(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)
@@ -251,7 +251,7 @@ def user_enable(username: str) -> ResponseReturnValue:
 @bp.route("/users/<username>/unlock", methods=["GET", "POST"])
 def user_unlock(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)
@@ -272,7 +272,7 @@ def user_role(username: str) -> ResponseReturnValue:
     source = request.form if request.method == "POST" else request.args
     role = source.get("role", "")
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         if role not in ROLE_RANK:
@@ -317,7 +317,7 @@ def _lost_rights(old: str, new: str) -> str:
 def user_sign_out(username: str) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
@@ -344,7 +344,7 @@ def user_sign_out(username: str) -> ResponseReturnValue:
 @bp.route("/users/<username>/delete", methods=["GET", "POST"])
 def user_delete(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)  # a 403 before the confirmation page, not after
@@ -384,7 +384,7 @@ def _reset_confirmation(s: Session, user: User, action: str) -> ResponseReturnVa
 @bp.route("/users/<username>/reset-mfa", methods=["GET"])
 def user_reset_mfa(username: str) -> ResponseReturnValue:
     with services().db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         _may_act(s, tenant, user)
         return _reset_confirmation(s, user, url_for(".user_mfa", username=user.username))
@@ -397,7 +397,7 @@ def user_mfa(username: str) -> ResponseReturnValue:
     action = source.get("action", "")
     svc = services()
     with svc.db.session() as s:
-        tenant = s.merge(current_tenant())
+        tenant = tenant_in(s)
         user = _user(s, tenant, username)
         back_to(_page_url(user))
         _may_act(s, tenant, user)

@@ -44,7 +44,7 @@ class Context:
     monotonic: float = 0.0
 
     def signer(self, alg: str = "RS256") -> Signer:
-        return self.keys.signer(self.s, self.cipher, self.tenant, alg, self.monotonic)
+        return self.keys.signer(self.s, self.cipher, self.tenant, alg)
 
     def verifier(self) -> KeySet:
         return self.keys.verifier(self.s, self.tenant, self.now, self.monotonic)

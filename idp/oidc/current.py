@@ -33,7 +33,7 @@ def context(s: Session) -> Context:
         cipher=svc.cipher,
         store=svc.store,
         now=clock.now(),
-        keys=svc.cached("oidc.keys", KeyCache),
+        keys=svc.cached("oidc.keys", lambda: KeyCache(svc.config)),
         client_ip=request.remote_addr or "-",
         monotonic=clock.current().monotonic(),
     )

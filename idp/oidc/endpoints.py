@@ -28,6 +28,7 @@ from idp.oidc.errors import OAuthError
 from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.resources import BearerError
+from idp.oidc.tokens import etag_of
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
 
@@ -49,21 +50,33 @@ def _cors(resp: Response) -> Response:
 
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
-    """OpenID Connect Discovery 1.0 section 4 (and RFC 8414 fields)."""
+    """OpenID Connect Discovery 1.0 section 4 (and RFC 8414 fields), serialised once per
+    configuration version (idp.config_cache)."""
     tenant = current_tenant()
-    resp = jsonify(discovery.document(issuer_of(tenant), acr.table(tenant.acr_levels)))
-    resp.headers["Cache-Control"] = "public, max-age=300"
-    return resp
+
+    def load() -> tuple[bytes, str]:
+        body = json.dumps(discovery.document(issuer_of(tenant), acr.table(tenant.acr_levels)))
+        return body.encode(), etag_of(body.encode())
+
+    body, etag = services().config.get(("discovery", tenant.id), load)
+    return _document(body, etag, "application/json")
 
 
 @bp.get("/jwks")
 def jwks() -> ResponseReturnValue:
     """The tenant's public signing keys (RFC 7517), including retired keys still in grace."""
     with services().db.session() as s:
-        document = context(s).jwks()
-    resp = jsonify(document)
+        ctx = context(s)
+        found = ctx.keys.published(s, ctx.tenant, ctx.now, ctx.monotonic)
+    return _document(found.body, found.etag, "application/jwk-set+json")
+
+
+def _document(body: bytes, etag: str, mimetype: str) -> Response:
+    """A public, cacheable document with a strong ETag; ``If-None-Match`` gets a 304."""
+    resp = Response(body, mimetype=mimetype)
     resp.headers["Cache-Control"] = "public, max-age=300"
-    resp.mimetype = "application/jwk-set+json"
+    resp.set_etag(etag)
+    resp.make_conditional(request)  # 304 in place when the client holds this version
     return resp
 
 

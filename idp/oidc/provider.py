@@ -67,7 +67,7 @@ class Provider(rfc6749.AuthorizationServer):
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not isinstance(client_id, str) or len(client_id) > 64:
             return None
-        row = clients.find_client(self.ctx.s, self.ctx.tenant, client_id)
+        row = clients.cached_client(self.ctx.s, self.ctx.keys.config, self.ctx.tenant, client_id)
         return OAuthClient(row) if row is not None else None
 
     def authenticate_client(

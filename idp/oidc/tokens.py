@@ -6,15 +6,17 @@ tokens in the JWT profile of RFC 9068 (built by the token endpoint in idp.oidc.p
 checked in idp.oidc.resources).
 
 Signing keys are cached in memory per kid (their material never changes); which kid is
-active is re-read every few seconds, so a rotation made by another process is picked up
-quickly while retired keys stay published for verification (idp/oidc/keys.py). The caller
-passes the time: ``now`` in whole seconds and a monotonic reading for the cache.
+active, and the published set, live in the configuration cache (idp.config_cache), so a
+rotation made by any process or node applies from the next request, while retired keys stay
+published for verification (idp/oidc/keys.py). The caller passes the time: ``now`` in whole
+seconds and a monotonic reading for when a retired key leaves the set.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import threading
 from dataclasses import dataclass
@@ -25,12 +27,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
+from idp.config_cache import ConfigCache
 from idp.crypto import DataCipher
 from idp.oidc import keys
 from idp.oidc.errors import OAuthError
 from idp.store.models import SigningKey, Tenant
 
-ACTIVE_TTL = 5.0
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 section 2.1: a media type, not a secret)
 MAX_TOKEN = 8192
 
@@ -48,62 +50,81 @@ class Signer:
     key: keys.Key
 
 
-class KeyCache:
-    """Process-wide cache of imported private keys and of each tenant's active kid."""
+@dataclass(frozen=True)
+class Published:
+    """The published JWK Set (RFC 7517 section 5), serialised once, with its ETag."""
 
-    def __init__(self) -> None:
+    document: dict[str, Any]
+    body: bytes
+    etag: str
+    keyset: KeySet | None  # None: a tenant made without keys, nothing it could have signed
+    changes_at: int | None  # when the first retired key leaves the set (epoch seconds)
+
+
+class KeyCache:
+    """Each tenant's active signer and published keys, in the configuration cache (valid
+    until a key changes anywhere: idp.config_cache), and imported private keys by kid (their
+    material never changes)."""
+
+    def __init__(self, config: ConfigCache) -> None:
+        self.config = config
         self._keys: dict[tuple[int, str], keys.Key] = {}
-        self._active: dict[tuple[int, str], tuple[float, SigningKey]] = {}
-        self._published: dict[int, tuple[float, dict[str, Any], KeySet | None]] = {}
         self._lock = threading.Lock()
 
-    def signer(
-        self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str, monotonic: float
-    ) -> Signer:
-        """The tenant's active key for ``alg``; ``monotonic`` times the cache."""
-        cached = self._active.get((tenant.id, alg))
-        if cached is None or cached[0] < monotonic:
+    def signer(self, s: Session, cipher: DataCipher, tenant: Tenant, alg: str) -> Signer:
+        """The tenant's active key for ``alg``."""
+
+        def load() -> Signer | None:
             row = keys.active_key(s, tenant, alg)
-            if row is None:
-                raise LookupError(f"tenant {tenant.slug!r} has no active {alg} key; run idp init")
-            s.expunge(row)
-            cached = (monotonic + ACTIVE_TTL, row)
-            with self._lock:
-                self._active[(tenant.id, alg)] = cached
-        row = cached[1]
+            return (
+                None
+                if row is None
+                else Signer(row.kid, row.alg, self._private(cipher, tenant, row))
+            )
+
+        found = self.config.get(("signer", tenant.id, alg), load)
+        if found is None:
+            raise LookupError(f"tenant {tenant.slug!r} has no active {alg} key; run idp init")
+        return found
+
+    def _private(self, cipher: DataCipher, tenant: Tenant, row: SigningKey) -> keys.Key:
         key = self._keys.get((tenant.id, row.kid))
         if key is None:
             key = keys.private_key(cipher, tenant, row)
             with self._lock:
                 self._keys[(tenant.id, row.kid)] = key
-        return Signer(row.kid, row.alg, key)
+        return key
 
-    def _published_keys(
-        self, s: Session, tenant: Tenant, now: int, monotonic: float
-    ) -> tuple[dict[str, Any], KeySet | None]:
-        cached = self._published.get(tenant.id)
-        if cached is None or cached[0] < monotonic:
-            document = keys.jwks(s, tenant, now)
-            keyset = (
-                KeySet.import_key_set(document)  # type: ignore[arg-type]
-                if document["keys"]
-                else None  # a tenant made without keys: nothing it could have signed
-            )
-            cached = (monotonic + ACTIVE_TTL, document, keyset)
-            with self._lock:
-                self._published[tenant.id] = cached
-        return cached[1], cached[2]
+    def published(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> Published:
+        """The published keys; loaded again when a retired key's grace period ends."""
+
+        def load() -> Published:
+            rows = keys.published(s, tenant, now)
+            document = {"keys": [r.public_jwk for r in rows]}
+            body = json.dumps(document, separators=(",", ":")).encode()
+            keyset = KeySet.import_key_set(document) if rows else None  # type: ignore[arg-type]
+            ends = [r.publish_until for r in rows if not r.active and r.publish_until]
+            return Published(document, body, etag_of(body), keyset, min(ends, default=None))
+
+        def until(found: Published) -> float | None:
+            return None if found.changes_at is None else monotonic + found.changes_at - now
+
+        return self.config.get(("jwks", tenant.id), load, until)
 
     def jwks(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> dict[str, Any]:
-        """The published JWK Set (RFC 7517 section 5), re-read every few seconds."""
-        return self._published_keys(s, tenant, now, monotonic)[0]
+        return self.published(s, tenant, now, monotonic).document
 
     def verifier(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> KeySet:
         """The published keys, to verify tokens with (InvalidToken when there are none)."""
-        keyset = self._published_keys(s, tenant, now, monotonic)[1]
+        keyset = self.published(s, tenant, now, monotonic).keyset
         if keyset is None:
             raise InvalidToken("the tenant has no signing keys")
         return keyset
+
+
+def etag_of(body: bytes) -> str:
+    """A strong ETag for a serialised document (RFC 9110 8.8.3)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
 
 
 def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:

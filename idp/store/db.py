@@ -8,7 +8,7 @@ a failed ping also retires every older connection of the pool at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +122,11 @@ class Database:
     def for_settings(cls, settings: Settings) -> Database:
         """The database of IDP_DATABASE_URL, with the pool and timeouts of IDP_DB_*."""
         return cls(settings.effective_database_url, PoolSettings.of(settings))
+
+    def listen(self, name: str, fn: Callable[..., None]) -> None:
+        """Register a session event (e.g. ``before_commit``) for every session of this
+        database (idp.config_cache)."""
+        event.listen(self._factory, name, fn)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

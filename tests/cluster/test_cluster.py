@@ -12,6 +12,7 @@ asserts that no two consecutive requests of its flow were answered by the same n
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
+from testkit.cluster import Node
 from testkit.signin import TotpUser, sign_in, signing_in
 from testkit.webauthn_browser import virtual_authenticator
 from tests.cluster import saml_sp
@@ -268,3 +270,59 @@ def finish_on_the_survivor(
     assert len(trail.hops) - before >= 6, trail.report()  # 4 steps, token, JWKS, refresh
     Trail(trail.hops[:before]).assert_crosses_nodes(NODES)  # before the kill: both, in turn
     return dict(refreshed)
+
+
+def test_configuration_changes_apply_at_once_on_both_nodes(deployment: Deployment) -> None:
+    """Each node caches tenants, clients and keys in memory (idp.config_cache). A change
+    made anywhere (here the real ``idp`` command, a third process) applies from the very
+    next request on every node: an "immediate" MFA policy sends a signed-in level-1 session
+    to enrolment, a rotated client secret stops working, a rotated key is published."""
+    dep = deployment
+    nodes = [dep.cluster.node(name) for name in sorted(NODES)]
+    for node in nodes:
+        node.wait_healthy()
+    browser = requests.Session()
+    account = f"{dep.issuer}/account"
+    sign_in(browser, account, account, "sam", PASSWORD)
+    made = dep.cluster.idp("client", "create", "acme", "--name", "Cached", "--redirect-uri",
+                           CALLBACK, "--json")  # fmt: skip
+    rp = json.loads(made.stdout)
+    grant = {"grant_type": "client_credentials"}
+
+    def at(node: Node) -> str:
+        return f"http://localhost:{node.port}"  # the proxy's host name: the cookie goes too
+
+    def warm() -> dict[str, set[str]]:
+        """Fill both nodes' caches: the account page, a token grant and the JWKS on each."""
+        kids = {}
+        for node in nodes:
+            page = browser.get(f"{at(node)}/t/acme/account", allow_redirects=False, timeout=10)
+            assert page.status_code == 200, (node.name, page.status_code)
+            token = requests.post(f"{at(node)}/t/acme/token", data=grant, timeout=10,
+                                  auth=(rp["client_id"], rp["client_secret"]))  # fmt: skip
+            assert token.status_code == 200, (node.name, token.text)
+            jwks = requests.get(f"{at(node)}/t/acme/jwks", timeout=10).json()
+            kids[node.name] = {k["kid"] for k in jwks["keys"]}
+        return kids
+
+    before = warm()
+    dep.cluster.idp("tenant", "set-mfa", "acme", "--mode", "required", "--apply", "immediate")
+    try:
+        rotated = json.loads(
+            dep.cluster.idp("client", "rotate-secret", "acme", rp["client_id"], "--json").stdout
+        )
+        new_kid = dep.cluster.idp("keys", "rotate", "acme").stdout.split()[3]
+        for node in nodes:  # no pause: the next request on each node
+            page = browser.get(f"{at(node)}/t/acme/account", allow_redirects=False, timeout=10)
+            assert page.status_code == 302, (node.name, page.status_code)
+            assert "/t/acme/login?flow=" in page.headers["Location"], node.name
+            old = requests.post(f"{at(node)}/t/acme/token", data=grant, timeout=10,
+                                auth=(rp["client_id"], rp["client_secret"]))  # fmt: skip
+            assert old.status_code == 401 and old.json()["error"] == "invalid_client", node.name
+            new = requests.post(f"{at(node)}/t/acme/token", data=grant, timeout=10,
+                                auth=(rp["client_id"], rotated["client_secret"]))  # fmt: skip
+            assert new.status_code == 200, (node.name, new.text)
+            jwks = requests.get(f"{at(node)}/t/acme/jwks", timeout=10).json()
+            assert {k["kid"] for k in jwks["keys"]} == before[node.name] | {new_kid}, node.name
+    finally:
+        dep.cluster.idp("tenant", "set-mfa", "acme", "--mode", "off", "--apply", "next-login")

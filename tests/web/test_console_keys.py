@@ -237,7 +237,6 @@ def test_api_rotates_oidc_and_saml_keys(app: Flask, client: FlaskClient, tenant:
     new = body["active"]["kid"]
     assert new == active(app, "RS256") and body["retired"]["kid"] == old
     assert body["retired"]["publish_until"] >= clock.now() + 590
-    later(app, 6)  # the JWKS is re-read every few seconds (idp.oidc.tokens.ACTIVE_TTL)
     assert old in kids(client) and new in kids(client)
     (event,) = events(app, "keys.rotated")
     assert event.actor_client and event.actor_id is None

@@ -33,7 +33,7 @@ from idp.oidc.clients import find_client
 from idp.oidc.current import context
 from idp.services import Services, services
 from idp.store.models import Tenant
-from idp.tenancy import current_tenant, tenant_blueprint
+from idp.tenancy import current_tenant, tenant_blueprint, tenant_in
 from idp.untrusted import SQL_INT_MAX, parse_json
 
 bp = tenant_blueprint("admin_api", __name__, "/admin/api")
@@ -243,7 +243,7 @@ def operation(
             svc = services()
             with svc.db.session() as s:
                 actor = authorize(s, write)
-                call = Call(s, s.merge(current_tenant()), actor, svc)
+                call = Call(s, tenant_in(s), actor, svc)
                 kwargs: dict[str, Any] = dict(path)
                 if body is not None:
                     kwargs["body"] = _body(body)

@@ -1,0 +1,205 @@
+"""This process's cache of tenant configuration: tenants, OIDC clients, signing keys and the
+documents built from them (JWKS, discovery), kept correct across processes and nodes by one
+version token in the shared store.
+
+These rows are read on every request and change rarely. Every transaction that writes one of
+:data:`CACHED_TABLES` replaces the version token (:func:`watch`): before its commit, so that
+a bump that fails fails the change, and again after it, so that a process that reloaded
+between the two drops what it read. Each request reads the token once
+(:meth:`ConfigCache.begin`, from idp.tenancy) and a new token empties this process's cache,
+so a change, an "immediate" MFA policy among them, applies from the next request on every
+node. If the after-commit bump is lost (the store failed at that moment), entries still
+expire after :data:`MAX_AGE` seconds.
+
+Where the token lives: in the shared store (Redis) when there is one; with the in-process
+store, which only its own process sees, in a file of the instance directory, so that ``idp``
+commands run beside the server (SQLite) are seen at once as well.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Hashable
+from itertools import chain
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import ORMExecuteState, Session, make_transient_to_detached
+
+from idp.ephemeral import EphemeralStore, EphemeralUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CACHED_TABLES = frozenset({"tenants", "clients", "signing_keys", "saml_sps", "saml_keys"})
+KEY = "config-version"
+TOKEN_TTL = 90 * 24 * 3600  # renewed by every bump; an expired token only costs one reload
+MAX_AGE = 60.0  # seconds: the bound on staleness when an after-commit bump was lost
+_CHANGED = "stepwise.config_changed"
+
+
+class ConfigVersion(Protocol):
+    """A value that changes whenever cached configuration may have changed."""
+
+    def read(self) -> object: ...
+
+    def bump(self) -> None: ...
+
+
+class StoreVersion:
+    """The token in the shared store: a random value (never an old one again, so a reader
+    can never mistake a new version for the one it holds)."""
+
+    def __init__(self, store: EphemeralStore) -> None:
+        self.store = store
+
+    def read(self) -> object:
+        return self.store.get(KEY)
+
+    def bump(self) -> None:
+        self.store.set(KEY, secrets.token_bytes(12), TOKEN_TTL)
+
+
+class FileVersion:
+    """The token as a file that grows by one byte per change: its size, inode and mtime.
+    A stat is about a microsecond, and every process on the machine sees it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> object:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def bump(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
+
+
+class ConfigCache:
+    """Entries by key, valid while the version read by :meth:`begin` is unchanged, for at
+    most :data:`MAX_AGE` seconds, and never past the expiry a loader gives."""
+
+    def __init__(self, version: ConfigVersion, monotonic: Callable[[], float]) -> None:
+        self.version = version
+        self._monotonic = monotonic
+        self._seen: object = object()  # no version read yet
+        self._generation = 0
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        """Once per request, before any lookup: a new version empties the cache."""
+        current = self.version.read()
+        if current != self._seen:
+            with self._lock:
+                self._entries = {}
+                self._generation += 1
+                self._seen = current
+
+    def get(
+        self,
+        key: Hashable,
+        load: Callable[[], T],
+        until: Callable[[T], float | None] | None = None,
+    ) -> T:
+        """The cached value of ``key``, or ``load()``'s (cached unless it is None).
+        ``until(value)``: a monotonic time after which it must be loaded again, or None."""
+        now = self._monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            value: T = entry[1]
+            return value
+        generation = self._generation
+        value = load()
+        if value is not None:
+            ends = until(value) if until is not None else None
+            expires = now + MAX_AGE if ends is None else min(now + MAX_AGE, ends)
+            with self._lock:
+                if generation == self._generation:  # not emptied while we loaded
+                    self._entries[key] = (expires, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = {}
+            self._generation += 1
+
+
+def version_for(store: EphemeralStore, shared: bool, instance_dir: Path) -> ConfigVersion:
+    """The shared store's token, or with the in-process store a file beside the database."""
+    if shared:
+        return StoreVersion(store)
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    return FileVersion(instance_dir / "config.version")
+
+
+# --- rows as values ---------------------------------------------------------------------
+def values_of(row: Any) -> dict[str, Any]:
+    """A row's column values, to cache (never the row: a row belongs to one session)."""
+    return {a.key: getattr(row, a.key) for a in inspect(type(row)).column_attrs}
+
+
+def detached(cls: type[T], values: dict[str, Any]) -> T:
+    """A fresh detached instance of ``cls`` holding ``values``, as if just loaded: each
+    request gets its own, so no two sessions or threads ever share one."""
+    row = cls(**{k: copy.deepcopy(v) if isinstance(v, dict | list) else v
+                 for k, v in values.items()})  # fmt: skip
+    make_transient_to_detached(row)
+    return row
+
+
+# --- invalidation -------------------------------------------------------------------------
+def _touches_cached(objects: Any) -> bool:
+    return any(getattr(o, "__tablename__", None) in CACHED_TABLES for o in objects)
+
+
+def watch(listen: Callable[[str, Callable[..., None]], None], version: ConfigVersion) -> None:
+    """Bump ``version`` around every commit that writes a cached table. ``listen`` registers
+    a session event (idp.store.db.Database.listen)."""
+
+    def pending(s: Session) -> None:
+        if _touches_cached(chain(s.new, s.dirty, s.deleted)):
+            s.info[_CHANGED] = True
+
+    def flushed(s: Session, _ctx: Any) -> None:
+        pending(s)
+
+    def executed(state: ORMExecuteState) -> None:
+        if state.is_update or state.is_delete or state.is_insert:
+            table = getattr(state.statement, "table", None)
+            if getattr(table, "name", None) in CACHED_TABLES:
+                state.session.info[_CHANGED] = True
+
+    def before_commit(s: Session) -> None:
+        pending(s)
+        if s.info.get(_CHANGED):
+            version.bump()  # an error here rolls the change back
+
+    def after_commit(s: Session) -> None:
+        if s.info.pop(_CHANGED, False):
+            try:
+                version.bump()
+            except EphemeralUnavailable:
+                log.warning("configuration version not bumped after a commit; caches "
+                            "elsewhere catch up within %.0f s", MAX_AGE)  # fmt: skip
+
+    def after_rollback(s: Session) -> None:
+        s.info.pop(_CHANGED, None)
+
+    listen("after_flush", flushed)
+    listen("do_orm_execute", executed)
+    listen("before_commit", before_commit)
+    listen("after_commit", after_commit)
+    listen("after_rollback", after_rollback)
