@@ -155,7 +155,12 @@ def install(target: Flask | Blueprint, render: Renderer) -> None:
     """Render every error raised under ``target`` with ``render`` (one handler per surface)."""
 
     def handle(exc: Exception) -> ResponseReturnValue:
-        return render(as_stepwise(exc))
+        try:
+            return render(as_stepwise(exc))
+        except Exception as failed:  # the answer itself needed storage that is down (a page
+            if not (database_down(failed) or isinstance(failed, EphemeralUnavailable)):
+                raise  # showing the signed-in user, say): the outage page, which needs none
+            return page(as_stepwise(failed))
 
     target.register_error_handler(Exception, handle)
 
