@@ -18,6 +18,7 @@ from idp import clock as clocks
 from idp import config_cache, errors, logs, request_telemetry, security
 from idp.clock import Clock
 from idp.crypto import DataCipher
+from idp.document_cache import DocumentCache
 from idp.ephemeral import connect
 from idp.mfa.delivery import mail_sender, sms_sender
 from idp.services import Services
@@ -127,6 +128,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    # JWKS and discovery answered from memory (inside the telemetry, outside Flask).
+    app.wsgi_app = DocumentCache(app.wsgi_app, svc.config)  # type: ignore[method-assign]
     request_telemetry.install(app)  # request id, latency histogram, access log
     # Outermost: it sees the answer last, after the app has read all the body it will read.
     app.wsgi_app = CloseAfterUnreadBody(app.wsgi_app)  # type: ignore[method-assign]

@@ -108,6 +108,27 @@ class ConfigCache:
                 self._generation += 1
                 self._seen = current
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the cache is emptied: a value loaded under an older generation
+        is not kept (:meth:`put`)."""
+        return self._generation
+
+    def peek(self, key: Hashable) -> Any:
+        """The live value of ``key``, or None."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > self._monotonic() else None
+
+    def put(self, key: Hashable, value: object, generation: int, until: float | None) -> None:
+        """Keep ``value``, loaded under ``generation``, for at most :data:`MAX_AGE` seconds
+        and never past ``until`` (monotonic); dropped if the cache was emptied since."""
+        expires = self._monotonic() + MAX_AGE
+        if until is not None:
+            expires = min(expires, until)
+        with self._lock:
+            if generation == self._generation:
+                self._entries[key] = (expires, value)
+
     def get(
         self,
         key: Hashable,
@@ -116,19 +137,13 @@ class ConfigCache:
     ) -> T:
         """The cached value of ``key``, or ``load()``'s (cached unless it is None).
         ``until(value)``: a monotonic time after which it must be loaded again, or None."""
-        now = self._monotonic()
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > now:
-            value: T = entry[1]
-            return value
+        found: T | None = self.peek(key)
+        if found is not None:
+            return found
         generation = self._generation
         value = load()
         if value is not None:
-            ends = until(value) if until is not None else None
-            expires = now + MAX_AGE if ends is None else min(now + MAX_AGE, ends)
-            with self._lock:
-                if generation == self._generation:  # not emptied while we loaded
-                    self._entries[key] = (expires, value)
+            self.put(key, value, generation, until(value) if until is not None else None)
         return value
 
     def clear(self) -> None:

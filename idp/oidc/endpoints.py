@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from factors.errors import StepwiseError
 from idp import errors
+from idp.document_cache import replayable
 from idp.metrics import TOKENS
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
@@ -59,6 +60,7 @@ def openid_configuration() -> ResponseReturnValue:
         return body.encode(), etag_of(body.encode())
 
     body, etag = services().config.get(("discovery", tenant.id), load)
+    replayable(request.environ)
     return _document(body, etag, "application/json")
 
 
@@ -68,6 +70,8 @@ def jwks() -> ResponseReturnValue:
     with services().db.session() as s:
         ctx = context(s)
         found = ctx.keys.published(s, ctx.tenant, ctx.now, ctx.monotonic)
+    ends = found.changes_at
+    replayable(request.environ, None if ends is None else ctx.monotonic + ends - ctx.now)
     return _document(found.body, found.etag, "application/jwk-set+json")
 
 

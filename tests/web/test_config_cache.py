@@ -177,3 +177,52 @@ def test_each_request_gets_its_own_copy_of_the_tenant(app: Flask, tenant: str) -
         second = load_tenant("acme")
     assert second is not first and second.name == "Acme Inc"
     assert "sms-from-a-bug" not in second.mfa_factors
+
+
+def test_a_replayed_document_is_the_answer_flask_gave(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    """idp.document_cache: a plain GET of a kept document is answered without Flask, with
+    the same headers and bytes; a GET with a cookie or a query string still goes to Flask."""
+    from flask import request_started
+
+    register(app)
+    through_flask: list[str] = []
+
+    def seen(sender: Flask, **_: object) -> None:
+        from flask import request
+
+        through_flask.append(request.path)
+
+    def comparable(headers: dict[str, str]) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in headers.items() if k != "X-Request-Id")
+
+    with request_started.connected_to(seen, app):
+        for path in DOCUMENTS:
+            first = client.get(path)
+            again = client.get(path)
+            assert again.status_code == 200 and again.data == first.data
+            assert comparable(dict(again.headers)) == comparable(dict(first.headers))
+            assert again.headers["X-Request-Id"] != first.headers["X-Request-Id"]
+            client.get(path, query_string={"x": "1"})
+            with_cookie = app.test_client()
+            with_cookie.set_cookie("stepwise_session", "x")
+            with_cookie.get(path)
+    assert through_flask == [p for p in DOCUMENTS for _ in range(3)], through_flask
+
+
+def test_a_retired_key_leaves_the_replayed_jwks_when_its_grace_ends(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    from tests.conftest import later
+
+    register(app)
+    old = {k["kid"] for k in client.get("/t/acme/jwks").get_json()["keys"]}
+    with svc(app).db.session() as s:
+        t = s.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
+        new = keys.rotate(s, svc(app).cipher, t, "RS256", grace=600).kid
+    assert {k["kid"] for k in client.get("/t/acme/jwks").get_json()["keys"]} == old | {new}
+    client.get("/t/acme/jwks")  # replayed now
+    later(app, 601)
+    after = {k["kid"] for k in client.get("/t/acme/jwks").get_json()["keys"]}
+    assert new in after and len(after) == len(old)  # the retired RS256 key is gone
