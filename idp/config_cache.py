@@ -18,7 +18,6 @@ commands run beside the server (SQLite) are seen at once as well.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import secrets
@@ -30,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import ORMExecuteState, Session, make_transient_to_detached
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from idp.ephemeral import EphemeralStore, EphemeralUnavailable
 
@@ -167,10 +167,13 @@ def values_of(row: Any) -> dict[str, Any]:
 
 
 def detached(cls: type[T], values: dict[str, Any]) -> T:
-    """A fresh detached instance of ``cls`` holding ``values``, as if just loaded: each
-    request gets its own, so no two sessions or threads ever share one."""
-    row = cls(**{k: copy.deepcopy(v) if isinstance(v, dict | list) else v
-                 for k, v in values.items()})  # fmt: skip
+    """A fresh detached instance of ``cls`` holding ``values``, as if just loaded (no
+    ``__init__``, no change history): each request gets its own, so no two sessions or
+    threads ever share one. JSON columns hold flat lists and dicts: copied one level."""
+    row: T = manager_of_class(cls).new_instance()
+    row.__dict__.update(
+        {k: v.copy() if isinstance(v, list | dict) else v for k, v in values.items()}
+    )
     make_transient_to_detached(row)
     return row
 
