@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import gc
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idp.services import Services
 from idp.settings import PACKAGE
 from idp.store.migrate import check_schema
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 CONFIG = PACKAGE / "config" / "granian.toml"
+
+
+def worker_app() -> Flask:
+    """The app of one granian worker. Everything built so far (modules, templates, the app)
+    lives as long as the worker: ``gc.freeze`` moves it out of the collector's sight, so a
+    full collection scans only what requests allocate (tens of milliseconds less at p99)."""
+    from idp.app import create_app
+
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool = True) -> None:
@@ -28,7 +44,7 @@ def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool =
     worker = outbox.Supervisor() if outbox_worker and svc.settings.outbox_worker == "on" else None
     try:
         Granian(
-            "idp.app:create_app",
+            "idp.server:worker_app",
             factory=True,
             interface=Interfaces.WSGI,
             address=host,

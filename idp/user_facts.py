@@ -5,22 +5,59 @@ No Flask here: the token endpoint and introspection use it as well as the web pa
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import object_session
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import ORMExecuteState, Session, object_session
 
 from flows.assurance import Reason, token_still_counts
 from flows.policy import MfaApply, Role, UserFacts, policy_level
 from idp.directory import policy_of
 from idp.store.models import BackupCode, Tenant, User
 
+_MEMO = "stepwise.user_facts"  # Session.info key: facts computed since the last write
+
 
 def facts_of(user: User, verifiable: tuple[str, ...] = ()) -> UserFacts:
     """What the authority knows of ``user``. Every enrolled factor counts as held, whether
     the tenant still allows its kind or not; ``verifiable`` names the kinds this deployment
-    can check now (SMS and email need a sender)."""
+    can check now (SMS and email need a sender).
+
+    Computed once per unit of work: the planner asks several times per login POST. The
+    answer is kept in the session until it writes anything (:func:`forget_facts`), and is
+    not used while any row waits to be written."""
+    s = object_session(user)
+    if s is None:
+        return _facts_of(user, verifiable, None)
+    memo: dict[tuple[int, tuple[str, ...]], UserFacts] = s.info.setdefault(_MEMO, {})
+    key = (user.id, verifiable)
+    pending = bool(s.new or s.deleted or s.dirty)
+    found = None if pending else memo.get(key)
+    if found is None:
+        found = _facts_of(user, verifiable, s)
+        if not pending:
+            memo[key] = found
+    return found
+
+
+def forget_facts(s: Session, *_: Any) -> None:
+    """Drop the facts kept in ``s``: it wrote something (a flush, an UPDATE or DELETE)."""
+    s.info.pop(_MEMO, None)
+
+
+def _forget_after_statement(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        forget_facts(state.session)
+
+
+event.listen(Session, "after_flush", forget_facts)
+event.listen(Session, "after_rollback", forget_facts)
+event.listen(Session, "do_orm_execute", _forget_after_statement)
+
+
+def _facts_of(user: User, verifiable: tuple[str, ...], s: Session | None) -> UserFacts:
     kinds = verifiable
     creds = sorted(user.credentials, key=lambda c: (-(c.last_used_at or 0), -c.id))
-    s = object_session(user)
     has_backup = bool(
         s is not None
         and s.scalar(

@@ -28,7 +28,7 @@ from idp.login import flow_store, outcomes
 from idp.oidc import acr, id_token
 from idp.oidc import authorize as authz
 from idp.oidc import claims as scope_claims
-from idp.oidc.clients import find_client
+from idp.oidc.clients import cached_client
 from idp.oidc.context import Context
 from idp.oidc.current import context, issuer_of, request_params
 from idp.oidc.errors import OIDC_ERRORS, LogoutError, OAuthError
@@ -147,7 +147,7 @@ def _flow_request(ctx: Context, client: Client, areq: authz.AuthorizationRequest
 
 def _client(s: Session, ctx: Context, areq: authz.AuthorizationRequest) -> Client:
     """The client, still registered with this redirect URI."""
-    client = find_client(s, ctx.tenant, areq.client_id)
+    client = cached_client(s, ctx.keys.config, ctx.tenant, areq.client_id)
     if client is None or areq.redirect_uri not in client.redirect_uris:
         # Its redirect URI may be gone: never send anything there (RFC 6749 4.1.2.1).
         raise authz.NotRedirectable("The client changed; start again.")
@@ -275,7 +275,9 @@ def end_session() -> ResponseReturnValue:
         client_id = params.get("client_id") or (aud[0] if isinstance(aud, list) else aud)
         if claims and params.get("client_id") and params["client_id"] != claims.get("aud"):
             raise LogoutError("client_id does not match the id_token_hint.")
-        client = find_client(s, ctx.tenant, str(client_id)) if client_id else None
+        client = (
+            cached_client(s, ctx.keys.config, ctx.tenant, str(client_id)) if client_id else None
+        )
         if claims is not None and client is None:
             raise LogoutError("The id_token_hint is not valid.")
         if target and (client is None or target not in client.post_logout_redirect_uris):

@@ -193,6 +193,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
             update(RefreshToken)
             .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
             .values(used_at=ctx.now)
+            .execution_options(synchronize_session=False)  # ``row`` is not read again
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             revoke_grant(ctx, row.grant.gid, "refresh_token_reused")
