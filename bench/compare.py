@@ -47,7 +47,15 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.oidc import CALLBACK, PASSWORD, mint_refresh_tokens
-from testkit.servers import free_port, idp, redis_server, seed, wait_for_port
+from testkit.servers import (
+    create_database,
+    free_port,
+    idp,
+    postgres_server,
+    redis_server,
+    seed,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "perf"  # not "bench": the password policy refuses a password holding its name
@@ -353,6 +361,11 @@ def main() -> None:
         action="store_true",
         help="Stepwise alone: 2 workers on 2 CPUs against 1 on 1 (starts its own redis-server)",
     )
+    ap.add_argument(
+        "--stores",
+        action="store_true",
+        help="Stepwise alone: PostgreSQL + Redis against SQLite + in-process (starts both)",
+    )
     ap.add_argument("--quick", action="store_true", help="allow fewer than 3 rounds (development)")
     args = ap.parse_args()
     if args.rounds < 3 and not args.quick:
@@ -367,6 +380,10 @@ def main() -> None:
         if args.scaling:
             with redis_server(tmp) as url:
                 scaling(args, tmp, url)
+        elif args.stores:
+            with redis_server(tmp) as redis_url, postgres_server() as pg_url:
+                pin_to_cpu1(pg_url, redis_url)
+                stores(args, tmp, create_database(pg_url, "bench_stores"), redis_url)
         else:
             compare(args, tmp)
     finally:
@@ -486,6 +503,60 @@ def report_paced(
 def late(run: Run) -> str:
     """The share of sends more than LATE_MS behind their slot, and the worst lag."""
     return f"{run.late / run.sent:.1%} ({run.lag_max_ms:.0f} ms)" if run.sent else "n/a"
+
+
+def pin_to_cpu1(pg_url: str, redis_url: str) -> None:
+    """PostgreSQL and Redis share CPU 1 with wrk, as they would live on other machines in
+    production: CPU 0 is Stepwise's alone in both configurations. Children forked later
+    (PostgreSQL's backends) inherit the pin."""
+    for port in (urlsplit(pg_url).port, urlsplit(redis_url).port):
+        found = subprocess.run(["pgrep", "-f", f"(-p|port) {port}"], capture_output=True,
+                               text=True).stdout.split()  # fmt: skip
+        for pid in found:
+            subprocess.run(["taskset", "-a", "-c", "-p", "1", pid], capture_output=True)
+
+
+def stores(args: argparse.Namespace, tmp: Path, pg_url: str, redis_url: str) -> None:
+    """Stepwise on SQLite + the in-process store against PostgreSQL + Redis, both one worker
+    on CPU 0, every case, ABAB."""
+    servers: list[Server] = []
+    try:
+        servers.append(start_stepwise(tmp, "SQLite + in-process"))
+        servers.append(start_stepwise(tmp, "PostgreSQL + Redis", postgres=pg_url,
+                                      redis_url=redis_url))  # fmt: skip
+        files = {
+            (s.name, key): script_file(tmp, s, key, text)
+            for s in servers
+            for key, text in scripts(s, tmp, args.connections, args.rounds).items()
+        }
+        cases = ["client_credentials", "refresh_token", "jwks", "discovery"]
+        results: dict[tuple[str, str], list[Run]] = {}
+        for s in servers:
+            for case in ("client_credentials", "jwks", "discovery"):
+                wrk(url_of(s, case), files[(s.name, case)], 1, args.connections)
+        for r in range(args.rounds):
+            for case in cases:
+                for s in servers:
+                    key = f"refresh-{r}" if case == "refresh_token" else case
+                    run = wrk(url_of(s, case), files[(s.name, key)], args.seconds,
+                              args.connections)  # fmt: skip
+                    results.setdefault((case, s.name), []).append(run)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        stop(servers)
+    print(f"\nStores: Stepwise idp serve --workers 1 on CPU 0, SQLite + in-process store against "
+          f"PostgreSQL + Redis (both pinned to CPU 1 with wrk -t1 -c{args.connections}); "
+          f"{args.rounds} rounds ABAB of {args.seconds:g} s; median of rounds\n")  # fmt: skip
+    print("| case | SQLite + in-process req/s | PostgreSQL + Redis req/s | ratio | "
+          "p50/p99 ms SQLite | p50/p99 ms PG + Redis | spread SQLite | spread PG + Redis | "
+          "non-2xx |")  # fmt: skip
+    print("|---" * 9 + "|")
+    for case in cases:
+        a, b = results[(case, servers[0].name)], results[(case, servers[1].name)]
+        ra, rb = (statistics.median(x.rate for x in runs) for runs in (a, b))
+        print(f"| {case} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.2f} | {lat(a)} | {lat(b)} | "
+              f"{spread(a)} | {spread(b)} | {sum(x.bad for x in a)} / "
+              f"{sum(x.bad for x in b)} |")  # fmt: skip
 
 
 def scaling(args: argparse.Namespace, tmp: Path, redis_url: str) -> None:

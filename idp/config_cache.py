@@ -44,7 +44,10 @@ _CHANGED = "stepwise.config_changed"
 
 
 class ConfigVersion(Protocol):
-    """A value that changes whenever cached configuration may have changed."""
+    """A value that changes whenever cached configuration may have changed. ``remote``:
+    reading it is a network round trip."""
+
+    remote: bool
 
     def read(self) -> object: ...
 
@@ -54,6 +57,8 @@ class ConfigVersion(Protocol):
 class StoreVersion:
     """The token in the shared store: a random value (never an old one again, so a reader
     can never mistake a new version for the one it holds)."""
+
+    remote = True
 
     def __init__(self, store: EphemeralStore) -> None:
         self.store = store
@@ -68,6 +73,8 @@ class StoreVersion:
 class FileVersion:
     """The token as a file that grows by one byte per change: its size, inode and mtime.
     A stat is about a microsecond, and every process on the machine sees it."""
+
+    remote = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,12 +102,19 @@ class ConfigCache:
         self.version = version
         self._monotonic = monotonic
         self._seen: object = object()  # no version read yet
+        self._read_at = float("-inf")
         self._generation = 0
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def begin(self) -> None:
-        """Once per request, before any lookup: a new version empties the cache."""
+    def begin(self, within: float = 0.0) -> None:
+        """Once per request, before any lookup: a new version empties the cache. ``within``:
+        skip a remote read if the version was read less than that many seconds ago (only for
+        public documents, which may lag a second; never for tenants, clients or policy)."""
+        now = self._monotonic()
+        if within and self.version.remote and now - self._read_at < within:
+            return
+        self._read_at = now
         current = self.version.read()
         if current != self._seen:
             with self._lock:

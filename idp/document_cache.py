@@ -3,13 +3,14 @@ document, which relying parties and resource servers fetch far more often than t
 
 The first GET of a document goes through Flask as usual. A view that may be replayed says so
 (:func:`replayable`), and this middleware keeps the answer it gave (status 200, every header
-the app set, the body) in the configuration cache (idp.config_cache), so it stays valid
-exactly as long as the document does: until any configuration changes anywhere, or until the
-time the view gives (a retired key leaving the JWKS). Later plain GETs (no query string, no
-cookie, no conditional header) get those same headers and bytes without a request context;
-everything else, a 304 included, goes to Flask. The answer is the same by construction, since
-it is the one Flask gave. The request id, the latency histogram and the access log still
-apply: this sits inside idp.request_telemetry.
+the app set, the body) in the configuration cache (idp.config_cache), so it stays valid as
+long as the document does: until any configuration changes anywhere (seen within
+:data:`LAG`: the version is read at most once a second here, one Redis round trip saved per
+request), or until the time the view gives (a retired key leaving the JWKS). Later plain
+GETs (no query string, no cookie, no conditional header) get those same headers and bytes
+without a request context; everything else, a 304 included, goes to Flask. The answer is the
+same by construction, since it is the one Flask gave. The request id, the latency histogram
+and the access log still apply: this sits inside idp.request_telemetry.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DOCUMENT = re.compile(
     r"/t/[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?/(?:jwks|\.well-known/openid-configuration)"
 )
 REPLAY = "stepwise.replay_until"  # environ key: the view allows a replay, until this time
+LAG = 1.0  # seconds a replayed document may trail a change made on another node
 VARIES = ("HTTP_COOKIE", "QUERY_STRING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")
 
 
@@ -62,7 +64,7 @@ class DocumentCache:
             or not DOCUMENT.fullmatch(path)
         ):
             return self.app(environ, start_response)
-        self.config.begin()
+        self.config.begin(within=LAG)
         kept: Kept | None = self.config.peek(("answer", path))
         if kept is not None:
             facts = logs.CURRENT.get()

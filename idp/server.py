@@ -39,6 +39,12 @@ def run(svc: Services, host: str, port: int, workers: int, outbox_worker: bool =
 
     check_schema(svc.db.engine)
     options: dict[str, Any] = tomllib.loads(CONFIG.read_text())
+    # One WSGI thread per worker on SQLite and the in-process store (CPU only: more threads
+    # only take turns on the GIL); with PostgreSQL or Redis, a second thread works while the
+    # first waits on the network (bench/compare.py --stores).
+    options.setdefault(
+        "blocking_threads", 1 if svc.db.is_sqlite and not svc.settings.shared_store else 2
+    )
     # Every worker writes its samples under one directory, which /metrics adds up.
     metrics_setup.prepare_multiprocess_dir(svc.settings)
     worker = outbox.Supervisor() if outbox_worker and svc.settings.outbox_worker == "on" else None

@@ -226,3 +226,24 @@ def test_a_retired_key_leaves_the_replayed_jwks_when_its_grace_ends(
     later(app, 601)
     after = {k["kid"] for k in client.get("/t/acme/jwks").get_json()["keys"]}
     assert new in after and len(after) == len(old)  # the retired RS256 key is gone
+
+
+def test_documents_read_a_remote_version_at_most_once_a_second() -> None:
+    """idp.document_cache saves a Redis round trip per request: a replayed document may
+    trail a change by up to a second. Tenant, client and policy lookups never skip."""
+    from idp.ephemeral.memory import MemoryStore
+
+    now = [0.0]
+    version = StoreVersion(MemoryStore(lambda: now[0]))
+    cache = ConfigCache(version, lambda: now[0])
+    cache.begin()
+    cache.get("doc", lambda: "old")
+    version.bump()
+    cache.begin(within=1.0)
+    assert cache.get("doc", lambda: "new") == "old"  # within the second: not read
+    now[0] = 1.0
+    cache.begin(within=1.0)
+    assert cache.get("doc", lambda: "new") == "new"
+    version.bump()
+    cache.begin()  # a request's own lookup: always read
+    assert cache.get("doc", lambda: "newer") == "newer"
