@@ -50,12 +50,13 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     db = Database.for_settings(settings)
     store = connect(settings, clock.monotonic)
     version = config_cache.version_for(store, settings.shared_store, settings.instance_dir)
-    config_cache.watch(db.listen, version)
+    config = config_cache.ConfigCache(version, clock.monotonic)
+    config_cache.watch(db.listen, version, config)
     return Services(
         settings=settings,
         db=db,
         store=store,
-        config=config_cache.ConfigCache(version, clock.monotonic),
+        config=config,
         passwords=PasswordFactor(
             Argon2Params(
                 settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism

@@ -95,6 +95,14 @@ def serve(host: str, port: int, workers: int | None, no_worker: bool) -> None:
     run(svc, host, port, workers or (os.cpu_count() or 1), outbox_worker=not no_worker)
 
 
+@cli.command("reload-config")
+def reload_config() -> None:
+    """Make every node read tenants, clients and keys from the database again: after a change
+    made outside idp (psql, a restore). Changes made through idp apply at once anyway."""
+    _services().config.version.bump()
+    click.echo("configuration caches emptied on every node")
+
+
 @cli.command()
 def worker() -> None:
     """Deliver queued notifications (security emails and SMS) until stopped (SIGTERM)."""

@@ -23,6 +23,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -106,6 +107,9 @@ class ConfigCache:
         self._generation = 0
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        # The generation this request (context) saw at its begin(): what it loads is kept
+        # only if nothing emptied the cache since, whatever snapshot its transaction reads.
+        self._began: ContextVar[int | None] = ContextVar(f"config_cache_{id(self)}", default=None)
 
     def begin(self, within: float = 0.0) -> None:
         """Once per request, before any lookup: a new version empties the cache. ``within``:
@@ -113,20 +117,23 @@ class ConfigCache:
         public documents, which may lag a second; never for tenants, clients or policy)."""
         now = self._monotonic()
         if within and self.version.remote and now - self._read_at < within:
+            self._began.set(self._generation)
             return
         self._read_at = now
         current = self.version.read()
-        if current != self._seen:
-            with self._lock:
+        with self._lock:
+            if current != self._seen:
                 self._entries = {}
                 self._generation += 1
                 self._seen = current
+            self._began.set(self._generation)
 
     @property
     def generation(self) -> int:
         """Changes whenever the cache is emptied: a value loaded under an older generation
-        is not kept (:meth:`put`)."""
-        return self._generation
+        is not kept (:meth:`put`). This request's, from its :meth:`begin`, if it began."""
+        began = self._began.get()
+        return self._generation if began is None else began
 
     def peek(self, key: Hashable) -> Any:
         """The live value of ``key``, or None."""
@@ -154,7 +161,8 @@ class ConfigCache:
         found: T | None = self.peek(key)
         if found is not None:
             return found
-        generation = self._generation
+        began = self._began.get()
+        generation = self._generation if began is None else began
         value = load()
         if value is not None:
             self.put(key, value, generation, until(value) if until is not None else None)
@@ -197,9 +205,14 @@ def _touches_cached(objects: Any) -> bool:
     return any(getattr(o, "__tablename__", None) in CACHED_TABLES for o in objects)
 
 
-def watch(listen: Callable[[str, Callable[..., None]], None], version: ConfigVersion) -> None:
+def watch(
+    listen: Callable[[str, Callable[..., None]], None],
+    version: ConfigVersion,
+    local: ConfigCache | None = None,
+) -> None:
     """Bump ``version`` around every commit that writes a cached table. ``listen`` registers
-    a session event (idp.store.db.Database.listen)."""
+    a session event (idp.store.db.Database.listen). A rollback of such a write empties
+    ``local``, this process's cache, which may have loaded the uncommitted rows."""
 
     def pending(s: Session) -> None:
         if _touches_cached(chain(s.new, s.dirty, s.deleted)):
@@ -228,7 +241,8 @@ def watch(listen: Callable[[str, Callable[..., None]], None], version: ConfigVer
                             "elsewhere catch up within %.0f s", MAX_AGE)  # fmt: skip
 
     def after_rollback(s: Session) -> None:
-        s.info.pop(_CHANGED, None)
+        if s.info.pop(_CHANGED, False) and local is not None:
+            local.clear()
 
     listen("after_flush", flushed)
     listen("do_orm_execute", executed)

@@ -91,7 +91,8 @@ class DocumentCache:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        headers: list[tuple[str, str]] = answer["headers"]
+        # Date is the server's to add to each answer (granian does), never a kept one.
+        headers = [(k, v) for k, v in answer["headers"] if k.lower() != "date"]
         if not any(k.lower() == "set-cookie" for k, _ in headers):
             facts = logs.CURRENT.get()
             route, tenant = (facts.route, facts.tenant) if facts is not None else (None, None)

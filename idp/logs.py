@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
-import random
 import re
 import sys
 from contextvars import ContextVar
@@ -53,7 +53,7 @@ def request_id(given: str | None) -> str:
     so that it cannot forge or break a log line), else a new random one."""
     if given and _SANE_ID.fullmatch(given):
         return given
-    return f"{random.getrandbits(128):032x}"  # not a secret: the fast generator will do
+    return os.urandom(16).hex()  # unpredictable: echoed to every client
 
 
 class RequestFields(logging.Filter):

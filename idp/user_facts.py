@@ -52,6 +52,7 @@ def _forget_after_statement(state: ORMExecuteState) -> None:
 
 event.listen(Session, "after_flush", forget_facts)
 event.listen(Session, "after_rollback", forget_facts)
+event.listen(Session, "after_commit", forget_facts)
 event.listen(Session, "do_orm_execute", _forget_after_statement)
 
 

@@ -26,7 +26,7 @@ from idp.login.guard import reauthenticate, reauthenticated
 from idp.security import form_fields
 from idp.services import services
 from idp.sessions import ServerSession
-from idp.store.models import User
+from idp.store.models import Tenant, User
 from idp.tenancy import current_tenant
 from idp.throttle_counted import CountedThrottle
 
@@ -76,7 +76,7 @@ def _check_current(s: Session, user: User, typed: str) -> str | None:
         svc.passwords.verify(user.password_hash, typed)
     except InvalidCredentials:
         if attempt.failed():
-            set_status(s, s.merge(tenant), user, "locked")
+            set_status(s, s.get_one(Tenant, tenant.id), user, "locked")
         audit(s, tenant, "user.password_change_failed", actor=user.id, subject=user.id, ip=ip,
               reason="wrong current password")  # fmt: skip
         return WRONG
@@ -100,11 +100,12 @@ def change_password() -> ResponseReturnValue:
             if new != fields["confirmation"]:
                 raise WeakSecret("The two new passwords differ. Type the same password twice.")
             second = assurance.user_facts(user).has_second_factor
-            passwords.check_new(s.merge(tenant), new, username=user.username, email=user.email,
+            fresh = s.get_one(Tenant, tenant.id)  # never the cached copy (idp.config_cache)
+            passwords.check_new(fresh, new, username=user.username, email=user.email,
                                 has_second_factor=second)  # fmt: skip
         except WeakSecret as exc:
             return _page(s, user, 400, message=str(exc))
-        ended = password_changes.change(s, svc, s.merge(tenant), user, new,
+        ended = password_changes.change(s, svc, s.get_one(Tenant, tenant.id), user, new,
                                         keep_sid=session["sid"], now=now,
                                         ip=request.remote_addr)  # fmt: skip
         assert isinstance(session, ServerSession)

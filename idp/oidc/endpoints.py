@@ -81,6 +81,7 @@ def _document(body: bytes, etag: str, mimetype: str) -> Response:
     resp.headers["Cache-Control"] = "public, max-age=300"
     resp.set_etag(etag)
     resp.make_conditional(request)  # 304 in place when the client holds this version
+    resp.headers.pop("Date", None)  # the server's, per answer (make_conditional set one)
     return resp
 
 

@@ -20,7 +20,7 @@ from idp.ephemeral.redis_store import RedisStore
 from idp.oidc import keys
 from idp.store.db import Database
 from idp.store.migrate import upgrade
-from idp.store.models import Tenant
+from idp.store.models import Client, Tenant
 from testkit.servers import free_port
 from tests.cli_support import idp
 from tests.conftest import svc
@@ -247,3 +247,86 @@ def test_documents_read_a_remote_version_at_most_once_a_second() -> None:
     version.bump()
     cache.begin()  # a request's own lookup: always read
     assert cache.get("doc", lambda: "newer") == "newer"
+
+
+def test_a_stale_cached_tenant_is_never_written_back(app: Flask, tenant: str) -> None:
+    """A request's copy of the tenant may trail a change (a lost bump, a write the cache did
+    not see). Writing through it must not undo that change: a password change, a wrong
+    current password (the lock) and a reset used to merge the copy over the row."""
+    from tests.password_support import change
+    from tests.web.test_password_change import signed_in
+
+    client = signed_in(app, tenant)
+    assert client.get("/t/acme/account").status_code == 200  # the tenant is cached now
+    with svc(app).db.engine.begin() as conn:  # a write the configuration cache cannot see
+        conn.execute(
+            update(Tenant).where(Tenant.slug == "acme").values(mfa_mode="required", remember_days=9)
+        )
+    change(client, "correct horse battery", "a brand new passphrase")
+    with svc(app).db.session() as s:
+        row = s.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
+        assert (row.mfa_mode, row.remember_days) == ("required", 9)
+
+
+def test_no_module_merges_a_row_into_a_session() -> None:
+    """``Session.merge`` copies every loaded attribute of the given object onto the row, so
+    merging a cached copy writes its stale values back. Rows are read afresh instead
+    (idp.tenancy.tenant_in, ``s.get``)."""
+    root = Path(__file__).resolve().parents[2] / "idp"
+    merging = [str(p.relative_to(root)) for p in root.rglob("*.py") if ".merge(" in p.read_text()]
+    assert merging == []
+
+
+def test_a_request_that_began_before_a_change_does_not_keep_what_it_loads(
+    tmp_path: Path,
+) -> None:
+    """A request whose transaction reads an older snapshot may load the old row after
+    another request saw the change and emptied the cache: it may use it (it began before the
+    change), but it must not keep it for everyone else (the review of issue 17)."""
+    import contextvars
+
+    version = FileVersion(tmp_path / "config.version")
+    cache = ConfigCache(version, lambda: 0.0)
+    early = contextvars.copy_context()
+    early.run(cache.begin)
+    version.bump()  # a client's secret rotated and committed
+    later_request = contextvars.copy_context()
+    later_request.run(cache.begin)
+    assert early.run(cache.get, "client", lambda: "old secret") == "old secret"
+    assert later_request.run(cache.get, "client", lambda: "new secret") == "new secret"
+
+
+def test_a_rolled_back_write_empties_this_process_cache(app: Flask, tenant: str) -> None:
+    """What a transaction flushed may have been loaded into the cache by that transaction;
+    when it rolls back, the cache forgets it."""
+    config = svc(app).config
+    config.begin()
+    config.get(("tenant", "acme"), lambda: {"name": "kept"})
+    with pytest.raises(RuntimeError), svc(app).db.session() as s:
+        s.scalars(select(Tenant)).one().name = "never committed"
+        s.flush()
+        raise RuntimeError("rolled back")
+    assert config.peek(("tenant", "acme")) is None
+
+
+def test_a_kept_answer_has_no_date_of_its_own(app: Flask, client: FlaskClient, tenant: str) -> None:
+    register(app)
+    client.get("/t/acme/jwks")
+    kept = svc(app).config.peek(("answer", "/t/acme/jwks"))
+    assert kept is not None and kept.body and "date" not in {k.lower() for k, _ in kept.headers}
+
+
+def test_reload_config_makes_a_change_made_outside_idp_apply(app: Flask, tenant: str) -> None:
+    """An operator who edits the database with psql (say, a leaked client's secret) runs
+    ``idp reload-config``: every node reads it again."""
+    rp = register(app)
+    client = app.test_client()
+    assert client_credentials(client, rp) == 200  # cached
+    with svc(app).db.engine.begin() as conn:  # outside idp: nothing bumps the version
+        conn.execute(update(Client).where(Client.client_id == rp.client_id)
+                     .values(secret_hash="0" * 64))  # fmt: skip
+    assert client_credentials(client, rp) == 200  # still the cached row, for up to MAX_AGE
+    env = {"IDP_ENV": "development", "IDP_INSTANCE_PATH": app.instance_path}
+    reloaded = idp(env, "reload-config")
+    assert reloaded.returncode == 0 and "emptied" in reloaded.stdout
+    assert client_credentials(client, rp) == 401

@@ -44,7 +44,7 @@ def continue_logout(s: Session, tenant: Tenant) -> ResponseReturnValue:
     """Ask the next SP of the session to log out, or finish: end the session and answer."""
     state = dict(session.get("slo") or {})
     pending = list(state.get("pending", []))
-    ours = signer(s, s.merge(tenant))
+    ours = signer(s, s.get_one(Tenant, tenant.id))
     entries = {e["sp"]: e for e in session.get("saml_sps", [])}
     while pending:
         sp = find_sp(s, tenant, pending.pop(0))
@@ -81,4 +81,6 @@ def _answer(
     if endpoint is None:
         return render_template("login/signed_out.html", tenant=tenant)
     xml = logout.build_response(entity_id(tenant), endpoint[1], request_id, clock.now())
-    return send_logout(endpoint, "SAMLResponse", xml, relay, signer(s, s.merge(tenant)), sp.name)
+    return send_logout(
+        endpoint, "SAMLResponse", xml, relay, signer(s, s.get_one(Tenant, tenant.id)), sp.name
+    )
