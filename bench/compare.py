@@ -364,20 +364,26 @@ def main() -> None:
     ap.add_argument(
         "--stores",
         action="store_true",
-        help="Stepwise alone: PostgreSQL + Redis against SQLite + in-process (starts both)",
+        help="Stepwise alone: PostgreSQL + Redis against SQLite + in-process (starts both); "
+        "with --scaling, scaling on PostgreSQL",
     )
     ap.add_argument("--quick", action="store_true", help="allow fewer than 3 rounds (development)")
     args = ap.parse_args()
     if args.rounds < 3 and not args.quick:
         ap.error("at least 3 rounds (ABAB)")
     if args.scaling and (args.postgres or args.redis):
-        ap.error("--scaling runs two SQLite instances on a redis-server of its own")
+        ap.error("--scaling starts its own redis-server (and with --stores its own PostgreSQL)")
     if args.quick:
         print("--quick: a development run, not a measurement", file=sys.stderr)
 
     tmp = Path(tempfile.mkdtemp(prefix="stepwise-compare-"))
     try:
-        if args.scaling:
+        if args.scaling and args.stores:
+            with redis_server(tmp) as url, postgres_server() as pg_url:
+                pin_to_cpu1(pg_url, url)
+                pgs = (create_database(pg_url, "bench_one"), create_database(pg_url, "bench_two"))
+                scaling(args, tmp, url, pgs)
+        elif args.scaling:
             with redis_server(tmp) as url:
                 scaling(args, tmp, url)
         elif args.stores:
@@ -559,14 +565,19 @@ def stores(args: argparse.Namespace, tmp: Path, pg_url: str, redis_url: str) -> 
               f"{sum(x.bad for x in b)} |")  # fmt: skip
 
 
-def scaling(args: argparse.Namespace, tmp: Path, redis_url: str) -> None:
-    """Stepwise alone: 2 workers on CPUs 0-1 against 1 worker on CPU 0, token grants, ABAB."""
+def scaling(
+    args: argparse.Namespace, tmp: Path, redis_url: str, pgs: tuple[str, str] | None = None
+) -> None:
+    """Stepwise alone: 2 workers on CPUs 0-1 against 1 worker on CPU 0, token grants, ABAB;
+    on SQLite each, or with ``pgs`` a PostgreSQL database each."""
     servers: list[Server] = []
     try:
         db = redis_url.rsplit("/", 1)[0]
-        servers.append(start_stepwise(tmp, "Stepwise 1 worker", redis_url=f"{db}/1"))
+        one, two = pgs or (None, None)
+        servers.append(start_stepwise(tmp, "Stepwise 1 worker", redis_url=f"{db}/1",
+                                      postgres=one))  # fmt: skip
         servers.append(start_stepwise(tmp, "Stepwise 2 workers", redis_url=f"{db}/2",
-                                      workers=2, cpus="0,1"))  # fmt: skip
+                                      workers=2, cpus="0,1", postgres=two))  # fmt: skip
         files = {
             (s.name, key): script_file(tmp, s, key, text)
             for s in servers
@@ -592,6 +603,9 @@ def scaling(args: argparse.Namespace, tmp: Path, redis_url: str) -> None:
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         stop(servers)
+    if pgs:
+        print("\nBoth on PostgreSQL (a database each; the cluster pinned to CPU 1, so with 2 "
+              "workers it shares a core with one of them) instead of SQLite.")  # fmt: skip
     report_scaling(args, cases, servers, results, redis_url)
 
 
