@@ -399,6 +399,28 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def saturation_rounds(
+    args: argparse.Namespace,
+    servers: list[Server],
+    files: dict[tuple[str, str], Path | None],
+    cases: list[str],
+) -> dict[tuple[str, str], list[Run]]:
+    """A warm-up, then ``args.rounds`` rounds in which every case runs against every server
+    in turn (ABAB); each case's runs by (case, server name)."""
+    results: dict[tuple[str, str], list[Run]] = {}
+    for s in servers:  # warm-up: JIT, caches, connection pools
+        for case in ("client_credentials", "jwks", "discovery"):
+            wrk(url_of(s, case), files[(s.name, case)], 1, args.connections)
+    for r in range(args.rounds):
+        for case in cases:
+            for s in servers:
+                key = f"refresh-{r}" if case == "refresh_token" else case
+                run = wrk(url_of(s, case), files[(s.name, key)], args.seconds, args.connections)
+                results.setdefault((case, s.name), []).append(run)
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    return results
+
+
 def compare(args: argparse.Namespace, tmp: Path) -> None:
     """Stepwise and the peer: the saturation rounds, then one paced run per case and server."""
     servers: list[Server] = []
@@ -415,18 +437,7 @@ def compare(args: argparse.Namespace, tmp: Path) -> None:
             for key, text in lua[s.name].items()
         }
         cases = ["client_credentials", "refresh_token", "jwks", "discovery"]
-        results: dict[tuple[str, str], list[Run]] = {}
-        for s in servers:  # warm-up: JIT, caches, connection pools
-            for case in ("client_credentials", "jwks", "discovery"):
-                wrk(url_of(s, case), files[(s.name, case)], 1, args.connections)
-        for r in range(args.rounds):
-            for case in cases:
-                for s in servers:
-                    key = f"refresh-{r}" if case == "refresh_token" else case
-                    run = wrk(url_of(s, case), files[(s.name, key)], args.seconds,
-                              args.connections)  # fmt: skip
-                    results.setdefault((case, s.name), []).append(run)
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        results = saturation_rounds(args, servers, files, cases)
         paced: dict[tuple[str, str], tuple[float, Run]] = {}
         for case in cases:
             for s in servers:
@@ -546,18 +557,7 @@ def stores(args: argparse.Namespace, tmp: Path, pg_url: str, redis_url: str) -> 
             for key, text in scripts(s, tmp, args.connections, args.rounds).items()
         }
         cases = ["client_credentials", "refresh_token", "jwks", "discovery"]
-        results: dict[tuple[str, str], list[Run]] = {}
-        for s in servers:
-            for case in ("client_credentials", "jwks", "discovery"):
-                wrk(url_of(s, case), files[(s.name, case)], 1, args.connections)
-        for r in range(args.rounds):
-            for case in cases:
-                for s in servers:
-                    key = f"refresh-{r}" if case == "refresh_token" else case
-                    run = wrk(url_of(s, case), files[(s.name, key)], args.seconds,
-                              args.connections)  # fmt: skip
-                    results.setdefault((case, s.name), []).append(run)
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        results = saturation_rounds(args, servers, files, cases)
     finally:
         stop(servers)
     print(f"\nStores: Stepwise idp serve --workers 1 on CPU 0, SQLite + in-process store against "
