@@ -49,10 +49,6 @@ class Context:
     def verifier(self) -> KeySet:
         return self.keys.verifier(self.s, self.tenant, self.now, self.monotonic)
 
-    def jwks(self) -> dict[str, Any]:
-        """The published JWK Set (RFC 7517 section 5)."""
-        return self.keys.jwks(self.s, self.tenant, self.now, self.monotonic)
-
     def acr_levels(self) -> dict[str, int]:
         return acr.table(self.tenant.acr_levels)
 

@@ -7,8 +7,6 @@ JWKS for ``grace`` seconds, longer than any token it signed can live.
 
 from __future__ import annotations
 
-from typing import Any
-
 from joserfc.jwk import ECKey, KeyParameters, RSAKey
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -120,11 +118,6 @@ def published(s: Session, tenant: Tenant, at: int) -> list[SigningKey]:
             .order_by(SigningKey.id)
         )
     )
-
-
-def jwks(s: Session, tenant: Tenant, at: int) -> dict[str, Any]:
-    """The JWK Set document (RFC 7517 section 5)."""
-    return {"keys": [k.public_jwk for k in published(s, tenant, at)]}
 
 
 def private_key(cipher: DataCipher, tenant: Tenant, row: SigningKey) -> Key:

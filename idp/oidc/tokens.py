@@ -111,9 +111,6 @@ class KeyCache:
 
         return self.config.get(("jwks", tenant.id), load, until)
 
-    def jwks(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> dict[str, Any]:
-        return self.published(s, tenant, now, monotonic).document
-
     def verifier(self, s: Session, tenant: Tenant, now: int, monotonic: float) -> KeySet:
         """The published keys, to verify tokens with (InvalidToken when there are none)."""
         keyset = self.published(s, tenant, now, monotonic).keyset
