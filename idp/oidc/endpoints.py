@@ -29,7 +29,6 @@ from idp.oidc.errors import OAuthError
 from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.resources import BearerError
-from idp.oidc.tokens import etag_of
 from idp.services import services
 from idp.tenancy import current_tenant, tenant_blueprint
 
@@ -55,13 +54,13 @@ def openid_configuration() -> ResponseReturnValue:
     configuration version (idp.config_cache)."""
     tenant = current_tenant()
 
-    def load() -> tuple[bytes, str]:
-        body = json.dumps(discovery.document(issuer_of(tenant), acr.table(tenant.acr_levels)))
-        return body.encode(), etag_of(body.encode())
+    def load() -> bytes:
+        document = discovery.document(issuer_of(tenant), acr.table(tenant.acr_levels))
+        return json.dumps(document).encode()
 
-    body, etag = services().config.get(("discovery", tenant.id), load)
+    body = services().config.get(("discovery", tenant.id), load)
     replayable(request.environ)
-    return _document(body, etag, "application/json")
+    return _document(body, "application/json")
 
 
 @bp.get("/jwks")
@@ -72,14 +71,14 @@ def jwks() -> ResponseReturnValue:
         found = ctx.keys.published(s, ctx.tenant, ctx.now, ctx.monotonic)
     ends = found.changes_at
     replayable(request.environ, None if ends is None else ctx.monotonic + ends - ctx.now)
-    return _document(found.body, found.etag, "application/jwk-set+json")
+    return _document(found.body, "application/jwk-set+json")
 
 
-def _document(body: bytes, etag: str, mimetype: str) -> Response:
+def _document(body: bytes, mimetype: str) -> Response:
     """A public, cacheable document with a strong ETag; ``If-None-Match`` gets a 304."""
     resp = Response(body, mimetype=mimetype)
     resp.headers["Cache-Control"] = "public, max-age=300"
-    resp.set_etag(etag)
+    resp.add_etag()  # strong, over the body (werkzeug)
     resp.make_conditional(request)  # 304 in place when the client holds this version
     resp.headers.pop("Date", None)  # the server's, per answer (make_conditional set one)
     return resp

@@ -52,11 +52,10 @@ class Signer:
 
 @dataclass(frozen=True)
 class Published:
-    """The published JWK Set (RFC 7517 section 5), serialised once, with its ETag."""
+    """The published JWK Set (RFC 7517 section 5), serialised once."""
 
     document: dict[str, Any]
     body: bytes
-    etag: str
     keyset: KeySet | None  # None: a tenant made without keys, nothing it could have signed
     changes_at: int | None  # when the first retired key leaves the set (epoch seconds)
 
@@ -104,7 +103,7 @@ class KeyCache:
             body = json.dumps(document, separators=(",", ":")).encode()
             keyset = KeySet.import_key_set(document) if rows else None  # type: ignore[arg-type]
             ends = [r.publish_until for r in rows if not r.active and r.publish_until]
-            return Published(document, body, etag_of(body), keyset, min(ends, default=None))
+            return Published(document, body, keyset, min(ends, default=None))
 
         def until(found: Published) -> float | None:
             return None if found.changes_at is None else monotonic + found.changes_at - now
@@ -117,11 +116,6 @@ class KeyCache:
         if keyset is None:
             raise InvalidToken("the tenant has no signing keys")
         return keyset
-
-
-def etag_of(body: bytes) -> str:
-    """A strong ETag for a serialised document (RFC 9110 8.8.3)."""
-    return base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
 
 
 def sign(signer: Signer, claims: dict[str, Any], typ: str = "JWT") -> str:
