@@ -37,6 +37,7 @@ from idp.ephemeral import EphemeralStore, EphemeralUnavailable
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")  # a mapped class
 CACHED_TABLES = frozenset({"tenants", "clients", "signing_keys", "saml_sps", "saml_keys"})
 KEY = "config-version"
 TOKEN_TTL = 90 * 24 * 3600  # renewed by every bump; an expired token only costs one reload
@@ -167,6 +168,17 @@ class ConfigCache:
         if value is not None:
             self.put(key, value, generation, until(value) if until is not None else None)
         return value
+
+    def row(self, key: Hashable, cls: type[R], find: Callable[[], R | None]) -> R | None:
+        """The row ``find`` returns (None: there is none, and nothing is cached), kept as its
+        column values and handed out as the caller's own detached copy (:func:`detached`)."""
+
+        def load() -> dict[str, Any] | None:
+            found = find()
+            return values_of(found) if found is not None else None
+
+        values = self.get(key, load)
+        return detached(cls, values) if values is not None else None
 
     def clear(self) -> None:
         with self._lock:

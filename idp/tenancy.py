@@ -8,7 +8,6 @@ from flask import Blueprint, g
 from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter
 
-from idp.config_cache import detached, values_of
 from idp.directory import get_tenant
 from idp.errors import NotFound
 from idp.services import services
@@ -42,15 +41,14 @@ def load_tenant(slug: str) -> Tenant:
     svc = services()
     svc.config.begin()
 
-    def load() -> dict[str, Any] | None:
+    def find() -> Tenant | None:
         with svc.db.session() as s:
-            row = get_tenant(s, slug)
-            return values_of(row) if row is not None else None
+            return get_tenant(s, slug)
 
-    values = svc.config.get(("tenant", slug), load)
-    if values is None:
+    tenant = svc.config.row(("tenant", slug), Tenant, find)
+    if tenant is None:
         raise NotFound("There is no such tenant.")
-    return detached(Tenant, values)
+    return tenant
 
 
 def tenant_in(s: Session) -> Tenant:

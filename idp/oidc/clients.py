@@ -20,7 +20,7 @@ from authlib.oauth2 import rfc6749
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from idp.config_cache import ConfigCache, detached, values_of
+from idp.config_cache import ConfigCache
 from idp.directory import Actor, DirectoryError, audit, now
 from idp.oidc import acr
 from idp.oidc import claims as scope_claims
@@ -322,13 +322,8 @@ def find_client(s: Session, tenant: Tenant, client_id: str) -> Client | None:
 def cached_client(s: Session, config: ConfigCache, tenant: Tenant, client_id: str) -> Client | None:
     """The client as :func:`find_client` finds it, from the configuration cache: a detached
     copy of its own for this request, to read (idp.config_cache)."""
-
-    def load() -> dict[str, Any] | None:
-        row = find_client(s, tenant, client_id)
-        return values_of(row) if row is not None else None
-
-    values = config.get(("client", tenant.id, client_id), load)
-    return detached(Client, values) if values is not None else None
+    return config.row(("client", tenant.id, client_id), Client,
+                      lambda: find_client(s, tenant, client_id))  # fmt: skip
 
 
 def require_client(s: Session, tenant: Tenant, client_id: str) -> Client:
