@@ -473,12 +473,7 @@ def report(
     head = "| case | Stepwise req/s | peer req/s | ratio | Stepwise p50/p99 ms | peer p50/p99 ms |"
     print(head + " spread Stepwise | spread peer | non-2xx |")
     print("|---" * 9 + "|")
-    for case in cases:
-        a, b = results[(case, servers[0].name)], results[(case, servers[1].name)]
-        ra, rb = (statistics.median(x.rate for x in runs) for runs in (a, b))
-        print(f"| {case} | {ra:,.0f} | {rb:,.0f} | {ra / rb:.2f} | "
-              f"{lat(a)} | {lat(b)} | {spread(a)} | {spread(b)} | "
-              f"{sum(x.bad for x in a)} / {sum(x.bad for x in b)} |")  # fmt: skip
+    pair_rows(cases, servers, results, second_over_first=False)
     if any(x.bad for runs in results.values() for x in runs):
         print("\nWARNING: some requests failed (non-2xx column): those rates are not comparable")
 
@@ -567,12 +562,7 @@ def stores(args: argparse.Namespace, tmp: Path, pg_url: str, redis_url: str) -> 
           "p50/p99 ms SQLite | p50/p99 ms PG + Redis | spread SQLite | spread PG + Redis | "
           "non-2xx |")  # fmt: skip
     print("|---" * 9 + "|")
-    for case in cases:
-        a, b = results[(case, servers[0].name)], results[(case, servers[1].name)]
-        ra, rb = (statistics.median(x.rate for x in runs) for runs in (a, b))
-        print(f"| {case} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.2f} | {lat(a)} | {lat(b)} | "
-              f"{spread(a)} | {spread(b)} | {sum(x.bad for x in a)} / "
-              f"{sum(x.bad for x in b)} |")  # fmt: skip
+    pair_rows(cases, servers, results, second_over_first=True)
 
 
 def scaling(
@@ -689,6 +679,23 @@ def tree_cpu(pid: int) -> float:
 def redis_cpu(store: redis.Redis) -> float:
     info = store.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def pair_rows(
+    cases: list[str],
+    servers: list[Server],
+    results: dict[tuple[str, str], list[Run]],
+    second_over_first: bool,
+) -> None:
+    """One table row per case for two servers: both median rates, their ratio (first over
+    second, or the other way), p50/p99, spreads and non-2xx counts."""
+    for case in cases:
+        a, b = results[(case, servers[0].name)], results[(case, servers[1].name)]
+        ra, rb = (statistics.median(x.rate for x in runs) for runs in (a, b))
+        ratio = rb / ra if second_over_first else ra / rb
+        print(f"| {case} | {ra:,.0f} | {rb:,.0f} | {ratio:.2f} | {lat(a)} | {lat(b)} | "
+              f"{spread(a)} | {spread(b)} | {sum(x.bad for x in a)} / "
+              f"{sum(x.bad for x in b)} |")  # fmt: skip
 
 
 def lat(runs: list[Run]) -> str:
