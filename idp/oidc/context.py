@@ -30,7 +30,7 @@ class Context:
     """What one request of one tenant needs: storage, keys and the time.
 
     ``now`` is the request's time in whole seconds; ``monotonic`` the app clock's monotonic
-    reading, for the key cache's TTLs.
+    reading, for when a retired key leaves the cached JWKS.
     """
 
     s: Session

@@ -54,7 +54,6 @@ class Signer:
 class Published:
     """The published JWK Set (RFC 7517 section 5), serialised once."""
 
-    document: dict[str, Any]
     body: bytes
     keyset: KeySet | None  # None: a tenant made without keys, nothing it could have signed
     changes_at: int | None  # when the first retired key leaves the set (epoch seconds)
@@ -103,7 +102,7 @@ class KeyCache:
             body = json.dumps(document, separators=(",", ":")).encode()
             keyset = KeySet.import_key_set(document) if rows else None  # type: ignore[arg-type]
             ends = [r.publish_until for r in rows if not r.active and r.publish_until]
-            return Published(document, body, keyset, min(ends, default=None))
+            return Published(body, keyset, min(ends, default=None))
 
         def until(found: Published) -> float | None:
             return None if found.changes_at is None else monotonic + found.changes_at - now
