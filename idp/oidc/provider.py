@@ -106,6 +106,8 @@ class Provider(rfc6749.AuthorizationServer):
         for a user's grant, and an id_token for ``openid`` (Core 3.1.3.3)."""
         ctx, row = self.ctx, client.row
         ttl = expires_in or row.access_token_ttl
+        if grant_type == "client_credentials":  # authlib passes the request's scope as is
+            scope = client.get_allowed_scope(scope)  # RFC 6749 3.3
         scope = scope or ""
         claims: dict[str, Any] = {
             "iss": ctx.issuer,

@@ -235,6 +235,20 @@ def test_client_authentication_errors(client: FlaskClient, rp: Rp) -> None:
     assert verify(client, ok.get_json()["access_token"])["sub"] == rp.client_id
 
 
+def test_client_credentials_grant_only_the_scopes_the_client_may_have(
+    app: Flask, client: FlaskClient, rp: Rp
+) -> None:
+    """RFC 6749 3.3: a client's own token carries the requested scopes this server knows and
+    the client may have, never whatever was asked (the admin scopes only for admin clients)."""
+    asked = "profile stepwise:admin stepwise:admin.read made-up %FF"
+    resp = token(client, rp, grant_type="client_credentials", scope=asked)
+    assert resp.status_code == 200 and resp.get_json()["scope"] == "profile"
+    assert verify(client, resp.get_json()["access_token"])["scope"] == "profile"
+    admin = register(app, "Automation", admin_api=True)
+    resp = token(client, admin, grant_type="client_credentials", scope=asked)
+    assert resp.get_json()["scope"] == "profile stepwise:admin stepwise:admin.read"
+
+
 def test_basic_credentials_are_form_urlencoded(
     app: Flask, client: FlaskClient, tenant: str
 ) -> None:
