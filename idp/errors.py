@@ -126,8 +126,9 @@ def database_down(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def as_stepwise(exc: Exception) -> StepwiseError:
-    """Any exception that reaches a handler, as a member of the tree."""
+def as_stepwise(exc: Exception, where: str | None = None) -> StepwiseError:
+    """Any exception that reaches a handler, as a member of the tree. ``where`` names the
+    request (method and path) outside a Flask request."""
     if isinstance(exc, InternalServerError) and isinstance(exc.original_exception, Exception):
         exc = exc.original_exception  # raised while finishing a response (saving the session)
     if isinstance(exc, StepwiseError):
@@ -147,7 +148,7 @@ def as_stepwise(exc: Exception) -> StepwiseError:
     if isinstance(exc, EphemeralUnavailable):
         log.error("backend unavailable: %s", exc.__class__.__name__)
         return StorageDown()
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.exception("unhandled error on %s", where or f"{request.method} {request.path}")
     return Unexpected()
 
 

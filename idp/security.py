@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, g, request
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request
 
 from idp.errors import HttpError
 
@@ -15,20 +17,24 @@ CSP = (
 MAX_FIELD = 1024
 
 
+def add_headers(h: Headers, https: bool, static: bool = False) -> None:
+    """The security headers every answer carries, where the view has not set its own."""
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if https:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if not static:
+        h.setdefault("Cache-Control", "no-store")
+
+
 def install_headers(app: Flask, https: bool) -> None:
     @app.after_request
     def _headers(resp: Response) -> Response:
-        h = resp.headers
-        h.setdefault("Content-Security-Policy", CSP)
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if https:
-            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.endpoint != "static":
-            h.setdefault("Cache-Control", "no-store")
+        add_headers(resp.headers, https, static=request.endpoint == "static")
         return resp
 
 
@@ -62,6 +68,27 @@ def allow_form_target(resp: Response, uri: str | None) -> Response:
 NUL = "\x00"
 
 
+def text_check(req: Request) -> bool:
+    """Refuse a NUL in ``req``'s address or urlencoded body (:class:`HttpError`, 400); return
+    whether that body is UTF-8 text (True when there is none). Works on a plain werkzeug
+    request too, for the routes answered before Flask (idp.oidc.token_route)."""
+    query = req.args.items(multi=True)
+    if NUL in req.path or any(NUL in k or NUL in v for k, v in query):
+        raise HttpError("The address holds a character no text may hold.", 400)
+    if req.method != "POST" or req.mimetype != "application/x-www-form-urlencoded":
+        return True
+    raw = req.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    try:
+        for pair in raw.split(b"&"):
+            value = unquote_to_bytes(pair.replace(b"+", b" "))
+            if b"\x00" in value:
+                raise HttpError("The form holds a character no text may hold.", 400)
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def install_form_check(app: Flask) -> None:
     """Note urlencoded bodies that are not UTF-8 text before anything parses them, and refuse
     a NUL anywhere in the address or a form (never text anyone typed; PostgreSQL refuses it
@@ -73,20 +100,9 @@ def install_form_check(app: Flask) -> None:
 
     @app.before_request
     def _check_text() -> None:
-        query = request.args.items(multi=True)
-        if NUL in request.path or any(NUL in k or NUL in v for k, v in query):
-            raise HttpError("The address holds a character no text may hold.", 400)
-        if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-            raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
-            try:
-                for pair in raw.split(b"&"):
-                    value = unquote_to_bytes(pair.replace(b"+", b" "))
-                    if b"\x00" in value:
-                        raise HttpError("The form holds a character no text may hold.", 400)
-                    value.decode("utf-8")
-            except UnicodeDecodeError:
-                g.form_not_text = True
-        elif request.method == "POST" and request.mimetype == "multipart/form-data":
+        if not text_check(request):
+            g.form_not_text = True
+        if request.method == "POST" and request.mimetype == "multipart/form-data":
             if any(NUL in k or NUL in v for k, v in request.form.items(multi=True)):
                 raise HttpError("The form holds a character no text may hold.", 400)
 

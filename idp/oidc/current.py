@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import request
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from idp import clock
 from idp.crosssite import bounced
@@ -24,8 +25,13 @@ MAX_PARAMS = 50
 
 def context(s: Session) -> Context:
     """This request of the current tenant, with ``now`` read once."""
+    return context_for(s, current_tenant(), request.remote_addr or "-")
+
+
+def context_for(s: Session, tenant: Tenant, client_ip: str) -> Context:
+    """A request of ``tenant`` from ``client_ip`` in the current app context (a Flask request,
+    or a route answered before Flask: idp.oidc.token_route)."""
     svc = services()
-    tenant = current_tenant()
     return Context(
         s=s,
         tenant=tenant,
@@ -34,7 +40,7 @@ def context(s: Session) -> Context:
         store=svc.store,
         now=clock.now(),
         keys=svc.cached("oidc.keys", lambda: KeyCache(svc.config)),
-        client_ip=request.remote_addr or "-",
+        client_ip=client_ip,
         monotonic=clock.current().monotonic(),
     )
 
@@ -51,7 +57,11 @@ def request_params() -> dict[str, list[str]]:
         if not parked:
             raise HttpError("This request has expired. Go back to the application and retry.")
         return parked
-    source = request.args if request.method == "GET" else request.form
+    return params_of(request.args if request.method == "GET" else request.form)
+
+
+def params_of(source: MultiDict[str, str]) -> dict[str, list[str]]:
+    """A query's or a form's parameters as lists, refusing more than :data:`MAX_PARAMS`."""
     if len(source) > MAX_PARAMS:
         raise HttpError("The request has too many parameters.")
     return {k: source.getlist(k) for k in source}

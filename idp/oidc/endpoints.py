@@ -16,6 +16,8 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request
 
 from factors.errors import StepwiseError
 from idp import errors
@@ -24,12 +26,13 @@ from idp.metrics import TOKENS
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse
-from idp.oidc.current import context, issuer_of, request_params
+from idp.oidc.current import context, context_for, issuer_of, request_params
 from idp.oidc.errors import OAuthError
 from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
 from idp.oidc.resources import BearerError
 from idp.services import services
+from idp.store.models import Tenant
 from idp.tenancy import current_tenant, tenant_blueprint
 
 bp = tenant_blueprint("oidc_api", __name__)
@@ -40,12 +43,16 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @bp.after_request
 def _cors(resp: Response) -> Response:
     """Browser-based clients (SPAs) call these endpoints cross-origin; no cookies are used."""
-    resp.headers["Access-Control-Allow-Origin"] = "*"
+    allow_any_origin(resp.headers)
     if request.method == "OPTIONS":  # CORS preflight
         resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
         resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
         resp.headers["Access-Control-Max-Age"] = "600"
     return resp
+
+
+def allow_any_origin(headers: Headers) -> None:
+    headers["Access-Control-Allow-Origin"] = "*"
 
 
 @bp.get("/.well-known/openid-configuration")
@@ -85,13 +92,20 @@ def _document(body: bytes, mimetype: str) -> Response:
 
 
 def _http_request() -> HttpRequest:
-    if request.method == "POST" and request.mimetype not in (FORM, ""):
+    return http_request(request, current_tenant(), request_params)
+
+
+def http_request(
+    req: Request, tenant: Tenant, params: Callable[[], dict[str, list[str]]]
+) -> HttpRequest:
+    """``req`` as the provider sees it; a POST's body must be a form (RFC 6749 3.2)."""
+    if req.method == "POST" and req.mimetype not in (FORM, ""):
         raise OAuthError("The body must be application/x-www-form-urlencoded.")
     return HttpRequest(
-        method=request.method,
-        uri=issuer_of(current_tenant()) + request.path.split(current_tenant().slug, 1)[1],
-        headers=dict(request.headers),
-        params=request_params(),
+        method=req.method,
+        uri=issuer_of(tenant) + req.path.split(tenant.slug, 1)[1],
+        headers=dict(req.headers),
+        params=params(),
     )
 
 
@@ -127,12 +141,18 @@ errors.install(bp, render_error)
 
 @bp.post("/token")
 def token() -> ResponseReturnValue:
-    """RFC 6749 section 3.2: authorization_code, refresh_token, client_credentials."""
-    req = _http_request()
+    """RFC 6749 section 3.2. idp.oidc.token_route answers this URL before Flask, with
+    :func:`token_answer` too; this view is its reference, which the tests compare it with."""
+    return token_answer(current_tenant(), _http_request(), request.remote_addr or "-")
+
+
+def token_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
+    """The token endpoint (RFC 6749 section 3.2): authorization_code, refresh_token and
+    client_credentials, or the OAuth error (5.2) the provider answers with."""
     with services().db.session() as s:
-        answer = run_token_endpoint(context(s), req)
+        answer = run_token_endpoint(context_for(s, tenant, client_ip), req)
     if answer.status == 200:  # committed; its grant_type is one of provider.GRANT_TYPES
-        TOKENS.labels(current_tenant().slug, req.params["grant_type"][0]).inc()
+        TOKENS.labels(tenant.slug, req.params["grant_type"][0]).inc()
     return _json(answer)
 
 
