@@ -23,10 +23,11 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from authlib.oauth2.rfc6749 import grants
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import contains_eager
 
 from flows.assurance import Reason
 from idp import grants as families
@@ -48,6 +49,26 @@ FAMILY_ENDS = {
 def digest(value: str) -> str:
     """How codes and refresh tokens are stored: their SHA-256, never the value."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# The refresh path's statements, built once (their SQL is compiled once and cached too).
+# A refresh token with its family (``contains_eager`` fills ``RefreshToken.grant`` from this
+# join) and the family's user, in one round trip.
+_BY_HASH = (
+    select(RefreshToken, User)
+    .join(RefreshToken.grant)
+    .outerjoin(User, User.id == Grant.user_id)
+    .options(contains_eager(RefreshToken.grant))
+    .where(RefreshToken.token_hash == bindparam("token_hash"))
+)
+_TOKENS = cast(Table, RefreshToken.__table__)
+# Claiming a token is atomic: only one of two concurrent refreshes sees rowcount 1.
+_CLAIM = (
+    update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("row_id"), _TOKENS.c.used_at.is_(None))
+    .values(used_at=bindparam("claimed_at"))
+)
+_NEW_TOKEN = insert(_TOKENS)
 
 
 class _Server(Protocol):
@@ -93,10 +114,10 @@ class AuthCode:
 
 
 class Refresh:
-    """A refresh token row (authlib's TokenMixin)."""
+    """A refresh token row and its family's user (authlib's TokenMixin)."""
 
-    def __init__(self, row: RefreshToken) -> None:
-        self.row = row
+    def __init__(self, row: RefreshToken, user: User | None) -> None:
+        self.row, self.user = row, user
 
     def check_client(self, client: OAuthClient) -> bool:
         return self.row.grant.client_id == client.client_id
@@ -177,36 +198,31 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
 
     def authenticate_refresh_token(self, refresh_token: str) -> Refresh | None:
         ctx = self.server.ctx
-        row = ctx.s.scalar(
-            select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
-        )
+        found = ctx.s.execute(_BY_HASH, {"token_hash": digest(refresh_token)}).one_or_none()
+        if found is None:
+            return None
+        row, user = found
         client = self.request.client
-        if row is None or row.grant.tenant_id != ctx.tenant.id:
+        if row.grant.tenant_id != ctx.tenant.id:
             return None
         if client is None or row.grant.client_id != client.client_id:
             return None  # another client's token: not claimed, so the owner's stays usable
         if not refresh_live(row, client.row, ctx.now):
             return None
-        if row.used_at is None and self._ended(row.grant):
+        if row.used_at is None and self._ended(row.grant, user):
             return None  # checked before the token is claimed: a locked user's stays usable
-        claimed = ctx.s.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
-            .values(used_at=ctx.now)
-            .execution_options(synchronize_session=False)  # ``row`` is not read again
-        )
+        claimed = ctx.s.execute(_CLAIM, {"row_id": row.id, "claimed_at": ctx.now})
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             revoke_grant(ctx, row.grant.gid, "refresh_token_reused")
             return None
-        return Refresh(row)
+        return Refresh(row, user)  # ``row.used_at`` is stale from here: not read again
 
-    def _ended(self, grant: Grant) -> bool:
+    def _ended(self, grant: Grant, user: User | None) -> bool:
         """The assurance authority on the family: a disabled user, a sign-out everywhere, or
         (applied at once) a stricter policy or an MFA reset ends it. A locked user (anyone
         can cause a lock by failing the password) is refused, and the family is kept for
         after the unlock."""
         ctx = self.server.ctx
-        user = ctx.s.get(User, grant.user_id)
         level = ctx.token_level(grant.acr, grant.amr)
         reason = family_reason(ctx.tenant, user, level, grant.auth_time, grant.remembered)
         if reason is None:
@@ -216,8 +232,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
         return True
 
     def authenticate_user(self, refresh_token: Refresh) -> Principal | None:
-        grant = refresh_token.row.grant
-        user = self.server.ctx.s.get(User, grant.user_id)
+        grant, user = refresh_token.row.grant, refresh_token.user
         if user is None:
             return None
         return Principal(user, grant.acr, list(grant.amr), grant.auth_time, grant.sid, grant.gid,
@@ -263,13 +278,14 @@ def save_grant(ctx: Context, token: dict[str, Any], request: OAuthRequest) -> No
         grant = p.grant
     if "refresh_token" in token:
         row: Client = request.client.row
-        ctx.s.add(
-            RefreshToken(
-                grant_id=grant.id,
-                token_hash=digest(token["refresh_token"]),
-                created_at=ctx.now,
-                expires_at=refresh_expires_at(grant, row, ctx.now),
-            )
+        ctx.s.execute(
+            _NEW_TOKEN,
+            {
+                "grant_id": grant.id,
+                "token_hash": digest(token["refresh_token"]),
+                "created_at": ctx.now,
+                "expires_at": refresh_expires_at(grant, row, ctx.now),
+            },
         )
 
 
