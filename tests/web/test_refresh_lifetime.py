@@ -7,7 +7,10 @@ much time had passed (tests.mfa_helpers.age_flow_challenge); nothing sleeps.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +18,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from idp import directory
 from idp.store.models import Client, Grant, RefreshToken
+from testkit import servers
 from tests.cli_support import idp
-from tests.conftest import svc
+from tests.conftest import PASSWORD, make_app, svc
 from tests.web.oidc_helpers import Rp, code_flow, exchange, register, token
 from tests.web.test_clients import stored
 
 DAY = 24 * 3600
+PARALLEL = 8
 SLACK = 30  # seconds the test itself may take
 
 
@@ -175,3 +181,40 @@ def test_bad_lifetimes_exit_2_with_one_line(
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert idp(cli_env, "client", "list", "acme").stdout == ""  # nothing was registered
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_refresh_token_sent_in_parallel_is_redeemed_once(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    """RFC 9700 4.14.2 under parallel requests: of many refreshes with one token, exactly one
+    gets tokens (the claim is one conditional UPDATE); the others are refused as reuse, which
+    ends the family, the winner's new refresh token included."""
+    overrides: dict[str, Any] = {}
+    if database == "postgres":
+        server = request.getfixturevalue("postgres_url")
+        overrides["database_url"] = servers.create_database(server, f"rt_{uuid.uuid4().hex[:12]}")
+    app = make_app(tmp_path, **overrides)
+    s_ = svc(app)
+    with s_.db.session() as s:
+        t = directory.create_tenant(s, "acme", "Acme Inc")
+        directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
+    rp = register(app)
+    first = tokens_for(app.test_client(), rp, "openid offline_access")["refresh_token"]
+    start, answers = threading.Barrier(PARALLEL), []
+
+    def redeem() -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(refresh(client, rp, first))
+
+    threads = [threading.Thread(target=redeem) for _ in range(PARALLEL)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [a for a in answers if a.status_code == 200]
+    assert len(answers) == PARALLEL and len(won) == 1, [a.get_json() for a in answers]
+    assert all(a.get_json()["error"] == "invalid_grant" for a in answers if a not in won)
+    assert refused(app.test_client(), rp, won[0].get_json()["refresh_token"])
+    s_.db.engine.dispose()
