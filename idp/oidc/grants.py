@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import contains_eager
 
@@ -209,13 +210,12 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
             return None  # another client's token: not claimed, so the owner's stays usable
         if not refresh_live(row, client.row, ctx.now):
             return None
-        if row.used_at is None and self._ended(row.grant, user):
-            return None  # checked before the token is claimed: a locked user's stays usable
-        claimed = ctx.s.execute(_CLAIM, {"row_id": row.id, "claimed_at": ctx.now})
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if row.used_at is not None:
             revoke_grant(ctx, row.grant.gid, "refresh_token_reused")
             return None
-        return Refresh(row, user)  # ``row.used_at`` is stale from here: not read again
+        if self._ended(row.grant, user):
+            return None  # checked before the token is claimed: a locked user's stays usable
+        return Refresh(row, user)  # claimed by save_grant, once the new tokens are signed
 
     def _ended(self, grant: Grant, user: User | None) -> bool:
         """The assurance authority on the family: a disabled user, a sign-out everywhere, or
@@ -239,7 +239,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # authlib: no hints
                          grant=grant)  # fmt: skip
 
     def revoke_old_credential(self, refresh_token: Refresh) -> None:
-        """Done atomically in :meth:`authenticate_refresh_token` (marked used)."""
+        """Done atomically in :func:`save_grant` (marked used)."""
 
 
 class CredentialsGrant(grants.ClientCredentialsGrant):  # authlib: no hints
@@ -276,6 +276,7 @@ def save_grant(ctx: Context, token: dict[str, Any], request: OAuthRequest) -> No
     else:
         assert p.grant is not None
         grant = p.grant
+        claim(ctx, request.refresh_token.row)
     if "refresh_token" in token:
         row: Client = request.client.row
         ctx.s.execute(
@@ -287,6 +288,19 @@ def save_grant(ctx: Context, token: dict[str, Any], request: OAuthRequest) -> No
                 "expires_at": refresh_expires_at(grant, row, ctx.now),
             },
         )
+
+
+def claim(ctx: Context, row: RefreshToken) -> None:
+    """Mark the refresh token being redeemed used, or, when a parallel request has claimed it
+    first, end its family (RFC 9700 4.14.2) and refuse (``invalid_grant``, after the
+    family's end is committed: authlib answers the error, the session commits).
+
+    This runs after the new tokens are signed, just before they are stored: the write and
+    the commit come together, so SQLite's single writer lock is held for a moment only."""
+    claimed = ctx.s.execute(_CLAIM, {"row_id": row.id, "claimed_at": ctx.now})
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        revoke_grant(ctx, row.grant.gid, "refresh_token_reused")
+        raise InvalidGrantError()
 
 
 def family_ends_at(grant: Grant, client: Client) -> int:
