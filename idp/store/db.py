@@ -21,6 +21,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.settings import Settings
 
 
+# A unit of work keeps up to this many of the rows it loaded or wrote (below).
+KEPT_ROWS = 1000
+
+
+def _keep(session: Session, instance: object) -> None:
+    """Hold a strong reference to a row for as long as its session lives.
+
+    SQLAlchemy's identity map holds rows weakly: a row no local variable holds any more is
+    dropped, and the next ``s.get`` of it reads the database again. A login POST read its
+    user five times that way (three planner passes, the sign-in, the session record). The
+    SQLAlchemy documentation's "Session Referencing Behavior" recipe, capped so that a long
+    batch (an import, a prune) still lets go of what it no longer holds."""
+    kept: list[object] = session.info.setdefault("kept", [])
+    if len(kept) < KEPT_ROWS:
+        kept.append(instance)
+
+
 class SchemaOutdated(Exception):
     """The database is behind the code's migrations: ``idp init`` brings it up to date."""
 
@@ -117,6 +134,8 @@ class Database:
         else:
             event.listen(self.engine, "handle_error", _standby_is_a_disconnect)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._factory, "loaded_as_persistent", _keep)
+        event.listen(self._factory, "pending_to_persistent", _keep)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Database:
