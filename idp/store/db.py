@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.settings import Settings
 
-
 # A unit of work keeps up to this many of the rows it loaded or wrote (below).
 KEPT_ROWS = 1000
 
