@@ -348,6 +348,25 @@ def set_status(
         revoke_user_grants(s, tenant, user, "user_disabled", actor)
 
 
+def lock_user(s: Session, tenant: Tenant, user: User) -> bool:
+    """Lock ``user`` after too many wrong passwords (the throttle, flows.throttle), if the
+    row is still active in the database: the check ran after a slow hash, and an admin's
+    disable committed meanwhile must stay a disable (a locked user can be unlocked, a
+    disabled one only enabled). One conditional UPDATE decides; ``user`` is read again."""
+    check_may_manage(s, tenant, Actor(), user)
+    locked = s.execute(
+        update(User)
+        .where(User.id == user.id, User.status == "active")
+        .values(status="locked", updated_at=now())
+        .execution_options(synchronize_session=False)  # read again below, whatever happened
+    )
+    s.refresh(user)
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    audit(s, tenant, STATUS_EVENTS["locked"], subject=user.id, previous="active")
+    return True
+
+
 def unlock_user(s: Session, tenant: Tenant, user: User, actor: Actor | None = None) -> None:
     """Lift a lock and restart the user's failure counters (NIST SP 800-63B 5.2.2)."""
     actor = actor or Actor()

@@ -21,7 +21,7 @@ from factors.errors import InvalidCredentials, WeakSecret
 from flows.errors import AccountLocked, Throttled
 from idp import assurance, clock, password_changes, passwords
 from idp.account.views import bp
-from idp.directory import audit, set_status, subject_of
+from idp.directory import audit, lock_user, subject_of
 from idp.login.guard import reauthenticate, reauthenticated
 from idp.security import form_fields
 from idp.services import services
@@ -76,7 +76,7 @@ def _check_current(s: Session, user: User, typed: str) -> str | None:
         svc.passwords.verify(user.password_hash, typed)
     except InvalidCredentials:
         if attempt.failed():
-            set_status(s, s.get_one(Tenant, tenant.id), user, "locked")
+            lock_user(s, s.get_one(Tenant, tenant.id), user)
         audit(s, tenant, "user.password_change_failed", actor=user.id, subject=user.id, ip=ip,
               reason="wrong current password")  # fmt: skip
         return WRONG

@@ -22,7 +22,7 @@ from flows.registry import registry
 from flows.throttle import Throttle
 from flows.webauthn_steps import b64, unb64
 from idp.assurance import tenant_policy, user_facts
-from idp.directory import audit, find_login, set_status, subject_of
+from idp.directory import audit, find_login, lock_user, subject_of
 from idp.login.flow_store import SEAL, seal
 from idp.login.planning import plan_for
 from idp.mfa import credentials
@@ -71,8 +71,8 @@ class WebEnv:
 
     def lock_account(self, user_id: int) -> None:
         user = self.s.get(User, user_id)
-        if user is not None and user.status == "active":
-            set_status(self.s, self.tenant, user, "locked")
+        if user is not None:
+            lock_user(self.s, self.tenant, user)
 
     def store_password_hash(self, user_id: int, encoded: str) -> None:
         user = self.s.get(User, user_id)
