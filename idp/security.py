@@ -17,18 +17,26 @@ CSP = (
 MAX_FIELD = 1024
 
 
+EVERY_ANSWER = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+NOT_STORED = ("Cache-Control", "no-store")  # all but static files
+
+
 def add_headers(h: Headers, https: bool, static: bool = False) -> None:
-    """The security headers every answer carries, where the view has not set its own."""
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "no-referrer")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    if https:
-        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if not static:
-        h.setdefault("Cache-Control", "no-store")
+    """The security headers every answer carries, where the view has not set its own (one
+    pass over the answer's headers: each ``setdefault`` scanned them all)."""
+    present = {name.lower() for name, _ in h.items()}
+    wanted = EVERY_ANSWER + ((HSTS,) if https else ()) + (() if static else (NOT_STORED,))
+    for name, value in wanted:
+        if name.lower() not in present:
+            h.add(name, value)
 
 
 def install_headers(app: Flask, https: bool) -> None:

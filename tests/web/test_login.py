@@ -238,6 +238,14 @@ def test_security_headers_on_pages(client: FlaskClient, tenant: str) -> None:
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers.getlist("X-Frame-Options") == ["DENY"]  # added once, never twice
+    assert "Strict-Transport-Security" not in resp.headers  # http base URL in tests
+    static = client.get("/static/style.css")
+    assert static.status_code == 200 and static.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" not in static.headers.get("Cache-Control", "")  # static files are cached
+    static.close()
+    jwks = client.get("/t/acme/jwks")  # a view's own Cache-Control is kept
+    assert jwks.headers.getlist("Cache-Control") == ["public, max-age=300"]
 
 
 def test_session_cookie_flags(browser: Browser) -> None:
