@@ -1,10 +1,10 @@
 """The token endpoint (RFC 6749 section 3.2) answered before Flask's request cycle.
 
-Token grants are what clients call most, and a Flask request costs more than half of a
-client_credentials grant: the request context, URL matching, the session, CSRF and the
-hooks that pages need. ``POST /t/<tenant>/token`` takes no cookie, no session and no CSRF
-token, so this WSGI middleware answers it in an app context only (the services, ``g`` and
-the app's clock), with the same parts the Flask view uses:
+Token grants are what clients call most, and Flask's request cycle was about a quarter of
+a client_credentials grant (bench/README.md, issue 17): the request context, URL matching,
+the session, CSRF and the hooks that pages need. ``POST /t/<tenant>/token`` takes no
+cookie, no session and no CSRF token, so this WSGI middleware answers it in an app context
+only (the services, ``g`` and the app's clock), with the same parts the Flask view uses:
 
 - the tenant from the configuration cache (idp.tenancy.load_tenant);
 - the same checks on the body: size (``MAX_CONTENT_LENGTH`` and ``MAX_FORM_PARTS``, through
@@ -32,9 +32,9 @@ from idp.errors import as_stepwise
 from idp.oidc import endpoints
 from idp.oidc.current import params_of
 from idp.services import services
-from idp.tenancy import load_tenant
+from idp.tenancy import SlugConverter, load_tenant
 
-TOKEN = re.compile(r"/t/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)/token")
+TOKEN = re.compile(rf"/t/({SlugConverter.regex})/token")
 ROUTE = "oidc_api.token"  # the Flask endpoint's name, for the logs and the latency series
 
 
