@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from flask import Flask
@@ -53,6 +54,7 @@ class MfaBrowser(Browser):
         super().__init__(client, tenant)
         self.url, self.html, self.status = "", "", 0
         self.seen: list[str] = []
+        self.totp_at = 0.0  # when enroll_totp computed its code
 
     def _page(self, resp: Any) -> Any:
         while resp.status_code == 302 and "/login" in resp.headers["Location"]:
@@ -103,7 +105,8 @@ class MfaBrowser(Browser):
         assert self.step == "enroll_totp", self.step
         secret = SECRET.search(self.html)
         assert secret
-        self.submit(code=oathtool(secret.group(1)), action="verify")
+        self.totp_at = time.time()  # the time step of the enrolling code (see its replay)
+        self.submit(code=oathtool(secret.group(1), self.totp_at), action="verify")
         return secret.group(1)
 
     def backup_codes(self) -> list[str]:
