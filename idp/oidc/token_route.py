@@ -46,7 +46,8 @@ class TokenRoute:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        match = TOKEN.fullmatch(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        method = environ.get("REQUEST_METHOD", "").upper()  # as werkzeug reads it
+        match = TOKEN.fullmatch(path) if method == "POST" else None
         if match is None:
             return self.app(environ, start_response)
         facts = logs.CURRENT.get()
