@@ -27,7 +27,7 @@ from typing import Any, Protocol, cast
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, exists, insert, select, update
 from sqlalchemy.orm import contains_eager
 
 from flows.assurance import Reason
@@ -63,12 +63,19 @@ _BY_HASH = (
     .where(RefreshToken.token_hash == bindparam("token_hash"))
 )
 _TOKENS = cast(Table, RefreshToken.__table__)
-# Claiming a token is atomic: only one of two concurrent refreshes sees rowcount 1.
+_FAMILIES = cast(Table, Grant.__table__)
+# Claiming a token is atomic: only one of two concurrent refreshes sees rowcount 1, and none
+# while its family has ended (a sign-out or a disable committed since the token was read).
 _CLAIM = (
     update(_TOKENS)
-    .where(_TOKENS.c.id == bindparam("row_id"), _TOKENS.c.used_at.is_(None))
+    .where(
+        _TOKENS.c.id == bindparam("row_id"),
+        _TOKENS.c.used_at.is_(None),
+        exists().where(_FAMILIES.c.id == _TOKENS.c.grant_id, _FAMILIES.c.revoked_at.is_(None)),
+    )
     .values(used_at=bindparam("claimed_at"))
 )
+_USED_AT = select(_TOKENS.c.used_at).where(_TOKENS.c.id == bindparam("row_id"))
 _NEW_TOKEN = insert(_TOKENS)
 
 
@@ -291,16 +298,19 @@ def save_grant(ctx: Context, token: dict[str, Any], request: OAuthRequest) -> No
 
 
 def claim(ctx: Context, row: RefreshToken) -> None:
-    """Mark the refresh token being redeemed used, or, when a parallel request has claimed it
-    first, end its family (RFC 9700 4.14.2) and refuse (``invalid_grant``, after the
-    family's end is committed: authlib answers the error, the session commits).
+    """Mark the refresh token being redeemed used, or refuse (``invalid_grant``): when a
+    parallel request has claimed it first, after ending its family (RFC 9700 4.14.2; the end
+    is committed: authlib answers the error, the session commits), and when the family has
+    ended since the token was read (its end stands; nothing is issued from it).
 
     This runs after the new tokens are signed, just before they are stored: the write and
     the commit come together, so SQLite's single writer lock is held for a moment only."""
     claimed = ctx.s.execute(_CLAIM, {"row_id": row.id, "claimed_at": ctx.now})
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    if ctx.s.scalar(_USED_AT, {"row_id": row.id}) is not None:
         revoke_grant(ctx, row.grant.gid, "refresh_token_reused")
-        raise InvalidGrantError()
+    raise InvalidGrantError()
 
 
 def family_ends_at(grant: Grant, client: Client) -> int:

@@ -19,7 +19,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp import directory
-from idp.store.models import Client, Grant, RefreshToken
+from idp.oidc import tokens
+from idp.store.models import AuditEvent, Client, Grant, RefreshToken, Tenant, User
 from testkit import servers
 from tests.cli_support import idp
 from tests.conftest import PASSWORD, make_app, svc
@@ -217,4 +218,50 @@ def test_a_refresh_token_sent_in_parallel_is_redeemed_once(
     assert len(answers) == PARALLEL and len(won) == 1, [a.get_json() for a in answers]
     assert all(a.get_json()["error"] == "invalid_grant" for a in answers if a not in won)
     assert refused(app.test_client(), rp, won[0].get_json()["refresh_token"])
+    s_.db.engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_family_ended_while_a_refresh_signs_issues_nothing(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database: str,
+) -> None:  # fmt: skip
+    """An admin disables the user (which ends every family) after the refresh token was read
+    and while the new tokens are signed: the claim sees the ended family, nothing is issued
+    or stored, and the family's end is not recorded a second time as a reuse."""
+    overrides: dict[str, Any] = {}
+    if database == "postgres":
+        server = request.getfixturevalue("postgres_url")
+        overrides["database_url"] = servers.create_database(server, f"rt_{uuid.uuid4().hex[:12]}")
+    app = make_app(tmp_path, **overrides)
+    s_ = svc(app)
+    with s_.db.session() as s:
+        t = directory.create_tenant(s, "acme", "Acme Inc")
+        directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
+    rp = register(app)
+    first = tokens_for(app.test_client(), rp, "openid offline_access")["refresh_token"]
+    real, disabled = tokens.sign, list[bool]()
+
+    def sign(*args: Any, **kwargs: Any) -> str:
+        """The real signature, with the disable committed (its own session, as another request
+        would) during the first one: the interleaving the signing leaves room for."""
+        if not disabled:
+            disabled.append(True)
+            with s_.db.session() as s:
+                tenant = s.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
+                user = s.scalars(select(User).where(User.username == "alice")).one()
+                directory.set_status(s, tenant, user, "disabled")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "sign", sign)
+    with s_.db.session() as s:
+        stored_before = len(s.scalars(select(RefreshToken)).all())
+    resp = refresh(app.test_client(), rp, first)
+    assert disabled and resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in resp.get_json()
+    with s_.db.session() as s:
+        assert len(s.scalars(select(RefreshToken)).all()) == stored_before
+        ended = [(e.event, e.details["reason"]) for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.event.like("oauth.grant%")))]  # fmt: skip
+    assert ended == [("oauth.grants_revoked", "user_disabled")], ended
     s_.db.engine.dispose()
