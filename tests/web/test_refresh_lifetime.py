@@ -184,13 +184,11 @@ def test_bad_lifetimes_exit_2_with_one_line(
     assert idp(cli_env, "client", "list", "acme").stdout == ""  # nothing was registered
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_a_refresh_token_sent_in_parallel_is_redeemed_once(
+def alice_with_a_refresh_token(
     request: pytest.FixtureRequest, tmp_path: Path, database: str
-) -> None:
-    """RFC 9700 4.14.2 under parallel requests: of many refreshes with one token, exactly one
-    gets tokens (the claim is one conditional UPDATE); the others are refused as reuse, which
-    ends the family, the winner's new refresh token included."""
+) -> tuple[Flask, Rp, str]:
+    """An app on ``database`` (sqlite, or a fresh PostgreSQL database), tenant acme with
+    alice, a client, and a refresh token of alice's for it."""
     overrides: dict[str, Any] = {}
     if database == "postgres":
         server = request.getfixturevalue("postgres_url")
@@ -201,7 +199,18 @@ def test_a_refresh_token_sent_in_parallel_is_redeemed_once(
         t = directory.create_tenant(s, "acme", "Acme Inc")
         directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
     rp = register(app)
-    first = tokens_for(app.test_client(), rp, "openid offline_access")["refresh_token"]
+    return app, rp, tokens_for(app.test_client(), rp, "openid offline_access")["refresh_token"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_refresh_token_sent_in_parallel_is_redeemed_once(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    """RFC 9700 4.14.2 under parallel requests: of many refreshes with one token, exactly one
+    gets tokens (the claim is one conditional UPDATE); the others are refused as reuse, which
+    ends the family, the winner's new refresh token included."""
+    app, rp, first = alice_with_a_refresh_token(request, tmp_path, database)
+    s_ = svc(app)
     start, answers = threading.Barrier(PARALLEL), []
 
     def redeem() -> None:
@@ -229,17 +238,8 @@ def test_a_family_ended_while_a_refresh_signs_issues_nothing(
     """An admin disables the user (which ends every family) after the refresh token was read
     and while the new tokens are signed: the claim sees the ended family, nothing is issued
     or stored, and the family's end is not recorded a second time as a reuse."""
-    overrides: dict[str, Any] = {}
-    if database == "postgres":
-        server = request.getfixturevalue("postgres_url")
-        overrides["database_url"] = servers.create_database(server, f"rt_{uuid.uuid4().hex[:12]}")
-    app = make_app(tmp_path, **overrides)
+    app, rp, first = alice_with_a_refresh_token(request, tmp_path, database)
     s_ = svc(app)
-    with s_.db.session() as s:
-        t = directory.create_tenant(s, "acme", "Acme Inc")
-        directory.create_user(s, s_.passwords, t, "alice", "alice@acme.test", "member", PASSWORD)
-    rp = register(app)
-    first = tokens_for(app.test_client(), rp, "openid offline_access")["refresh_token"]
     real, disabled = tokens.sign, list[bool]()
 
     def sign(*args: Any, **kwargs: Any) -> str:
