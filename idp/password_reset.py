@@ -30,7 +30,7 @@ from idp.errors import HttpError, install, page
 from idp.login import flow_store, pages
 from idp.security import form_fields
 from idp.services import services
-from idp.store.models import Tenant, User
+from idp.store.models import User
 from idp.tenancy import current_tenant, tenant_blueprint, tenant_in
 
 bp = tenant_blueprint("reset", __name__)
@@ -76,7 +76,7 @@ def send() -> ResponseReturnValue:
                                message="Enter your username or email address."), 400  # fmt: skip
     try:
         with svc.db.session() as s:
-            mail = recovery.request_link(s, svc, s.get_one(Tenant, tenant.id), entry,
+            mail = recovery.request_link(s, svc, tenant_in(s), entry,
                                          request.remote_addr or "-", clock.now())  # fmt: skip
     except recovery.TooManyRequests:
         message = "Too many requests from this network. Try again in an hour."
@@ -230,13 +230,12 @@ def new_password() -> ResponseReturnValue:
         try:
             if password != fields["confirmation"]:
                 raise WeakSecret("The two passwords differ. Type the same password twice.")
-            passwords.check_new(s.get_one(Tenant, tenant.id), password, username=user.username,
+            passwords.check_new(tenant_in(s), password, username=user.username,
                                 email=user.email,
                                 has_second_factor=env.facts(user.id).has_second_factor)  # fmt: skip
         except WeakSecret as exc:
             return _show(s, state, mailbox, str(exc), 400)
-        fresh = s.get_one(Tenant, tenant.id)  # never the cached copy (idp.config_cache)
-        password_changes.reset(s, svc, fresh, user, password, now=clock.now(),
+        password_changes.reset(s, svc, tenant_in(s), user, password, now=clock.now(),
                                ip=request.remote_addr, mailbox=bool(mailbox))  # fmt: skip
         username = user.username
     recovery.finish(state)

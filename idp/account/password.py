@@ -26,8 +26,8 @@ from idp.login.guard import reauthenticate, reauthenticated
 from idp.security import form_fields
 from idp.services import services
 from idp.sessions import ServerSession
-from idp.store.models import Tenant, User
-from idp.tenancy import current_tenant
+from idp.store.models import User
+from idp.tenancy import current_tenant, tenant_in
 from idp.throttle_counted import CountedThrottle
 
 __all__ = ["bp"]
@@ -76,7 +76,7 @@ def _check_current(s: Session, user: User, typed: str) -> str | None:
         svc.passwords.verify(user.password_hash, typed)
     except InvalidCredentials:
         if attempt.failed():
-            lock_user(s, s.get_one(Tenant, tenant.id), user)
+            lock_user(s, tenant_in(s), user)
         audit(s, tenant, "user.password_change_failed", actor=user.id, subject=user.id, ip=ip,
               reason="wrong current password")  # fmt: skip
         return WRONG
@@ -89,7 +89,7 @@ def change_password() -> ResponseReturnValue:
     if not reauthenticated():
         return reauthenticate(url_for(".password"))  # what was typed is not carried along
     fields = form_fields(("current", "password", "confirmation"), LIMITS)
-    svc, tenant, now = services(), current_tenant(), clock.now()
+    svc, now = services(), clock.now()
     with svc.db.session() as s:
         user = _user(s)
         wrong = _check_current(s, user, fields["current"])
@@ -100,12 +100,11 @@ def change_password() -> ResponseReturnValue:
             if new != fields["confirmation"]:
                 raise WeakSecret("The two new passwords differ. Type the same password twice.")
             second = assurance.user_facts(user).has_second_factor
-            fresh = s.get_one(Tenant, tenant.id)  # never the cached copy (idp.config_cache)
-            passwords.check_new(fresh, new, username=user.username, email=user.email,
+            passwords.check_new(tenant_in(s), new, username=user.username, email=user.email,
                                 has_second_factor=second)  # fmt: skip
         except WeakSecret as exc:
             return _page(s, user, 400, message=str(exc))
-        ended = password_changes.change(s, svc, s.get_one(Tenant, tenant.id), user, new,
+        ended = password_changes.change(s, svc, tenant_in(s), user, new,
                                         keep_sid=session["sid"], now=now,
                                         ip=request.remote_addr)  # fmt: skip
         assert isinstance(session, ServerSession)

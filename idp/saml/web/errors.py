@@ -26,8 +26,7 @@ from idp.saml.errors import status_of
 from idp.saml.web.bindings import post_form, send_logout
 from idp.saml.web.blueprint import entity_id, signer
 from idp.services import services
-from idp.store.models import Tenant
-from idp.tenancy import current_tenant
+from idp.tenancy import current_tenant, tenant_in
 
 REPLY = "saml_reply"
 
@@ -50,7 +49,7 @@ class ToAcs:
     def answer(self, error: StepwiseError) -> ResponseReturnValue:
         status, tenant = status_of(error), current_tenant()
         with services().db.session() as s:
-            ours = signer(s, s.get_one(Tenant, tenant.id))
+            ours = signer(s, tenant_in(s))
             body = response.failure(
                 entity_id(tenant),
                 self.acs,
@@ -96,7 +95,7 @@ class ToSlo:
             status.second,
         )
         with services().db.session() as s:
-            ours = signer(s, s.get_one(Tenant, tenant.id))
+            ours = signer(s, tenant_in(s))
         return send_logout(self.endpoint, "SAMLResponse", xml, self.relay_state, ours, self.sp_name)
 
 
