@@ -162,8 +162,7 @@ class ConfigCache:
         found: T | None = self.peek(key)
         if found is not None:
             return found
-        began = self._began.get()
-        generation = self._generation if began is None else began
+        generation = self.generation
         value = load()
         if value is not None:
             self.put(key, value, generation, until(value) if until is not None else None)
