@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -25,7 +27,7 @@ from idp.errors import database_down
 from idp.oidc import keys
 from idp.oidc.keys import ALGORITHMS
 from idp.settings import load
-from idp.store.db import Database
+from idp.store.db import Database, PoolSettings
 from idp.store.migrate import alembic_config, upgrade
 from idp.store.models import SigningKey
 from testkit import servers
@@ -71,6 +73,81 @@ def test_pool_settings_reach_the_server_and_a_slow_statement_is_cancelled(
     with db.session() as s:  # the connection that was cancelled is fine for the next request
         assert s.scalar(text("SELECT 1")) == 1
     db.engine.dispose()
+
+
+def counting_pings(db: Database) -> list[None]:
+    """The pings ``db``'s pool sends from now on, one entry each (the dialect's ``do_ping``,
+    which both SQLAlchemy's ``pool_pre_ping`` and idp.store.db.CheckOnCheckout call)."""
+    pings: list[None] = []
+    dialect = db.engine.dialect
+    ping: Callable[[Any], bool] = dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(None)
+        return ping(dbapi_connection)
+
+    dialect.do_ping = counted  # type: ignore[method-assign]
+    return pings
+
+
+def units_of_work(db: Database, n: int) -> None:
+    for _ in range(n):
+        with db.session() as s:
+            assert s.scalar(text("SELECT 1")) == 1
+
+
+def test_a_connection_in_steady_use_costs_no_ping(postgres_url: str) -> None:
+    """A ping before every use was one more round trip for every unit of work (a refresh
+    grant: six instead of five). A connection back in the pool within the second, whose
+    socket is quiet, is used as it is."""
+    db = Database(fresh_database(postgres_url), PoolSettings(size=1, max_overflow=0))
+    units_of_work(db, 1)
+    pings = counting_pings(db)
+    units_of_work(db, 20)
+    assert pings == []
+    db.engine.dispose()
+
+
+def test_a_connection_idle_for_a_while_is_pinged(postgres_url: str) -> None:
+    """A host that vanished without closing the socket sends nothing: a connection idle for
+    ``ping_idle_after`` seconds is pinged whatever its socket says."""
+    settings = PoolSettings(size=1, max_overflow=0, ping_idle_after=0.2)
+    db = Database(fresh_database(postgres_url), settings)
+    units_of_work(db, 1)
+    pings = counting_pings(db)
+    time.sleep(0.3)
+    units_of_work(db, 1)
+    assert len(pings) == 1
+    units_of_work(db, 3)  # back in use: no more pings
+    assert len(pings) == 1
+    db.engine.dispose()
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(postgres_url: str) -> None:
+    """The server ends the pool's connections (what a restart does, without the wait): the
+    next unit of work sees the closed socket, pings, and gets a new connection, within the
+    second, with no error; the pool retires the other stale connection with it."""
+    url = fresh_database(postgres_url)
+    db = Database(url, PoolSettings(size=2, max_overflow=0))
+    with db.session() as a, db.session() as b:  # both connections in the pool
+        assert a.scalar(text("SELECT pg_backend_pid()")) != b.scalar(
+            text("SELECT pg_backend_pid()")
+        )
+    admin = Database(postgres_url)
+    with admin.engine.connect() as conn:
+        ended = conn.scalars(
+            text(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = :name"
+            ),
+            {"name": make_url(url).database},
+        ).all()
+    assert ended == [True, True]
+    pings = counting_pings(db)
+    with db.session() as a, db.session() as b:
+        assert a.scalar(text("SELECT 1")) == 1 and b.scalar(text("SELECT 1")) == 1
+    assert len(pings) == 1  # the first stale one failed its ping; the pool let go of both
+    db.engine.dispose()
+    admin.engine.dispose()
 
 
 def test_a_write_refused_by_a_standby_moves_the_pool_on(postgres_url: str) -> None:
@@ -233,7 +310,7 @@ def test_a_database_restart_is_a_blip(restartable: tuple[PgServer, str], mode: s
     # Configuration is cached in memory (idp.config_cache): discovery needs no database.
     assert down["discovery"][:2] == (200, "application/json")
     assert down["admin api"] == (503, "application/problem+json", "temporarily_unavailable")
-    # Back: the pool's connections from before the restart are dead, and the ping before
+    # Back: the pool's connections from before the restart are dead, and the check before
     # each use replaces them; no request fails.
     answers = [browser.get(f"{base}/t/acme/account", timeout=BOUND) for _ in range(12)]
     assert [r.status_code for r in answers] == [200] * 12
