@@ -3,9 +3,10 @@ revocation (RFC 7009) and introspection (RFC 7662)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from idp.oidc import claims as scope_claims
 from idp.oidc import tokens
@@ -28,53 +29,77 @@ class BearerError(OAuthError):
         super().__init__(description, code=error, status=status)
 
 
-def _live_grant(ctx: Context, gid: str | None) -> Grant | None:
-    if gid is None:
-        return None
-    grant = ctx.s.scalar(select(Grant).where(Grant.gid == gid, Grant.tenant_id == ctx.tenant.id))
-    return grant if grant is not None and grant.revoked_at is None else None
+# An access token's family with its user, in one round trip, while the family is not revoked.
+_LIVE_FAMILY = (
+    select(Grant, User)
+    .outerjoin(User, User.id == Grant.user_id)
+    .where(
+        Grant.gid == bindparam("gid"),
+        Grant.tenant_id == bindparam("tenant_id"),
+        Grant.revoked_at.is_(None),
+    )
+)
 
 
-def access_claims(ctx: Context, token: str) -> dict[str, Any]:
-    """The claims of a live access token of this tenant, or raise InvalidToken."""
+@dataclass(frozen=True)
+class LiveAccess:
+    """A verified access token of this tenant whose family is not revoked."""
+
+    claims: dict[str, Any]
+    grant: Grant | None  # None: a client's own token (client_credentials)
+    user: User | None  # the family's user (None if the account is gone)
+
+
+def live_access(ctx: Context, token: str) -> LiveAccess:
+    """The access token ``token`` with its family and user, or raise InvalidToken: a bad
+    signature, another issuer, expired, or revoked (its family, or a client's own token by
+    its ``jti``)."""
     keyset = ctx.verifier()
     found = tokens.verify(token, keyset, ctx.issuer, ctx.now, typ=tokens.ACCESS_TOKEN_TYP)
     jti = str(found.get("jti", ""))
     gid = tokens.grant_of(jti)
-    if gid is not None and _live_grant(ctx, gid) is None:
+    if gid is None:
+        if ctx.store.get(f"oidc:revoked-jti:{jti}") is not None:
+            raise tokens.InvalidToken("revoked")
+        return LiveAccess(found, None, None)
+    row = ctx.s.execute(_LIVE_FAMILY, {"gid": gid, "tenant_id": ctx.tenant.id}).one_or_none()
+    if row is None:
         raise tokens.InvalidToken("revoked")
-    if gid is None and ctx.store.get(f"oidc:revoked-jti:{jti}") is not None:
-        raise tokens.InvalidToken("revoked")
-    return found
+    grant, user = row
+    if user is not None and user.sub != found.get("sub"):
+        raise tokens.InvalidToken("not this family's subject")
+    return LiveAccess(found, grant, user)
 
 
-def _still_counts(ctx: Context, found: dict[str, Any]) -> bool:
+def access_claims(ctx: Context, token: str) -> dict[str, Any]:
+    """The claims of a live access token of this tenant, or raise InvalidToken."""
+    return live_access(ctx, token).claims
+
+
+def _still_counts(ctx: Context, access: LiveAccess) -> bool:
     """A user's access token counts while the authority says its authentication does; a
     client's own (client_credentials) token has no user behind it."""
-    gid = tokens.grant_of(str(found.get("jti", "")))
-    if gid is None:
+    if access.grant is None:
         return True
-    grant = _live_grant(ctx, gid)
-    user = ctx.s.scalar(select(User).where(User.sub == found.get("sub")))
+    found = access.claims
     amr = found.get("amr")
     level = ctx.token_level(str(found.get("acr", "")), amr if isinstance(amr, list) else [])
     auth_time = int(found.get("auth_time") or 0)
-    remembered = grant is not None and grant.remembered
-    return family_reason(ctx.tenant, user, level, auth_time, remembered) is None
+    reason = family_reason(ctx.tenant, access.user, level, auth_time, access.grant.remembered)
+    return reason is None
 
 
 def userinfo(ctx: Context, token: str) -> dict[str, Any]:
     try:
-        found = access_claims(ctx, token)
+        access = live_access(ctx, token)
     except tokens.InvalidToken:
         raise BearerError("invalid_token", "The access token is invalid or expired.") from None
-    scope = str(found.get("scope", ""))
-    if "openid" not in scope_claims.split(scope) or tokens.grant_of(found["jti"]) is None:
+    scope = str(access.claims.get("scope", ""))
+    if "openid" not in scope_claims.split(scope) or access.grant is None:
         raise BearerError("insufficient_scope", "The token was not issued for openid.", 403)
-    user = ctx.s.scalar(select(User).where(User.sub == found["sub"]))
-    if user is None or not _still_counts(ctx, found):
+    if access.user is None or not _still_counts(ctx, access):
         raise BearerError("invalid_token", "The access token is invalid or expired.")
-    return scope_claims.user_claims(user, scope, ctx.cipher)
+    return scope_claims.user_claims(access.user, scope, ctx.cipher)
 
 
 def _refresh_row(ctx: Context, token: str) -> RefreshToken | None:
@@ -90,13 +115,13 @@ def introspect(ctx: Context, client: OAuthClient, token: str, hint: str | None) 
     inactive: dict[str, Any] = {"active": False}
     if hint != "refresh_token" and token.count(".") == 2:
         try:
-            found = access_claims(ctx, token)
+            access = live_access(ctx, token)
         except tokens.InvalidToken:
             return inactive
-        if not _still_counts(ctx, found):
+        if not _still_counts(ctx, access):
             return inactive
         out: dict[str, Any] = {"active": True, "token_type": "Bearer"}
-        out.update((k, found[k]) for k in INTROSPECTED if k in found)
+        out.update((k, access.claims[k]) for k in INTROSPECTED if k in access.claims)
         return out
     row = _refresh_row(ctx, token)
     if row is None or row.grant.client_id != client.client_id:

@@ -59,3 +59,25 @@ def test_a_login_post_reads_its_user_once(app: Flask, browser: Browser) -> None:
     assert resp.status_code == 302
     users = [s for s in seen if s.startswith("SELECT users.id")]
     assert len(users) == 1, seen
+
+
+def test_userinfo_and_introspection_read_the_token_family_once(
+    app: Flask, client: FlaskClient, tenant: str
+) -> None:
+    """An access token's family (is it revoked?) and its user (may it still sign in?) come
+    back in one SELECT; both endpoints read them twice each before."""
+    rp = register(app)
+    assert rp.secret is not None
+    basic = (rp.client_id, rp.secret)
+    q, verifier = code_flow(client, rp, scope="openid profile")
+    access = exchange(client, rp, q["code"], verifier).get_json()["access_token"]
+    bearer = {"Authorization": f"Bearer {access}"}
+    assert client.get("/t/acme/userinfo", headers=bearer).status_code == 200  # warm the keys
+    with statements(app) as seen:
+        resp = client.get("/t/acme/userinfo", headers=bearer)
+    assert resp.status_code == 200 and resp.get_json()["sub"], resp.get_json()
+    assert [s.split()[0] for s in seen] == ["SELECT"], seen
+    with statements(app) as seen:
+        resp = client.post("/t/acme/introspect", data={"token": access}, auth=basic)
+    assert resp.status_code == 200 and resp.get_json()["active"] is True, resp.get_json()
+    assert [s.split()[0] for s in seen] == ["SELECT"], seen
