@@ -126,11 +126,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.session_interface = ServerSessionInterface(
         svc.store, settings.session_idle_timeout, settings.session_absolute_timeout, settings.https
     )
-    # Token grants answered before Flask's request cycle (inside the proxy fix: the client's
-    # address and scheme are already the forwarded ones).
-    from idp.oidc.token_route import TokenRoute
+    # Token, revocation, introspection and UserInfo answered before Flask's request cycle
+    # (inside the proxy fix: the client's address and scheme are already the forwarded ones).
+    from idp.oidc.api_routes import ApiRoutes
 
-    app.wsgi_app = TokenRoute(app.wsgi_app, app)  # type: ignore[method-assign]
+    app.wsgi_app = ApiRoutes(app.wsgi_app, app)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]

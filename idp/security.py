@@ -79,7 +79,7 @@ NUL = "\x00"
 def text_check(req: Request) -> bool:
     """Refuse a NUL in ``req``'s address or urlencoded body (:class:`HttpError`, 400); return
     whether that body is UTF-8 text (True when there is none). Works on a plain werkzeug
-    request too, for the routes answered before Flask (idp.oidc.token_route)."""
+    request too, for the routes answered before Flask (idp.oidc.api_routes)."""
     query = req.args.items(multi=True)
     if NUL in req.path or any(NUL in k or NUL in v for k, v in query):
         raise HttpError("The address holds a character no text may hold.", 400)

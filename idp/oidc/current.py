@@ -30,7 +30,7 @@ def context(s: Session) -> Context:
 
 def context_for(s: Session, tenant: Tenant, client_ip: str) -> Context:
     """A request of ``tenant`` from ``client_ip`` in the current app context (a Flask request,
-    or a route answered before Flask: idp.oidc.token_route)."""
+    or a route answered before Flask: idp.oidc.api_routes)."""
     svc = services()
     return Context(
         s=s,

@@ -141,9 +141,9 @@ errors.install(bp, render_error)
 
 @bp.post("/token")
 def token() -> ResponseReturnValue:
-    """RFC 6749 section 3.2. idp.oidc.token_route answers this URL before Flask, with
+    """RFC 6749 section 3.2. idp.oidc.api_routes answers this URL before Flask, with
     :func:`token_answer` too; this view is its reference, which the tests compare it with."""
-    return token_answer(current_tenant(), _http_request(), request.remote_addr or "-")
+    return token_answer(current_tenant(), _http_request(), _client_ip())
 
 
 def token_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
@@ -159,14 +159,19 @@ def token_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
 TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]
 
 
-def _about_a_token(action: TokenAction, confidential_only: bool = False) -> Response:
+def about_a_token(
+    action: TokenAction,
+    tenant: Tenant,
+    req: HttpRequest,
+    client_ip: str,
+    confidential_only: bool = False,
+) -> Response:
     """Parse ``token``/``token_type_hint``, authenticate the client, run ``action``."""
-    req = _http_request()
     params = {k: v[0] for k, v in req.params.items() if v}
     if not params.get("token"):
         raise OAuthError("The token parameter is missing.")
     with services().db.session() as s:
-        ctx = context(s)
+        ctx = context_for(s, tenant, client_ip)
         client = authenticate_client(ctx, req)
         if confidential_only and client.row.public:
             raise OAuthError.from_authlib(
@@ -176,35 +181,54 @@ def _about_a_token(action: TokenAction, confidential_only: bool = False) -> Resp
     return _json(HttpResponse(200, answer))
 
 
+def revoke_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
+    """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
+    return about_a_token(resources.revoke, tenant, req, client_ip)
+
+
+def introspect_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
+    """RFC 7662; only confidential clients may introspect."""
+    return about_a_token(resources.introspect, tenant, req, client_ip, confidential_only=True)
+
+
 @bp.post("/revoke")
 def revoke() -> ResponseReturnValue:
-    """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
-    return _about_a_token(resources.revoke)
+    """Answered before Flask by idp.oidc.api_routes too, with :func:`revoke_answer`."""
+    return revoke_answer(current_tenant(), _http_request(), _client_ip())
 
 
 @bp.post("/introspect")
 def introspect() -> ResponseReturnValue:
-    """RFC 7662; only confidential clients may introspect."""
-    return _about_a_token(resources.introspect, confidential_only=True)
+    """Answered before Flask by idp.oidc.api_routes too, with :func:`introspect_answer`."""
+    return introspect_answer(current_tenant(), _http_request(), _client_ip())
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> ResponseReturnValue:
+    """Answered before Flask by idp.oidc.api_routes too, with :func:`userinfo_answer`."""
+    return userinfo_answer(current_tenant(), request, _client_ip())
+
+
+def userinfo_answer(tenant: Tenant, req: Request, client_ip: str) -> Response:
     """Core 5.3: bearer token in the Authorization header or, for POST, the form body
     (RFC 6750 2.1 and 2.2); never both."""
-    header = request.headers.get("Authorization", "")
+    header = req.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     from_header = value.strip() if scheme.lower() == "bearer" else ""
     from_body = ""
-    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        from_body = request.form.get("access_token", "")
+    if req.method == "POST" and req.mimetype == FORM:
+        from_body = req.form.get("access_token", "")
     if from_header and from_body:
         raise BearerError("invalid_request", "Two tokens given.", 400)
     token = from_header or from_body
     if not token:
         raise BearerError("invalid_token", "No access token.", 401)
     with services().db.session() as s:
-        claims = resources.userinfo(context(s), token)
+        claims = resources.userinfo(context_for(s, tenant, client_ip), token)
     resp = jsonify(claims)
     resp.headers.update(NO_STORE)
     return resp
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "-"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB = {"idp.oidc.browser", "idp.oidc.endpoints", "idp.oidc.current", "idp.oidc.token_route"}
+WEB = {"idp.oidc.browser", "idp.oidc.endpoints", "idp.oidc.current", "idp.oidc.api_routes"}
 
 
 def protocol_modules() -> list[str]:
