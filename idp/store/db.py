@@ -96,10 +96,17 @@ class PoolSettings:
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
+            # Keepalives are not sent while sent data waits for its acknowledgement: a
+            # statement (or a ping) sent to such a server would wait for the kernel's
+            # retransmissions (about 15 minutes on Linux). This bounds that wait as well.
+            "tcp_user_timeout": 25_000,
         }
         if self.statement_timeout_ms:
             connect_args["options"] = f"-c statement_timeout={self.statement_timeout_ms}"
         return {
+            # The most recently returned connection is reused first: a busy worker keeps
+            # using its warm connections (no ping, CheckOnCheckout), and the spares age out.
+            "pool_use_lifo": True,
             "pool_size": self.size,
             "max_overflow": self.max_overflow,
             "pool_timeout": self.timeout,
@@ -108,7 +115,9 @@ class PoolSettings:
         }
 
 
-_LAST_USED = "stepwise.last_used"  # the connection record's info: when it was last checked in
+# The connection record's info (cleared when the record gets a new connection).
+_LAST_USED = "stepwise.last_used"  # when it was last checked in
+_FRESH = "stepwise.fresh"  # connected and not checked out yet
 
 
 class CheckOnCheckout:
@@ -118,16 +127,22 @@ class CheckOnCheckout:
     for every unit of work (a refresh grant made six instead of five). Instead:
 
     - A connection the server has closed has something to read: a restart or a terminated
-      backend sends its FATAL message and closes the socket. A zero-timeout ``poll`` of the
-      socket (no round trip) sees that, and such a connection is pinged.
+      backend sends its FATAL message and closes the socket, and the end of the stream stays
+      readable. A zero-timeout ``poll`` of the socket (no round trip) sees that, and such a
+      connection is pinged.
     - A connection idle for ``idle_after`` seconds is pinged whatever its socket says: a host
-      that vanished without closing (a failover's old primary) sends nothing. Under load
-      connections come back within milliseconds, so this costs nothing there; the connection
-      pools of other stacks make the same trade (HikariCP skips its check within 500 ms of
-      the last use).
-    - A failed ping raises ``InvalidatePoolError``: the pool retires this connection and every
-      older one and checks out a new one, as ``pool_pre_ping`` did. A fresh connection is not
-      pinged.
+      that vanished without closing (a failover's old primary) sends nothing. With the LIFO
+      pool, a worker busy at least once a second checks out warm connections only, so this
+      costs nothing there. HikariCP makes a similar trade (no check within 500 ms of the last
+      use, and no socket check).
+    - A new connection is used without a check, as ``pool_pre_ping`` did.
+    - A ping that fails for a lost connection raises ``InvalidatePoolError``: the pool retires
+      this connection and every older one and checks out a new one, as ``pool_pre_ping`` did.
+
+    What this gives up (docs/operations/postgres.md): a connection used within the second
+    whose server's goodbye has not arrived yet (a backend ended at that very moment), or
+    whose address now answers with a reset (a failover), fails its request with a 503, where
+    a ping would have noticed first.
     """
 
     def __init__(self, dialect: Dialect, idle_after: float,
@@ -135,30 +150,38 @@ class CheckOnCheckout:
         self.dialect, self.idle_after, self.monotonic = dialect, idle_after, monotonic
 
     def install(self, engine: Engine) -> None:
-        event.listen(engine, "connect", self.used)
+        event.listen(engine, "connect", self.connected)
         event.listen(engine, "checkin", self.used)
         event.listen(engine, "checkout", self.checkout)
+
+    def connected(self, _dbapi_conn: Any, record: Any) -> None:
+        record.info[_FRESH] = True
+        self.used(_dbapi_conn, record)
 
     def used(self, _dbapi_conn: Any, record: Any) -> None:
         record.info[_LAST_USED] = self.monotonic()
 
     def checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop(_FRESH, False):
+            return
         idle = self.monotonic() - record.info.get(_LAST_USED, float("-inf"))
         if idle < self.idle_after and _nothing_to_read(dbapi_conn):
             return
         try:
             self.dialect.do_ping(dbapi_conn)
         except self.dialect.loaded_dbapi.Error as exc:
+            if not self.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise  # not a lost connection: the engine reports it as any other error
             raise InvalidatePoolError(f"ping failed: {exc!r}") from exc
 
 
 def _nothing_to_read(dbapi_conn: Any) -> bool:
     """Whether an idle connection's socket is quiet: no data, no end of stream, no error.
-    Between units of work the server sends nothing unprompted but its goodbye (and, rarely,
-    a notice or parameter change, for which the ping costs one round trip)."""
+    Between units of work the server sends nothing unprompted but its goodbye (or a NOTIFY,
+    on a connection that LISTENs, which Stepwise's do not; the ping would read it)."""
     try:
         fd = dbapi_conn.fileno()
-    except Exception:  # noqa: BLE001  # a closed connection has no socket
+    except Exception:  # noqa: BLE001  # a lost or closed connection has no socket
         return False
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLPRI)
@@ -181,7 +204,12 @@ def _standby_is_a_disconnect(context: ExceptionContext) -> None:
 class Database:
     """One engine per app; ``session()`` yields a unit of work that commits on success."""
 
-    def __init__(self, url: str, pool: PoolSettings | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: PoolSettings | None = None,
+        monotonic: Callable[[], float] = SYSTEM.monotonic,
+    ) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
@@ -195,7 +223,7 @@ class Database:
         else:
             event.listen(self.engine, "handle_error", _standby_is_a_disconnect)
             idle_after = (pool or PoolSettings()).ping_idle_after
-            CheckOnCheckout(self.engine.dialect, idle_after).install(self.engine)
+            CheckOnCheckout(self.engine.dialect, idle_after, monotonic).install(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._factory, "loaded_as_persistent", _keep)
         event.listen(self._factory, "pending_to_persistent", _keep)
