@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +136,25 @@ def test_bad_requests_get_the_error_the_view_gives(node: Flask, case: str) -> No
     assert headers["content-type"] == "application/json"
 
 
-def test_the_route_answers_without_a_flask_request(node: Flask) -> None:
-    """Flask's request cycle never starts for a token POST; a preflight still goes to Flask."""
-    rp = register(node)
+@contextmanager
+def flask_requests(app: Flask) -> Iterator[list[str]]:
+    """One entry for each request Flask's request cycle starts while the block runs."""
     started: list[str] = []
 
     def seen(sender: Flask, **_: Any) -> None:
         started.append("flask")
 
-    request_started.connect(seen, node)
+    request_started.connect(seen, app)
     try:
+        yield started
+    finally:
+        request_started.disconnect(seen, app)
+
+
+def test_the_route_answers_without_a_flask_request(node: Flask) -> None:
+    """Flask's request cycle never starts for a token POST; a preflight still goes to Flask."""
+    rp = register(node)
+    with flask_requests(node) as started:
         client = node.test_client()
         posted = client.post("/t/acme/token", data={"grant_type": "client_credentials"},
                              auth=(rp.client_id, rp.secret or ""))  # fmt: skip
@@ -155,8 +166,6 @@ def test_the_route_answers_without_a_flask_request(node: Flask) -> None:
         assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST"
         assert started == ["flask"]
         assert client.get("/t/acme/token").status_code == 405
-    finally:
-        request_started.disconnect(seen, node)
 
 
 def access_token(app: Flask, rp: Rp, scope: str = "openid profile email") -> str:
@@ -256,13 +265,7 @@ def test_api_routes_answer_without_a_flask_request(node: Flask) -> None:
     does; HEAD, a preflight and a multipart body go to Flask."""
     rp = register(node)
     access = access_token(node, rp)
-    started: list[str] = []
-
-    def seen(sender: Flask, **_: Any) -> None:
-        started.append("flask")
-
-    request_started.connect(seen, node)
-    try:
+    with flask_requests(node) as started:
         client = node.test_client()
         bearer = {"Authorization": f"Bearer {access}"}
         assert client.get("/t/acme/userinfo", headers=bearer).status_code == 200
@@ -278,5 +281,3 @@ def test_api_routes_answer_without_a_flask_request(node: Flask) -> None:
                                 auth=creds)  # fmt: skip
         assert multipart.status_code == 400 and started == ["flask", "flask"]
         assert multipart.json is not None and multipart.json["error"] == "invalid_request"
-    finally:
-        request_started.disconnect(seen, node)
