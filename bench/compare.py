@@ -253,8 +253,10 @@ def start_stepwise(
     redis_url: str | None = None,
     workers: int = 1,
     cpus: str = "0",
+    source: Path | None = None,
 ) -> Server:
-    """A seeded Stepwise in a fresh instance dir under ``tmp``, pinned to ``cpus``."""
+    """A seeded Stepwise in a fresh instance dir under ``tmp``, pinned to ``cpus``; with
+    ``source``, the ``idp`` package of that checkout (a worktree of another commit)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     home = tmp / name.replace(" ", "-")
@@ -265,6 +267,8 @@ def start_stepwise(
         env["IDP_DATABASE_URL"] = postgres
     if redis_url:
         env["IDP_REDIS_URL"] = redis_url
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     seed(env, TENANT, "user0", PASSWORD)
     made = idp(env, "client", "create", TENANT, "--name", "Bench", "--redirect-uri", CALLBACK,
                "--json")  # fmt: skip
