@@ -77,7 +77,8 @@ class ApiRoutes:
             return self.app(environ, start_response)
         methods, name, answer = ROUTES[match[2]]
         method = environ.get("REQUEST_METHOD", "").upper()  # as werkzeug reads it
-        if method not in methods or environ.get("CONTENT_TYPE", "").startswith("multipart/"):
+        multipart = environ.get("CONTENT_TYPE", "").lower().startswith("multipart/")
+        if method not in methods or multipart:
             # A multipart body is never one of these requests: Flask refuses it as the views
             # do, after its own check of the parts (idp.security.install_form_check).
             return self.app(environ, start_response)

@@ -26,7 +26,7 @@ from idp.metrics import TOKENS
 from idp.oidc import acr, discovery, resources
 from idp.oidc.clients import OAuthClient
 from idp.oidc.context import Context, HttpRequest, HttpResponse
-from idp.oidc.current import context, context_for, issuer_of, request_params
+from idp.oidc.current import context, context_for, issuer_of, params_of
 from idp.oidc.errors import OAuthError
 from idp.oidc.provider import authenticate_client
 from idp.oidc.provider import token_response as run_token_endpoint
@@ -92,7 +92,9 @@ def _document(body: bytes, mimetype: str) -> Response:
 
 
 def _http_request() -> HttpRequest:
-    return http_request(request, current_tenant(), request_params)
+    """A POST's form only: a machine endpoint never takes a browser's bounced parameters
+    (idp.crosssite), as idp.oidc.api_routes does not."""
+    return http_request(request, current_tenant(), lambda: params_of(request.form))
 
 
 def http_request(
@@ -103,7 +105,7 @@ def http_request(
         raise OAuthError("The body must be application/x-www-form-urlencoded.")
     return HttpRequest(
         method=req.method,
-        uri=issuer_of(tenant) + req.path.split(tenant.slug, 1)[1],
+        uri=issuer_of(tenant) + req.path.removeprefix(f"/t/{tenant.slug}"),
         headers=dict(req.headers),
         params=params(),
     )

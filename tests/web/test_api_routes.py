@@ -281,3 +281,63 @@ def test_api_routes_answer_without_a_flask_request(node: Flask) -> None:
                                 auth=creds)  # fmt: skip
         assert multipart.status_code == 400 and started == ["flask", "flask"]
         assert multipart.json is not None and multipart.json["error"] == "invalid_request"
+
+
+def refused_by_both(app: Flask, rp: Rp, access: str) -> None:
+    """UserInfo answers 401 ``invalid_token`` and introspection ``active: false``, through the
+    route and through the view alike."""
+    bearer = {"Authorization": f"Bearer {access}"}
+    (status, headers, _), _ = both(app, method="GET", path="/t/acme/userinfo", headers=bearer)
+    assert status.startswith("401") and 'error="invalid_token"' in headers["www-authenticate"]
+    client_auth = {"Authorization": basic(rp.client_id, rp.secret or "")}
+    (status, _, body), _ = both(app, path="/t/acme/introspect", headers=client_auth,
+                                data={"token": access})  # fmt: skip
+    assert status == "200 OK" and json.loads(body) == {"active": False}
+
+
+def test_a_token_whose_subject_is_not_its_familys_user_is_refused(node: Flask) -> None:
+    """The claims UserInfo releases are the family's user's. A token of alice's family that
+    names bob (as only a holder of the signing key could make) names nobody: before, the
+    user was found by the token's ``sub`` alone, across tenants."""
+    from idp import directory
+    from idp.oidc import tokens
+    from idp.oidc.current import context_for
+
+    rp = register(node)
+    access = access_token(node, rp)
+    s_ = svc(node)
+    with node.app_context(), s_.db.session() as s:
+        tenant = directory.require_tenant(s, "acme")
+        bob = directory.create_user(s, s_.passwords, tenant, "bob", "bob@acme.test", "member",
+                                    PASSWORD)  # fmt: skip
+        ctx = context_for(s, tenant, "-")
+        claims = tokens.verify(access, ctx.verifier(), ctx.issuer, ctx.now,
+                               typ=tokens.ACCESS_TOKEN_TYP)  # fmt: skip
+        forged = tokens.sign(ctx.signer(), {**claims, "sub": bob.sub}, tokens.ACCESS_TOKEN_TYP)
+    refused_by_both(node, rp, forged)
+
+
+def test_another_tenants_token_and_a_token_in_the_query_are_refused(node: Flask) -> None:
+    """A token of tenant beta (its key, its issuer, the claims of an acme token) is nothing
+    at acme; nor is a token in the query string (RFC 6750 2.3, not supported here)."""
+    from idp import directory
+    from idp.oidc import keys, tokens
+    from idp.oidc.current import context_for
+
+    rp = register(node)
+    access = access_token(node, rp)
+    s_ = svc(node)
+    with node.app_context(), s_.db.session() as s:
+        acme = directory.require_tenant(s, "acme")
+        here = context_for(s, acme, "-")
+        claims = tokens.verify(access, here.verifier(), here.issuer, here.now,
+                               typ=tokens.ACCESS_TOKEN_TYP)  # fmt: skip
+        beta = directory.create_tenant(s, "beta", "Beta Inc")
+        keys.ensure_keys(s, s_.cipher, beta)
+        there = context_for(s, beta, "-")
+        foreign = tokens.sign(there.signer(), {**claims, "iss": there.issuer},
+                              tokens.ACCESS_TOKEN_TYP)  # fmt: skip
+    refused_by_both(node, rp, foreign)
+    (status, headers, _), _ = both(node, method="GET", path="/t/acme/userinfo",
+                                   query_string={"access_token": access})  # fmt: skip
+    assert status.startswith("401") and 'error="invalid_token"' in headers["www-authenticate"]
