@@ -161,7 +161,7 @@ def token_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
 TokenAction = Callable[[Context, OAuthClient, str, str | None], dict[str, Any]]
 
 
-def about_a_token(
+def _about_a_token(
     action: TokenAction,
     tenant: Tenant,
     req: HttpRequest,
@@ -185,12 +185,12 @@ def about_a_token(
 
 def revoke_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
     """RFC 7009: 200 for any token, known or not, once the client has authenticated."""
-    return about_a_token(resources.revoke, tenant, req, client_ip)
+    return _about_a_token(resources.revoke, tenant, req, client_ip)
 
 
 def introspect_answer(tenant: Tenant, req: HttpRequest, client_ip: str) -> Response:
     """RFC 7662; only confidential clients may introspect."""
-    return about_a_token(resources.introspect, tenant, req, client_ip, confidential_only=True)
+    return _about_a_token(resources.introspect, tenant, req, client_ip, confidential_only=True)
 
 
 @bp.post("/revoke")
