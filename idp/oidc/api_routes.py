@@ -34,7 +34,6 @@ from idp.document_cache import Environ, StartResponse, WsgiApp
 from idp.errors import as_stepwise
 from idp.oidc import endpoints
 from idp.oidc.context import HttpRequest
-from idp.oidc.current import params_of
 from idp.services import services
 from idp.store.models import Tenant
 from idp.tenancy import SlugConverter, load_tenant
@@ -46,8 +45,7 @@ def _with_form(
     """An endpoint that reads a form (RFC 6749 3.2), as the provider sees the request."""
 
     def run(tenant: Tenant, req: Request, client_ip: str) -> Response:
-        return answer(tenant, endpoints.http_request(req, tenant, lambda: params_of(req.form)),
-                      client_ip)  # fmt: skip
+        return answer(tenant, endpoints.http_request(req, tenant), client_ip)
 
     return run
 

@@ -92,22 +92,19 @@ def _document(body: bytes, mimetype: str) -> Response:
 
 
 def _http_request() -> HttpRequest:
-    """A POST's form only: a machine endpoint never takes a browser's bounced parameters
-    (idp.crosssite), as idp.oidc.api_routes does not."""
-    return http_request(request, current_tenant(), lambda: params_of(request.form))
+    return http_request(request, current_tenant())
 
 
-def http_request(
-    req: Request, tenant: Tenant, params: Callable[[], dict[str, list[str]]]
-) -> HttpRequest:
-    """``req`` as the provider sees it; a POST's body must be a form (RFC 6749 3.2)."""
+def http_request(req: Request, tenant: Tenant) -> HttpRequest:
+    """``req`` as the provider sees it: a POST's body must be a form (RFC 6749 3.2), and its
+    form is all it takes (never a browser's bounced parameters, idp.crosssite)."""
     if req.method == "POST" and req.mimetype not in (FORM, ""):
         raise OAuthError("The body must be application/x-www-form-urlencoded.")
     return HttpRequest(
         method=req.method,
         uri=issuer_of(tenant) + req.path.removeprefix(f"/t/{tenant.slug}"),
         headers=dict(req.headers),
-        params=params(),
+        params=params_of(req.form),
     )
 
 
