@@ -21,6 +21,7 @@ import pytest
 
 from testkit.cluster import Cluster, cluster
 from testkit.faults import (
+    SETTLE,
     FaultRun,
     postgres_restart,
     redis_restart,
@@ -131,8 +132,13 @@ def test_worker_killed_no_secret_is_used_twice(deployment: Deployment) -> None:
     target = deployment.target
     # The last TOTP user is the race's: the load must not spend its time steps.
     load = under_load(replace(target, totp_users=target.totp_users[:-1]))
+    names = {n.name for n in deployment.cluster.nodes}
     try:
         run = worker_kill(load, deployment.cluster, WITNESS, target.totp_users[-1])
+        # The proxy takes a node back only after its health checks pass again, which can be
+        # after the load has settled on the other node: give it that time (a bound, not a
+        # measure), then look.
+        load.wait_for(lambda rs: {r.node for r in rs if r.at >= run.end} >= names, SETTLE)
     finally:
         load.stop()
     winners = run.notes["winners"]
@@ -142,7 +148,7 @@ def test_worker_killed_no_secret_is_used_twice(deployment: Deployment) -> None:
     # A killed worker drops what it held (the proxy's 502); nothing else is allowed.
     check_rules(load, run, dropped=True)
     after = {r.node for r in load.snapshot() if r.at >= run.end and r.node}
-    assert after == {n.name for n in deployment.cluster.nodes}  # both nodes serve again
+    assert after == names  # both nodes serve again
 
 
 def test_sentinel_failover_is_followed_and_keeps_sessions(tmp_path: Path, pg: PgServer) -> None:
